@@ -1,0 +1,1 @@
+"""Pilotfish xDS side: mesh IR to Envoy resources, snapshot cache, ADS server."""
