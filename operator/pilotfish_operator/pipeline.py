@@ -1,0 +1,131 @@
+"""Store changes → (debounced) translation → per-proxy snapshots in the xDS cache.
+
+Changes are merged: the mesh is rebuilt once the store has been quiet for
+`debounce` seconds, or at the latest `max_delay` after the first change, so a
+burst of edits costs one translation. Snapshots are built only for proxies that
+are connected; a proxy that connects gets one at once from the current mesh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from pilotfish_xds import ir
+from pilotfish_xds.cache import SnapshotCache
+from pilotfish_xds.codec import EncodeCache
+from pilotfish_xds.translate import translate as to_envoy
+
+from .store import Store
+from .translate import Options, translate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PushStats:
+    """What the last rebuild cost; read by benchmarks and logs."""
+
+    translate_s: float = 0.0
+    encode_s: float = 0.0
+    proxies: int = 0
+    rebuilds: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        cache: SnapshotCache,
+        options: Options | None = None,
+        debounce: float = 0.1,
+        max_delay: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.options = options or Options()
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self.encoder = EncodeCache()
+        self.mesh = ir.Mesh()
+        self.warnings: list[str] = []
+        self.stats = PushStats()
+        self.built_generation = -1
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self.rebuilt = asyncio.Event()
+        """Set after every rebuild (tests and local mode wait on it)."""
+        cache.on_connect(self._connected)
+
+    def _connected(self, node_id: str, _node: dict[str, object]) -> None:
+        self._pending.add(node_id)
+        self._wake.set()
+
+    def rebuild(self) -> None:
+        """Translate the store now and refresh every connected proxy's snapshot."""
+        t0 = time.perf_counter()
+        generation = self.store.generation
+        result = translate(self.store, self.options)
+        self.mesh, self.warnings = result.mesh, result.warnings
+        t1 = time.perf_counter()
+        self._push(set(self.cache.connected()))
+        self.encoder.sweep()
+        self.built_generation = generation
+        self.stats.translate_s = t1 - t0
+        self.stats.encode_s = time.perf_counter() - t1
+        self.stats.rebuilds += 1
+        log.info(
+            "mesh rebuilt: %d services ports, %d clusters, %d proxies "
+            "(translate %.1f ms, envoy+encode %.1f ms)",
+            len(self.mesh.virtual_hosts),
+            len(self.mesh.clusters),
+            self.stats.proxies,
+            self.stats.translate_s * 1e3,
+            self.stats.encode_s * 1e3,
+        )
+        self.rebuilt.set()
+
+    def _push(self, nodes: set[str]) -> None:
+        by_id = {p.id: p for p in self.mesh.proxies}
+        self.stats.proxies = 0
+        for node in sorted(nodes):
+            proxy = by_id.get(node)
+            if proxy is None:
+                # Unknown to the mesh (yet): it keeps what it has, or waits for its first config.
+                continue
+            self.cache.set(node, to_envoy(self.mesh, proxy, self.encoder))
+            self.stats.proxies += 1
+
+    async def run(self) -> None:
+        watcher = asyncio.create_task(self._watch_store())
+        try:
+            self.rebuild()
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self.store.generation != self.built_generation:
+                    await self._settle()
+                    self._pending.clear()
+                    self.rebuild()
+                elif self._pending:
+                    nodes, self._pending = self._pending, set()
+                    self._push(nodes)
+        finally:
+            watcher.cancel()
+
+    async def _watch_store(self) -> None:
+        while True:
+            await self.store.wait_changed()
+            self._wake.set()
+
+    async def _settle(self) -> None:
+        """Wait until the store has been quiet for `debounce`, or `max_delay` in all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_delay
+        while True:
+            seen = self.store.generation
+            await asyncio.sleep(max(0.0, min(self.debounce, deadline - loop.time())))
+            if self.store.generation == seen or loop.time() >= deadline:
+                return

@@ -1,0 +1,95 @@
+"""Local mode's config source: every *.yaml / *.yml / *.json file in a directory.
+
+The directory is polled (cheap at the sizes local mode is for, and portable);
+a changed file is re-read whole. A file that does not parse is reported and its
+previous objects stay; objects that disappear from a file are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..store import Key, Store
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class FileError(Exception):
+    pass
+
+
+def load_documents(path: Path) -> list[Mapping[str, Any]]:
+    """The objects in one file; `kind: List` items are flattened."""
+    try:
+        docs = list(yaml.safe_load_all(path.read_text()))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise FileError(f"{path}: cannot read: {err}") from err
+    out: list[Mapping[str, Any]] = []
+    for i, doc in enumerate(docs):
+        if doc is None:
+            continue
+        if not isinstance(doc, Mapping):
+            raise FileError(f"{path}: document {i} is not an object")
+        if doc.get("kind") == "List":
+            out.extend(item for item in doc.get("items") or [] if isinstance(item, Mapping))
+        else:
+            out.append(doc)
+    return out
+
+
+class DirectorySource:
+    def __init__(self, directory: Path, store: Store, interval: float = 0.25) -> None:
+        self.directory = directory
+        self.store = store
+        self.interval = interval
+        self._stamps: dict[Path, tuple[int, int]] = {}
+        self._keys: dict[Path, set[Key]] = {}
+        self.file_errors: dict[Path, str] = {}
+
+    def _files(self) -> dict[Path, tuple[int, int]]:
+        out = {}
+        for path in sorted(self.directory.rglob("*")):
+            if path.suffix in SUFFIXES and path.is_file():
+                st = path.stat()
+                out[path] = (st.st_mtime_ns, st.st_size)
+        return out
+
+    def scan(self) -> bool:
+        """Apply what changed since the last scan; True if any file changed."""
+        files = self._files()
+        changed = False
+        for path in self._stamps.keys() - files.keys():
+            for key in self._keys.pop(path, set()):
+                self.store.delete(key)
+            self.file_errors.pop(path, None)
+            changed = True
+        for path, stamp in files.items():
+            if self._stamps.get(path) == stamp:
+                continue
+            changed = True
+            try:
+                docs = load_documents(path)
+            except FileError as err:
+                log.error("%s (keeping its previous objects)", err)
+                self.file_errors[path] = str(err)
+                continue
+            self.file_errors.pop(path, None)
+            keys = {self.store.apply(doc) for doc in docs}
+            for gone in self._keys.get(path, set()) - keys:
+                self.store.delete(gone)
+            self._keys[path] = keys
+        self._stamps = files
+        return changed
+
+    async def run(self) -> None:
+        while True:
+            self.scan()
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,171 @@
+"""Services and their endpoints, from EndpointSlices or (local mode) from pods.
+
+In a cluster, Kubernetes' endpoint controller writes EndpointSlices and we read
+them. Local mode has no such controller, so a Service without slices gets its
+endpoints the way that controller would pick them: pods matching the selector.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..api import EndpointSlice, Pod, Service
+from ..injection import decide
+from ..store import Store
+from .hosts import Names
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+INBOUND_PORT = 15006
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One endpoint of one service port, with what subsets select on."""
+
+    address: str
+    port: int
+    healthy: bool
+    labels: dict[str, str] = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str
+    port: int
+    target: int | str
+
+
+@dataclass
+class ServiceInfo:
+    name: str
+    namespace: str
+    hostname: str
+    ports: list[ServicePort]
+    selector: dict[str, str]
+    backends: dict[int, list[Backend]]
+    """Service port → its endpoints."""
+
+
+@dataclass
+class Workloads:
+    """Pods and whether each has a sidecar."""
+
+    pods: dict[tuple[str, str], Pod]
+    injected: set[tuple[str, str]]
+
+    @classmethod
+    def of(cls, store: Store) -> Workloads:
+        ns_labels = {n.name: dict(n.metadata.labels) for n in store.of_kind("Namespace")}
+        pods = {(p.namespace, p.name): p for p in store.of_kind("Pod") if isinstance(p, Pod)}
+        injected = {
+            key
+            for key, p in pods.items()
+            if decide(key[0], ns_labels.get(key[0], {}), dict(p.metadata.labels)).inject
+        }
+        return cls(pods, injected)
+
+
+def target_port(pod: Pod, target: int | str) -> int | None:
+    if isinstance(target, int):
+        return target
+    for container in pod.spec.containers:
+        for p in container.ports:
+            if p.name == target:
+                return p.container_port
+    return None
+
+
+def pod_ready(pod: Pod) -> bool:
+    if pod.status is None or not pod.status.pod_ip:
+        return False
+    if pod.status.phase not in (None, "Running"):
+        return False
+    return all(c.status == "True" for c in pod.status.conditions if c.type == "Ready")
+
+
+def _from_pods(
+    svc: Service, ports: list[ServicePort], workloads: Workloads, local: bool
+) -> dict[int, list[Backend]]:
+    out: dict[int, list[Backend]] = {p.port: [] for p in ports}
+    selector = dict(svc.spec.selector or {})
+    if not selector:
+        return out
+    for (ns, _), pod in sorted(workloads.pods.items()):
+        labels = dict(pod.metadata.labels)
+        if ns != svc.namespace or any(labels.get(k) != v for k, v in selector.items()):
+            continue
+        if pod.status is None or not pod.status.pod_ip:
+            continue
+        for sp in ports:
+            port = target_port(pod, sp.target)
+            if port is None:
+                continue
+            if local and (ns, pod.name) in workloads.injected:
+                port = INBOUND_PORT  # local mode: peers reach the app through its sidecar
+            out[sp.port].append(Backend(pod.status.pod_ip, port, pod_ready(pod), labels))
+    return out
+
+
+def _from_slices(
+    slices: list[EndpointSlice], ports: list[ServicePort], workloads: Workloads, local: bool
+) -> dict[int, list[Backend]]:
+    out: dict[int, list[Backend]] = {p.port: [] for p in ports}
+    for sl in slices:
+        for sp in ports:
+            slice_port = next((p.port for p in sl.ports if (p.name or "") == sp.name), None)
+            if slice_port is None:
+                continue
+            for ep in sl.endpoints:
+                # Kubernetes clears `ready` on terminating endpoints: they are kept but
+                # unhealthy, so Envoy sends them nothing new while others can serve.
+                healthy = ep.conditions is None or ep.conditions.ready is not False
+                labels: dict[str, str] = {}
+                pod_key = None
+                ref = ep.target_ref
+                if ref is not None and ref.kind == "Pod" and ref.name:
+                    pod_key = (ref.namespace or sl.namespace, ref.name)
+                    pod = workloads.pods.get(pod_key)
+                    labels = dict(pod.metadata.labels) if pod else {}
+                port = slice_port
+                if local and pod_key in workloads.injected:
+                    port = INBOUND_PORT
+                for address in ep.addresses:
+                    out[sp.port].append(Backend(address, port, healthy, labels))
+    return out
+
+
+def services(store: Store, names: Names, workloads: Workloads, local: bool) -> list[ServiceInfo]:
+    slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
+    for sl in store.of_kind("EndpointSlice"):
+        assert isinstance(sl, EndpointSlice)
+        owner = sl.metadata.labels.get(SERVICE_NAME_LABEL)
+        if owner:
+            slices[(sl.namespace, owner)].append(sl)
+    out = []
+    for svc in sorted(store.of_kind("Service"), key=lambda s: s.key):
+        assert isinstance(svc, Service)
+        ports = [
+            ServicePort(
+                p.name or "", p.port, p.target_port if p.target_port is not None else p.port
+            )
+            for p in svc.spec.ports
+            if (p.protocol or "TCP") == "TCP"
+        ]
+        own = slices.get((svc.namespace, svc.name))
+        backends = (
+            _from_slices(own, ports, workloads, local)
+            if own
+            else _from_pods(svc, ports, workloads, local)
+        )
+        out.append(
+            ServiceInfo(
+                name=svc.name,
+                namespace=svc.namespace,
+                hostname=names.service(svc.name, svc.namespace),
+                ports=ports,
+                selector=dict(svc.spec.selector or {}),
+                backends=backends,
+            )
+        )
+    return out

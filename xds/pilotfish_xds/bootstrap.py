@@ -1,0 +1,76 @@
+"""The Envoy bootstrap a sidecar starts with: who it is and where its ADS server is.
+
+Local mode writes it to a file; in-cluster injection renders the same document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .translate.listeners import ADMIN_PORT
+
+XDS_CLUSTER = "xds-grpc"
+
+
+def bootstrap(
+    node_id: str,
+    *,
+    namespace: str,
+    pod: str,
+    labels: dict[str, str],
+    xds_host: str,
+    xds_port: int,
+    admin_host: str = "127.0.0.1",
+    admin_port: int = ADMIN_PORT,
+    delta: bool = False,
+) -> dict[str, Any]:
+    """A JSON-able bootstrap: ADS over gRPC for CDS/LDS (and through them EDS/RDS)."""
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    return {
+        "node": {
+            "id": node_id,
+            "cluster": f"{labels.get('app', pod)}.{namespace}",
+            "metadata": {"NAMESPACE": namespace, "POD_NAME": pod, "LABELS": labels},
+        },
+        "admin": {"address": _socket(admin_host, admin_port)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": True,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {
+            "clusters": [
+                {
+                    "name": XDS_CLUSTER,
+                    "type": "STRICT_DNS",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/"
+                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        }
+                    },
+                    "load_assignment": {
+                        "cluster_name": XDS_CLUSTER,
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {"endpoint": {"address": _socket(xds_host, xds_port)}}
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ]
+        },
+    }
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}

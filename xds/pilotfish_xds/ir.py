@@ -1,0 +1,272 @@
+"""The mesh IR: plain frozen data between API translation and Envoy translation.
+
+The operator side resolves Istio semantics (host names, subsets, which
+VirtualService applies, endpoint selection) into these values; the xDS side turns
+them into Envoy resources for one proxy at a time. Everything here is hashable, so
+the encoder can cache Envoy bytes per IR value and re-encode only what changed.
+Per-proxy decisions that depend on who is asking (source labels and namespace,
+exportTo, short host names) are carried as data and evaluated on the xDS side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+Labels = tuple[tuple[str, str], ...]
+"""Sorted (key, value) pairs: a hashable label map."""
+
+MatchKind = Literal["exact", "prefix", "regex"]
+
+
+def labels_of(mapping: dict[str, str] | None) -> Labels:
+    return tuple(sorted((mapping or {}).items()))
+
+
+def labels_match(selector: Labels, labels: Labels) -> bool:
+    have = dict(labels)
+    return all(have.get(k) == v for k, v in selector)
+
+
+# ---------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatch:
+    kind: MatchKind
+    value: str
+    ignore_case: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderMatch:
+    """A request header condition; pseudo-headers (:authority, :method, :scheme) too.
+
+    `match` None means the header must be present (or absent when `invert`).
+    """
+
+    name: str
+    match: StringMatch | None = None
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMatch:
+    name: str
+    match: StringMatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSelector:
+    """Which client proxies a match applies to (Istio's sourceLabels/sourceNamespace)."""
+
+    labels: Labels = ()
+    namespace: str | None = None
+
+    def selects(self, namespace: str, labels: Labels) -> bool:
+        if self.namespace is not None and self.namespace != namespace:
+            return False
+        return labels_match(self.labels, labels)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    path: StringMatch | None = None
+    headers: tuple[HeaderMatch, ...] = ()
+    query: tuple[QueryMatch, ...] = ()
+    source: SourceSelector | None = None
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOps:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    request: HeaderOps = HeaderOps()
+    response: HeaderOps = HeaderOps()
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedCluster:
+    cluster: str
+    weight: int
+    headers: Headers = Headers()
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    prefix: str | None = None
+    regex: tuple[str, str] | None = None
+    """(pattern, substitution)"""
+    authority: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HashPolicy:
+    """One consistent-hash key, from the destination's DestinationRule."""
+
+    kind: Literal["header", "cookie", "source_ip", "query"]
+    name: str = ""
+    cookie_ttl: timedelta | None = None
+    cookie_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    clusters: tuple[WeightedCluster, ...]
+    rewrite: Rewrite | None = None
+    hash_policy: tuple[HashPolicy, ...] = ()
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    path: str | None = None
+    authority: str | None = None
+    scheme: str | None = None
+    port: int | None = None
+    code: int = 301
+
+
+@dataclass(frozen=True, slots=True)
+class DirectResponse:
+    status: int
+    body: str | None = None
+
+
+Action = Forward | Redirect | DirectResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    """Where it came from: `<ns>/<virtualservice>/http/<i>/match/<j>` or `default`."""
+    match: RouteMatch
+    action: Action
+    headers: Headers = Headers()
+
+
+# ---------------------------------------------------------------- services
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHost:
+    """HTTP routing for one service port, as seen by clients."""
+
+    hostname: str
+    """Fully qualified: reviews.default.svc.cluster.local"""
+    port: int
+    namespace: str
+    aliases: tuple[str, ...]
+    """Other names usable from any namespace (reviews.default.svc, reviews.default)."""
+    short_name: str | None
+    """Usable only from the service's own namespace (reviews)."""
+    routes: tuple[Route, ...]
+    export_to: tuple[str, ...] = ("*",)
+
+    @property
+    def name(self) -> str:
+        return f"{self.hostname}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str
+    port: int
+    healthy: bool = True
+
+
+LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RING_HASH", "MAGLEV"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancer:
+    policy: LbPolicy = "ROUND_ROBIN"
+    ring_size: int | None = None
+    table_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """One upstream: a service port, or one subset of it."""
+
+    hostname: str
+    port: int
+    subset: str
+    namespace: str
+    endpoints: tuple[Endpoint, ...]
+    lb: LoadBalancer = LoadBalancer()
+    connect_timeout: timedelta = timedelta(seconds=10)
+    export_to: tuple[str, ...] = ("*",)
+
+    @property
+    def name(self) -> str:
+        return outbound_cluster_name(self.hostname, self.port, self.subset)
+
+
+def outbound_cluster_name(hostname: str, port: int, subset: str = "") -> str:
+    return f"outbound|{port}|{subset}|{hostname}"
+
+
+def inbound_cluster_name(port: int) -> str:
+    return f"inbound|{port}||"
+
+
+def visible(export_to: tuple[str, ...], owner_namespace: str, namespace: str) -> bool:
+    """Istio's exportTo: '*' everyone, '.' the owner's namespace, or named namespaces."""
+    for entry in export_to:
+        if entry == "*" or entry == namespace:
+            return True
+        if entry == "." and owner_namespace == namespace:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- proxies
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A service port that reaches this workload, and the app port it lands on."""
+
+    hostname: str
+    aliases: tuple[str, ...]
+    short_name: str | None
+    service_port: int
+    target_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """One sidecar: the workload it fronts and how traffic reaches it."""
+
+    id: str
+    name: str
+    namespace: str
+    ip: str
+    labels: Labels = ()
+    app_ports: tuple[int, ...] = ()
+    inbound: tuple[Inbound, ...] = ()
+    capture: Literal["local"] = "local"
+    """`local`: no iptables; clients use ip:15001 as an HTTP proxy, peers ip:15006."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mesh:
+    virtual_hosts: tuple[VirtualHost, ...] = ()
+    clusters: tuple[Cluster, ...] = ()
+    proxies: tuple[Proxy, ...] = field(default=())
+
+    def proxy(self, proxy_id: str) -> Proxy | None:
+        return next((p for p in self.proxies if p.id == proxy_id), None)

@@ -1,0 +1,87 @@
+"""IR clusters and endpoints → Envoy Cluster and ClusterLoadAssignment messages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from envoy_data_plane.envoy.config.cluster import v3 as cluster
+from envoy_data_plane.envoy.config.core.v3 import (
+    Address,
+    AggregatedConfigSource,
+    ApiVersion,
+    ConfigSource,
+    HealthStatus,
+    SocketAddress,
+)
+from envoy_data_plane.envoy.config.endpoint.v3 import (
+    ClusterLoadAssignment,
+    LbEndpoint,
+    LocalityLbEndpoints,
+)
+from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
+
+from .. import ir
+
+_POLICY = {
+    "ROUND_ROBIN": cluster.ClusterLbPolicy.ROUND_ROBIN,
+    "LEAST_REQUEST": cluster.ClusterLbPolicy.LEAST_REQUEST,
+    "RANDOM": cluster.ClusterLbPolicy.RANDOM,
+    "RING_HASH": cluster.ClusterLbPolicy.RING_HASH,
+    "MAGLEV": cluster.ClusterLbPolicy.MAGLEV,
+}
+
+
+def ads() -> ConfigSource:
+    return ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
+
+
+def socket_address(address: str, port: int) -> Address:
+    return Address(socket_address=SocketAddress(address=address, port_value=port))
+
+
+def outbound_cluster(c: ir.Cluster) -> cluster.Cluster:
+    out = cluster.Cluster(name=c.name, connect_timeout=c.connect_timeout)
+    if c.lb.policy == "PASSTHROUGH":
+        # No load balancing: the destination comes with the request. Local mode has no
+        # original destination address, so the x-envoy-original-dst-host header names it.
+        out.type = cluster.ClusterDiscoveryType.ORIGINAL_DST
+        out.lb_policy = cluster.ClusterLbPolicy.CLUSTER_PROVIDED
+        out.original_dst_lb_config = cluster.ClusterOriginalDstLbConfig(use_http_header=True)
+        return out
+    out.type = cluster.ClusterDiscoveryType.EDS
+    out.eds_cluster_config = cluster.ClusterEdsClusterConfig(eds_config=ads(), service_name=c.name)
+    out.lb_policy = _POLICY[c.lb.policy]
+    if c.lb.policy == "RING_HASH" and c.lb.ring_size:
+        out.ring_hash_lb_config = cluster.ClusterRingHashLbConfig(minimum_ring_size=c.lb.ring_size)
+    if c.lb.policy == "MAGLEV" and c.lb.table_size:
+        out.maglev_lb_config = cluster.ClusterMaglevLbConfig(table_size=c.lb.table_size)
+    return out
+
+
+def load_assignment(name: str, endpoints: tuple[ir.Endpoint, ...]) -> ClusterLoadAssignment:
+    return ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[
+            LocalityLbEndpoints(
+                lb_endpoints=[
+                    LbEndpoint(
+                        endpoint=EnvoyEndpoint(address=socket_address(e.address, e.port)),
+                        health_status=HealthStatus.HEALTHY if e.healthy else HealthStatus.UNHEALTHY,
+                    )
+                    for e in endpoints
+                ]
+            )
+        ]
+        if endpoints
+        else [],
+    )
+
+
+def inbound_cluster(ip: str, port: int) -> cluster.Cluster:
+    name = ir.inbound_cluster_name(port)
+    return cluster.Cluster(
+        name=name,
+        type=cluster.ClusterDiscoveryType.STATIC,
+        connect_timeout=timedelta(seconds=10),
+        load_assignment=load_assignment(name, (ir.Endpoint(ip, port),)),
+    )

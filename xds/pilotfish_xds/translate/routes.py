@@ -1,0 +1,135 @@
+"""IR virtual hosts and routes → Envoy VirtualHost messages."""
+
+from __future__ import annotations
+
+from envoy_data_plane.envoy.config.core.v3 import (
+    DataSource,
+    HeaderValue,
+    HeaderValueOption,
+    HeaderValueOptionHeaderAppendAction,
+)
+from envoy_data_plane.envoy.config.route import v3 as route
+from envoy_data_plane.envoy.type.matcher.v3 import RegexMatchAndSubstitute
+
+from .. import ir
+from .matchers import regex, route_match
+
+_SET = HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
+_ADD = HeaderValueOptionHeaderAppendAction.APPEND_IF_EXISTS_OR_ADD
+
+
+def header_options(ops: ir.HeaderOps) -> list[HeaderValueOption]:
+    return [
+        HeaderValueOption(header=HeaderValue(key=k, value=v), append_action=_SET)
+        for k, v in ops.set
+    ] + [
+        HeaderValueOption(header=HeaderValue(key=k, value=v), append_action=_ADD)
+        for k, v in ops.add
+    ]
+
+
+def _hash_policy(h: ir.HashPolicy) -> route.RouteActionHashPolicy:
+    if h.kind == "header":
+        return route.RouteActionHashPolicy(
+            header=route.RouteActionHashPolicyHeader(header_name=h.name)
+        )
+    if h.kind == "cookie":
+        return route.RouteActionHashPolicy(
+            cookie=route.RouteActionHashPolicyCookie(
+                name=h.name, ttl=h.cookie_ttl, path=h.cookie_path or ""
+            )
+        )
+    if h.kind == "query":
+        return route.RouteActionHashPolicy(
+            query_parameter=route.RouteActionHashPolicyQueryParameter(name=h.name)
+        )
+    return route.RouteActionHashPolicy(
+        connection_properties=route.RouteActionHashPolicyConnectionProperties(source_ip=True)
+    )
+
+
+def _forward(f: ir.Forward) -> route.RouteAction:
+    action = route.RouteAction(
+        hash_policy=[_hash_policy(h) for h in f.hash_policy],
+        timeout=f.timeout,
+    )
+    # One destination without its own header ops is a plain cluster; Istio does the same.
+    only = f.clusters[0]
+    if len(f.clusters) == 1 and not (only.headers.request or only.headers.response):
+        action.cluster = only.cluster
+    else:
+        action.weighted_clusters = route.WeightedCluster(
+            clusters=[
+                route.WeightedClusterClusterWeight(
+                    name=wc.cluster,
+                    weight=wc.weight,
+                    request_headers_to_add=header_options(wc.headers.request),
+                    request_headers_to_remove=list(wc.headers.request.remove),
+                    response_headers_to_add=header_options(wc.headers.response),
+                    response_headers_to_remove=list(wc.headers.response.remove),
+                )
+                for wc in f.clusters
+            ]
+        )
+    if f.rewrite is not None:
+        if f.rewrite.prefix is not None:
+            action.prefix_rewrite = f.rewrite.prefix
+        if f.rewrite.regex is not None:
+            pattern, substitution = f.rewrite.regex
+            action.regex_rewrite = RegexMatchAndSubstitute(
+                pattern=regex(pattern), substitution=substitution
+            )
+        if f.rewrite.authority is not None:
+            action.host_rewrite_literal = f.rewrite.authority
+    return action
+
+
+_REDIRECT_CODES = {
+    301: route.RedirectActionRedirectResponseCode.MOVED_PERMANENTLY,
+    302: route.RedirectActionRedirectResponseCode.FOUND,
+    303: route.RedirectActionRedirectResponseCode.SEE_OTHER,
+    307: route.RedirectActionRedirectResponseCode.TEMPORARY_REDIRECT,
+    308: route.RedirectActionRedirectResponseCode.PERMANENT_REDIRECT,
+}
+
+
+def _redirect(r: ir.Redirect) -> route.RedirectAction:
+    action = route.RedirectAction(response_code=_REDIRECT_CODES.get(r.code, _REDIRECT_CODES[301]))
+    if r.path is not None:
+        action.path_redirect = r.path
+    if r.authority is not None:
+        action.host_redirect = r.authority
+    if r.scheme is not None:
+        action.scheme_redirect = r.scheme
+    if r.port is not None:
+        action.port_redirect = r.port
+    return action
+
+
+def envoy_route(r: ir.Route) -> route.Route:
+    out = route.Route(
+        name=r.name,
+        match=route_match(r.match),
+        request_headers_to_add=header_options(r.headers.request),
+        request_headers_to_remove=list(r.headers.request.remove),
+        response_headers_to_add=header_options(r.headers.response),
+        response_headers_to_remove=list(r.headers.response.remove),
+    )
+    a = r.action
+    if isinstance(a, ir.Forward):
+        out.route = _forward(a)
+    elif isinstance(a, ir.Redirect):
+        out.redirect = _redirect(a)
+    else:
+        out.direct_response = route.DirectResponseAction(
+            status=a.status, body=DataSource(inline_string=a.body) if a.body is not None else None
+        )
+    return out
+
+
+def virtual_host(
+    name: str, domains: tuple[str, ...], routes: tuple[ir.Route, ...]
+) -> route.VirtualHost:
+    return route.VirtualHost(
+        name=name, domains=list(domains), routes=[envoy_route(r) for r in routes]
+    )

@@ -1,0 +1,66 @@
+"""What one proxy sees of the mesh: exportTo, source-scoped routes, host names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .. import ir
+
+Domains = tuple[str, ...]
+
+
+def _default_ports(items: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Per host name, the port a bare `Host: name` means: 80 when served, else the lowest."""
+    ports: dict[str, set[int]] = {}
+    for host, port in items:
+        ports.setdefault(host, set()).add(port)
+    return {h: 80 if 80 in p else min(p) for h, p in ports.items()}
+
+
+def _domains(names: Iterable[str], port: int, bare: bool) -> Domains:
+    names = list(dict.fromkeys(names))
+    out = [f"{n}:{port}" for n in names]
+    if bare:
+        out += names
+    return tuple(out)
+
+
+def outbound_virtual_hosts(
+    mesh: ir.Mesh, proxy: ir.Proxy
+) -> list[tuple[ir.VirtualHost, Domains, tuple[ir.Route, ...]]]:
+    """Each visible virtual host with the domains and routes it has for this proxy."""
+    seen = [
+        vh for vh in mesh.virtual_hosts if ir.visible(vh.export_to, vh.namespace, proxy.namespace)
+    ]
+    defaults = _default_ports((vh.hostname, vh.port) for vh in seen)
+    out = []
+    for vh in seen:
+        names = [vh.hostname, *vh.aliases]
+        if vh.short_name and vh.namespace == proxy.namespace:
+            names.append(vh.short_name)
+        routes = tuple(
+            r
+            for r in vh.routes
+            if r.match.source is None or r.match.source.selects(proxy.namespace, proxy.labels)
+        )
+        out.append((vh, _domains(names, vh.port, defaults[vh.hostname] == vh.port), routes))
+    return out
+
+
+def visible_clusters(mesh: ir.Mesh, proxy: ir.Proxy) -> list[ir.Cluster]:
+    return [c for c in mesh.clusters if ir.visible(c.export_to, c.namespace, proxy.namespace)]
+
+
+def inbound_virtual_hosts(proxy: ir.Proxy) -> list[tuple[str, Domains, int]]:
+    """(name, domains, app port) per service port reaching this workload, de-duplicated."""
+    defaults = _default_ports((i.hostname, i.service_port) for i in proxy.inbound)
+    taken: set[str] = set()
+    out = []
+    for i in proxy.inbound:
+        names = [i.hostname, *i.aliases, *([i.short_name] if i.short_name else [])]
+        bare = defaults[i.hostname] == i.service_port
+        domains = tuple(d for d in _domains(names, i.service_port, bare) if d not in taken)
+        taken.update(domains)
+        if domains:
+            out.append((f"inbound|{i.hostname}:{i.service_port}", domains, i.target_port))
+    return out
