@@ -1,0 +1,234 @@
+"""A mesh in local mode for end-to-end tests: real Envoy sidecars, real HTTP
+backends (the echo server) in their own processes, real requests.
+
+Each test gets its own loopback /24 (127.<a>.<b>.0), so leftovers of one test
+can never answer another's requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import itertools
+import json
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pilotfish_operator.local.runner import LocalMesh
+
+_subnets = itertools.count(1)
+SYNC_TIMEOUT = 30.0
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def served_by(self) -> str | None:
+        return self.headers.get("x-served-by")
+
+
+@dataclass
+class Harness:
+    workdir: Path
+    subnet: str
+    mesh: LocalMesh | None = None
+    _task: asyncio.Task[None] | None = None
+    _backends: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, tmp_path: Path) -> Harness:
+        n = next(_subnets)
+        config = tmp_path / "config"
+        config.mkdir()
+        return cls(tmp_path, f"127.{100 + n // 250}.{n % 250}")
+
+    @property
+    def config(self) -> Path:
+        return self.workdir / "config"
+
+    def ip(self, host: int) -> str:
+        return f"{self.subnet}.{host}"
+
+    # ---------------------------------------------------------------- config
+
+    def write(self, name: str, *objects: dict[str, Any]) -> None:
+        """Write (or replace) one file of the config directory."""
+        path = self.config / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump_all(list(objects)))
+        tmp.replace(path)
+
+    def write_text(self, name: str, text: str) -> None:
+        (self.config / name).write_text(text)
+
+    def remove(self, name: str) -> None:
+        (self.config / name).unlink()
+
+    # ---------------------------------------------------------------- processes
+
+    def backend(self, name: str, ip: str, port: int, delay: float = 0.0) -> None:
+        """An echo server that answers with its name (header x-served-by)."""
+        args = [sys.executable, "-m", "pilotfish_operator.local.echo", "--name", name]
+        args += ["--listen", f"{ip}:{port}", "--delay", str(delay)]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", f"backend {name} did not start"
+        self._backends.append(proc)
+
+    async def start(self) -> None:
+        self.mesh = LocalMesh(
+            self.config,
+            state=self.workdir / "state.json",
+            workdir=self.workdir,
+            debounce=0.05,
+        )
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(self.mesh.run(ready))
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait(
+            {waiter, self._task}, timeout=SYNC_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._task in done:
+            self._task.result()
+        assert waiter in done, "sidecars did not all acknowledge their first config"
+
+    async def synced(self, after: int | None = None) -> None:
+        """Wait until the config directory's current content is in every sidecar."""
+        assert self.mesh is not None
+        self.mesh.source.scan()
+        await asyncio.wait_for(
+            self.mesh.wait_synced(after if after is not None else -1), SYNC_TIMEOUT
+        )
+
+    async def apply(self, name: str, *objects: dict[str, Any]) -> None:
+        """Write a file and wait until every sidecar acknowledged the result."""
+        assert self.mesh is not None
+        before = self.mesh.store.generation
+        self.write(name, *objects)
+        self.mesh.source.scan()
+        if self.mesh.store.generation == before:
+            await self.synced()
+        else:
+            await self.synced(before)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for proc in self._backends:
+            proc.terminate()
+            proc.wait()
+
+    # ---------------------------------------------------------------- traffic
+
+    async def get(
+        self,
+        client_ip: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        method: str = "GET",
+    ) -> Response:
+        """One request through the client's sidecar (ip:15001, as an HTTP proxy)."""
+        return await asyncio.to_thread(_request, f"{client_ip}:15001", url, headers or {}, method)
+
+    async def direct(self, address: str, path: str = "/", headers: dict[str, str] | None = None) -> Response:
+        """One request straight to host:port (a sidecar's inbound port, a plain pod)."""
+        return await asyncio.to_thread(_request, address, path, headers or {}, "GET")
+
+    async def split(
+        self, client_ip: str, url: str, n: int, headers: dict[str, str] | None = None
+    ) -> Counter[str]:
+        """n requests from a separate process; how many each backend answered."""
+        args = [sys.executable, "-m", "pilotfish_operator.local.load"]
+        args += ["--proxy", f"{client_ip}:15001", "--url", url, "-n", str(n)]
+        for k, v in (headers or {}).items():
+            args += ["-H", f"{k}: {v}"]
+        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 300)
+        assert proc.returncode == 0
+        return Counter(json.loads(out))
+
+
+def _request(address: str, url: str, headers: dict[str, str], method: str) -> Response:
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        if url.startswith("http://"):
+            headers = {"host": url.split("/")[2], **headers}
+        conn.request(method, url, headers=headers)
+        r = conn.getresponse()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------- objects
+
+
+def namespace(name: str, injected: bool = True) -> dict[str, Any]:
+    labels = {"mesh-injection": "enabled"} if injected else {}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def pod(
+    name: str,
+    ns: str,
+    ip: str,
+    labels: dict[str, str],
+    ports: tuple[int, ...] = (),
+    inject: bool | None = None,
+) -> dict[str, Any]:
+    labels = dict(labels)
+    if inject is not None:
+        labels["sidecar.pilotfish.io/inject"] = "true" if inject else "false"
+    container: dict[str, Any] = {"name": "app", "image": "test"}
+    if ports:
+        container["ports"] = [{"containerPort": p} for p in ports]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"containers": [container]},
+        "status": {"podIP": ip, "phase": "Running"},
+    }
+
+
+def service(
+    name: str, ns: str, selector: dict[str, str], ports: dict[int, int] | tuple[int, ...]
+) -> dict[str, Any]:
+    """ports: service port → target port (or a tuple of ports that are both)."""
+    mapping = ports if isinstance(ports, dict) else {p: p for p in ports}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": f"http-{p}", "port": p, "targetPort": t} for p, t in mapping.items()],
+        },
+    }
+
+
+def istio(kind: str, name: str, ns: str, spec: dict[str, Any], version: str = "v1") -> dict[str, Any]:
+    return {
+        "apiVersion": f"networking.istio.io/{version}",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
