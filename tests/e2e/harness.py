@@ -147,7 +147,9 @@ class Harness:
         """One request through the client's sidecar (ip:15001, as an HTTP proxy)."""
         return await asyncio.to_thread(_request, f"{client_ip}:15001", url, headers or {}, method)
 
-    async def direct(self, address: str, path: str = "/", headers: dict[str, str] | None = None) -> Response:
+    async def direct(
+        self, address: str, path: str = "/", headers: dict[str, str] | None = None
+    ) -> Response:
         """One request straight to host:port (a sidecar's inbound port, a plain pod)."""
         return await asyncio.to_thread(_request, address, path, headers or {}, "GET")
 
@@ -220,12 +222,16 @@ def service(
         "metadata": {"name": name, "namespace": ns},
         "spec": {
             "selector": selector,
-            "ports": [{"name": f"http-{p}", "port": p, "targetPort": t} for p, t in mapping.items()],
+            "ports": [
+                {"name": f"http-{p}", "port": p, "targetPort": t} for p, t in mapping.items()
+            ],
         },
     }
 
 
-def istio(kind: str, name: str, ns: str, spec: dict[str, Any], version: str = "v1") -> dict[str, Any]:
+def istio(
+    kind: str, name: str, ns: str, spec: dict[str, Any], version: str = "v1"
+) -> dict[str, Any]:
     return {
         "apiVersion": f"networking.istio.io/{version}",
         "kind": kind,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Tag
 
 Labels = tuple[tuple[str, str], ...]
 """Sorted (key, value) pairs: a hashable label map."""
@@ -145,7 +147,19 @@ class DirectResponse:
     body: str | None = None
 
 
-Action = Forward | Redirect | DirectResponse
+def _action_kind(value: object) -> str:
+    """Tells the three actions apart when the IR is read back from YAML (golden tests)."""
+    if isinstance(value, dict):
+        return "forward" if "clusters" in value else "direct" if "status" in value else "redirect"
+    return {Forward: "forward", DirectResponse: "direct"}.get(type(value), "redirect")
+
+
+Action = Annotated[
+    Annotated[Forward, Tag("forward")]
+    | Annotated[Redirect, Tag("redirect")]
+    | Annotated[DirectResponse, Tag("direct")],
+    Discriminator(_action_kind),
+]
 
 
 @dataclass(frozen=True, slots=True)

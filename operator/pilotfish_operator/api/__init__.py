@@ -1,0 +1,122 @@
+"""Typed, validated API objects: Istio's networking kinds and the Kubernetes kinds the mesh reads.
+
+``parse(obj)`` turns one decoded YAML/JSON object into a model or raises ``ConfigError`` naming
+the object, the field path and the reason. No Kubernetes client imports: local mode uses this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import ConfigError, Problem, format_path, problems_from
+from .kube import (
+    Container,
+    ContainerPort,
+    Endpoint,
+    EndpointConditions,
+    EndpointPort,
+    EndpointSlice,
+    Namespace,
+    Node,
+    ObjectReference,
+    Pod,
+    PodCondition,
+    PodSpec,
+    PodStatus,
+    Service,
+    ServiceAccount,
+    ServicePort,
+    ServiceSpec,
+)
+from .meta import Duration, IstioModel, IstioResource, KubeModel, ObjectMeta, Resource
+from .networking import *  # noqa: F403 - the Istio message classes are the public surface
+from .networking import NETWORKING_VERSIONS, DestinationRule, VirtualService
+from .networking import __all__ as _networking_all
+
+# kind -> model. Kinds are unique among what we read; parse() checks the apiVersion.
+KINDS: dict[str, type[Resource]] = {}
+
+
+def register(cls: type[Resource]) -> type[Resource]:
+    """Make parse() recognise another top-level kind (usable as a class decorator)."""
+    KINDS[cls.KIND] = cls
+    return cls
+
+
+for _cls in (
+    VirtualService,
+    DestinationRule,
+    Namespace,
+    Service,
+    Pod,
+    EndpointSlice,
+    ServiceAccount,
+    Node,
+):
+    register(_cls)
+
+
+def _identity(obj: Mapping[str, Any], cls: type[Resource] | None) -> tuple[str, str, str]:
+    kind = obj.get("kind")
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    name, namespace = meta.get("name"), meta.get("namespace")
+    ns = "" if cls is not None and cls.CLUSTER_SCOPED else namespace or "default"
+    return (
+        kind if isinstance(kind, str) and kind else "object",
+        ns if isinstance(ns, str) else str(ns),
+        name if isinstance(name, str) else "<unnamed>",
+    )
+
+
+def parse(obj: Mapping[str, Any]) -> Resource:
+    """Validate one object; raises ConfigError (never pydantic's ValidationError)."""
+    if not isinstance(obj, Mapping):
+        raise ConfigError("object", "", "<unnamed>", [Problem("", "must be a mapping")])
+    cls = KINDS.get(obj["kind"]) if isinstance(obj.get("kind"), str) else None
+    kind, namespace, name = _identity(obj, cls)
+    if cls is None:
+        reason = f"unknown kind {obj.get('kind')!r}; expected one of {', '.join(KINDS)}"
+        raise ConfigError(kind, namespace, name, [Problem("kind", reason)])
+    try:
+        return cls.model_validate(obj)
+    except ValidationError as exc:
+        raise ConfigError(kind, namespace, name, problems_from(exc)) from None
+
+
+__all__ = [
+    "KINDS",
+    "NETWORKING_VERSIONS",
+    "ConfigError",
+    "Container",
+    "ContainerPort",
+    "Duration",
+    "Endpoint",
+    "EndpointConditions",
+    "EndpointPort",
+    "EndpointSlice",
+    "IstioModel",
+    "IstioResource",
+    "KubeModel",
+    "Namespace",
+    "Node",
+    "ObjectMeta",
+    "ObjectReference",
+    "Pod",
+    "PodCondition",
+    "PodSpec",
+    "PodStatus",
+    "Problem",
+    "Resource",
+    "Service",
+    "ServiceAccount",
+    "ServicePort",
+    "ServiceSpec",
+    "format_path",
+    "parse",
+    "register",
+    *_networking_all,
+]

@@ -1,0 +1,176 @@
+"""The Kubernetes objects the mesh reads. Only the fields we use are modelled (and type-checked);
+everything else a real object carries is ignored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, PlainValidator, WithJsonSchema
+
+from .meta import Bool, KubeModel, Port, Resource, Str, StrMap
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+Protocol = Literal["TCP", "UDP", "SCTP"]
+
+
+def _int_or_string(value: Any) -> int | str:
+    # bool is an int subclass in Python but not in Kubernetes.
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError("must be an integer or a string")
+
+
+IntOrString = Annotated[
+    int | str,
+    PlainValidator(_int_or_string),
+    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
+
+
+class Namespace(Resource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
+    KIND: ClassVar[str] = "Namespace"
+    CLUSTER_SCOPED: ClassVar[bool] = True
+
+
+class ServicePort(KubeModel):
+    name: Str | None = None
+    port: Port
+    target_port: IntOrString | None = None
+    protocol: Protocol = "TCP"
+    app_protocol: Str | None = None
+
+
+class ServiceSpec(KubeModel):
+    selector: StrMap = {}
+    ports: tuple[ServicePort, ...] = ()
+    cluster_ip: Str | None = Field(default=None, alias="clusterIP")
+    type: Str = "ClusterIP"
+
+
+class Service(Resource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
+    KIND: ClassVar[str] = "Service"
+
+    spec: ServiceSpec = ServiceSpec()
+
+
+class ContainerPort(KubeModel):
+    container_port: Port
+    name: Str | None = None
+    protocol: Protocol = "TCP"
+
+
+class Container(KubeModel):
+    name: Str
+    ports: tuple[ContainerPort, ...] = ()
+
+
+class PodSpec(KubeModel):
+    containers: tuple[Container, ...] = ()
+    service_account_name: Str | None = None
+    node_name: Str | None = None
+
+
+class PodCondition(KubeModel):
+    type: Str
+    status: Str
+
+
+class PodStatus(KubeModel):
+    pod_ip: Str | None = Field(default=None, alias="podIP")
+    phase: Str | None = None
+    conditions: tuple[PodCondition, ...] = ()
+
+
+class Pod(Resource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
+    KIND: ClassVar[str] = "Pod"
+
+    spec: PodSpec = PodSpec()
+    status: PodStatus = PodStatus()
+
+    @property
+    def service_account(self) -> str:
+        return self.spec.service_account_name or "default"
+
+    @property
+    def ready(self) -> bool:
+        return any(c.type == "Ready" and c.status == "True" for c in self.status.conditions)
+
+
+class EndpointConditions(KubeModel):
+    # Kubernetes: nil ready/serving means "unknown, treat as ready"; terminating nil is false.
+    ready: Bool | None = None
+    serving: Bool | None = None
+    terminating: Bool | None = None
+
+
+class ObjectReference(KubeModel):
+    kind: Str | None = None
+    name: Str | None = None
+    namespace: Str | None = None
+    uid: Str | None = None
+
+
+class Endpoint(KubeModel):
+    addresses: tuple[Str, ...] = ()
+    conditions: EndpointConditions = EndpointConditions()
+    target_ref: ObjectReference | None = None
+    node_name: Str | None = None
+    zone: Str | None = None
+
+
+class EndpointPort(KubeModel):
+    name: Str | None = None
+    port: Port | None = None
+    protocol: Protocol = "TCP"
+    app_protocol: Str | None = None
+
+
+class EndpointSlice(Resource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ("discovery.k8s.io/v1",)
+    KIND: ClassVar[str] = "EndpointSlice"
+
+    address_type: Literal["IPv4", "IPv6", "FQDN"]
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+
+    @property
+    def service_name(self) -> str | None:
+        return self.metadata.labels.get(SERVICE_NAME_LABEL)
+
+
+class ServiceAccount(Resource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
+    KIND: ClassVar[str] = "ServiceAccount"
+
+
+class Node(Resource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
+    KIND: ClassVar[str] = "Node"
+    CLUSTER_SCOPED: ClassVar[bool] = True
+
+
+__all__ = [
+    "SERVICE_NAME_LABEL",
+    "Container",
+    "ContainerPort",
+    "Endpoint",
+    "EndpointConditions",
+    "EndpointPort",
+    "EndpointSlice",
+    "IntOrString",
+    "Namespace",
+    "Node",
+    "ObjectReference",
+    "Pod",
+    "PodCondition",
+    "PodSpec",
+    "PodStatus",
+    "Service",
+    "ServiceAccount",
+    "ServicePort",
+    "ServiceSpec",
+]

@@ -1,0 +1,86 @@
+"""A small gRPC debug service next to ADS: proxy status and served config.
+
+Requests and responses are plain bytes (JSON in, JSON or YAML out), so the CLI
+needs no generated stubs, only grpcio.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+import yaml
+
+from .cache import SnapshotCache
+from .status import StatusRegistry
+from .types import SECRET, SHORT_NAMES
+
+DEBUG_SERVICE = "pilotfish.debug.v1.Debug"
+_TIMEOUT = 10.0
+
+
+def register(server: grpc.aio.Server, cache: SnapshotCache, status: StatusRegistry) -> None:
+    async def proxy_status(request: bytes, context: Any) -> bytes:
+        return json.dumps(status.to_dict(), sort_keys=True).encode()
+
+    async def proxy_config(request: bytes, context: Any) -> bytes:
+        try:
+            query = json.loads(request or b"{}")
+            return render_config(cache, str(query["node"]), str(query.get("type", "all"))).encode()
+        except (KeyError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # abort raises; this keeps type checkers satisfied
+
+    handlers = {
+        "ProxyStatus": grpc.unary_unary_rpc_method_handler(proxy_status),
+        "ProxyConfig": grpc.unary_unary_rpc_method_handler(proxy_config),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(DEBUG_SERVICE, handlers),)
+    )
+
+
+def render_config(cache: SnapshotCache, node: str, kind: str) -> str:
+    """YAML of what the server holds for `node`; `kind` is a short type name or
+    "all". Secrets are listed by name and version only: keys stay out of logs."""
+    from .codec import decode  # imports the Envoy modules (~1 s): only when asked
+
+    snapshot = cache.get(node)
+    if snapshot is None:
+        raise KeyError(f"no snapshot for node {node!r}")
+    if kind == "all":
+        kinds = [k for k in SHORT_NAMES if k != "secrets"]
+    elif kind in SHORT_NAMES:
+        kinds = [kind]
+    else:
+        raise ValueError(f"unknown type {kind!r}; one of {', '.join(SHORT_NAMES)}, all")
+    out: dict[str, Any] = {}
+    for short in kinds:
+        type_url = SHORT_NAMES[short]
+        resources = snapshot.resources(type_url)
+        if type_url == SECRET:
+            items: list[Any] = [{"name": n, "hash": r.hash} for n, r in sorted(resources.items())]
+        else:
+            items = [decode(type_url, r.body).to_dict() for _, r in sorted(resources.items())]
+        out[short] = {"version": snapshot.version(type_url), "resources": items}
+    return yaml.safe_dump(out, sort_keys=False)
+
+
+def _call(address: str, method: str, request: bytes) -> bytes:
+    with grpc.insecure_channel(address) as channel:
+        stub = channel.unary_unary(f"/{DEBUG_SERVICE}/{method}")
+        response: bytes = stub(request, timeout=_TIMEOUT)
+        return response
+
+
+def fetch_status(address: str) -> dict[str, Any]:
+    """All nodes' xDS status from the control plane at `address` (blocking)."""
+    result: dict[str, Any] = json.loads(_call(address, "ProxyStatus", b""))
+    return result
+
+
+def fetch_config(address: str, node: str, type: str = "all") -> str:
+    """YAML of the config served to `node` (blocking)."""
+    query = json.dumps({"node": node, "type": type}).encode()
+    return _call(address, "ProxyConfig", query).decode()
