@@ -32,6 +32,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         xds=args.xds,
         envoy=args.envoy,
         debounce=args.debounce,
+        delta=args.delta,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(mesh.run())
@@ -114,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
     )
+    local.add_argument("--delta", action="store_true", help="sidecars use Delta xDS")
     local.set_defaults(func=cmd_local)
 
     demo = sub.add_parser("demo", help="walk a canary 90/10 → 50/50 → 0/100 with real Envoy")

@@ -90,12 +90,13 @@ class Harness:
         assert proc.stdout.readline().strip() == "ready", f"backend {name} did not start"
         self._backends.append(proc)
 
-    async def start(self) -> None:
+    async def start(self, delta: bool = False) -> None:
         self.mesh = LocalMesh(
             self.config,
             state=self.workdir / "state.json",
             workdir=self.workdir,
             debounce=0.05,
+            delta=delta,
         )
         ready = asyncio.Event()
         self._task = asyncio.create_task(self.mesh.run(ready))

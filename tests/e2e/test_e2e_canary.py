@@ -37,7 +37,8 @@ def route(v1: int, v2: int) -> dict[str, object]:
     )
 
 
-async def test_canary_split_follows_each_edit(harness: Harness) -> None:
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+async def test_canary_split_follows_each_edit(harness: Harness, delta: bool) -> None:
     client, v1, v2 = harness.ip(10), harness.ip(11), harness.ip(12)
     harness.backend("web-v1", v1, 8080)
     harness.backend("web-v2", v2, 8080)
@@ -52,11 +53,14 @@ async def test_canary_split_follows_each_edit(harness: Harness) -> None:
             "DestinationRule",
             "web",
             "shop",
-            {"host": "web", "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")]},
+            {
+                "host": "web",
+                "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")],
+            },
         ),
     )
     harness.write("vs.yaml", route(90, 10))
-    await harness.start()
+    await harness.start(delta=delta)
 
     counts = await harness.split(client, "http://web:8080/", N)
     assert counts["web-v1"] + counts["web-v2"] == N, counts

@@ -41,6 +41,7 @@ class LocalMesh:
         envoy: str | None = None,
         debounce: float = 0.1,
         workdir: Path | None = None,
+        delta: bool = False,
     ) -> None:
         self.config = config
         self.state_path = state
@@ -52,6 +53,8 @@ class LocalMesh:
         self.status = StatusRegistry()
         self.pipeline = Pipeline(self.store, self.cache, Options(local=True), debounce=debounce)
         self._workdir = workdir
+        self.delta = delta
+        """Sidecars use Delta ADS instead of State-of-the-World."""
         self.xds_port = 0
         self.state: dict[str, Any] = {}
         self.synced = asyncio.Event()
@@ -70,7 +73,7 @@ class LocalMesh:
             host = self.xds_address.rsplit(":", 1)[0]
             server, self.xds_port = await serve(self.xds_address, self.cache, self.status)
             log.info("xDS server on %s", self.xds)
-            sidecars = Sidecars(self.envoy, workdir, host, self.xds_port)
+            sidecars = Sidecars(self.envoy, workdir, host, self.xds_port, self.delta)
             self.source.scan()
             tasks = [
                 asyncio.create_task(self.pipeline.run(), name="pipeline"),

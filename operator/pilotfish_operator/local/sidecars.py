@@ -39,11 +39,14 @@ class Sidecar:
 class Sidecars:
     """Keeps one Envoy running per proxy in the mesh; restarts one whose address changed."""
 
-    def __init__(self, envoy: str, workdir: Path, xds_host: str, xds_port: int) -> None:
+    def __init__(
+        self, envoy: str, workdir: Path, xds_host: str, xds_port: int, delta: bool = False
+    ) -> None:
         self.envoy = envoy
         self.workdir = workdir
         self.xds_host = xds_host
         self.xds_port = xds_port
+        self.delta = delta
         self.running: dict[str, Sidecar] = {}
 
     async def reconcile(self, proxies: tuple[ir.Proxy, ...]) -> None:
@@ -75,6 +78,7 @@ class Sidecars:
             xds_port=self.xds_port,
             admin_host=proxy.ip,
             admin_port=ADMIN_PORT,
+            delta=self.delta,
         )
         path = self.workdir / f"{proxy.namespace}_{proxy.name}.bootstrap.json"
         path.write_text(json.dumps(config, indent=2))
