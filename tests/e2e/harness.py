@@ -132,9 +132,13 @@ class Harness:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.stop_backends()
+
+    def stop_backends(self) -> None:
         for proc in self._backends:
             proc.terminate()
             proc.wait()
+        self._backends.clear()
 
     # ---------------------------------------------------------------- traffic
 

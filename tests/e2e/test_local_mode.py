@@ -128,6 +128,7 @@ def test_local_command_serves_writes_state_and_stops_everything(tmp_path: Path) 
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
         log.close()
+        h.stop_backends()
         stderr = (tmp_path / "local.log").read_text()
     assert proc.returncode == 0, stderr
     assert "broken.yaml: cannot read" in stderr  # reported, and the rest kept working
