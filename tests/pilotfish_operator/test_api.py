@@ -102,6 +102,11 @@ INVALID = {
         "VirtualService default/reviews: spec.http[0].match[0].headers.x-user.regex: "
         'not a valid RE2 regex: invalid perl operator: (?= (got "(?=x)")',
     ),
+    "regex Envoy would refuse as too complex": (
+        _VS + _ROUTE + "    match: [{uri: {regex: '/a{200}'}}]\n",
+        "VirtualService default/reviews: spec.http[0].match[0].uri.regex: "
+        'regex too complex for Envoy: RE2 program size 205 > 100 (got "/a{200}")',
+    ),
     "unparsable duration": (
         _VS + _ROUTE + "    timeout: 10 seconds\n",
         "VirtualService default/reviews: spec.http[0].timeout: "

@@ -46,15 +46,25 @@ _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # the error goes to the user, not to stderr
 
 
+# Envoy refuses (NACKs) regexes whose compiled RE2 program is larger than this by default
+# (runtime key re2.max_program_size.error_level): catch it here, with the field path.
+ENVOY_MAX_PROGRAM_SIZE = 100
+
+
 def _check_re2(pattern: str) -> str:
     # Envoy matches with RE2; Python's re accepts things (lookaround, backrefs) RE2 rejects.
     try:
-        re2.compile(pattern, options=_RE2_OPTIONS)
+        compiled = re2.compile(pattern, options=_RE2_OPTIONS)
     except re2.error as exc:
         detail = exc.args[0] if exc.args else ""
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
         raise ValueError(f"not a valid RE2 regex: {detail}") from None
+    if compiled.programsize > ENVOY_MAX_PROGRAM_SIZE:
+        raise ValueError(
+            f"regex too complex for Envoy: RE2 program size {compiled.programsize} > "
+            f"{ENVOY_MAX_PROGRAM_SIZE}"
+        )
     return pattern
 
 
