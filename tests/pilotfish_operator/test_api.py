@@ -107,6 +107,21 @@ INVALID = {
         "VirtualService default/reviews: spec.http[0].match[0].uri.regex: "
         'regex too complex for Envoy: RE2 program size 205 > 100 (got "/a{200}")',
     ),
+    "header operation on the host header": (
+        _VS
+        + "spec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews}}]\n"
+        + "    headers: {request: {set: {Host: evil}}}\n",
+        "VirtualService default/reviews: spec.http[0].headers.request.set.Host: "
+        "header 'Host' cannot be modified (host and pseudo-headers; "
+        "use rewrite.authority to change the host)",
+    ),
+    "header operation with an invalid name": (
+        _VS
+        + "spec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews}}]\n"
+        + "    headers: {response: {remove: [x-ok, 'bad name']}}\n",
+        "VirtualService default/reviews: spec.http[0].headers.response.remove[1]: "
+        "'bad name' is not a valid HTTP header name",
+    ),
     "unparsable duration": (
         _VS + _ROUTE + "    timeout: 10 seconds\n",
         "VirtualService default/reviews: spec.http[0].timeout: "

@@ -136,10 +136,34 @@ class WorkloadSelector(IstioModel):
 # --- VirtualService --------------------------------------------------------------------
 
 
+_TOKEN = re2.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_header_name(name: str, *at: str | int) -> None:
+    # Envoy NACKs the whole route table for these; say so at apply time instead.
+    if name.startswith(":") or name.lower() == "host":
+        raise invalid(
+            f"header {name!r} cannot be modified (host and pseudo-headers; "
+            "use rewrite.authority to change the host)",
+            *at,
+        )
+    if not _TOKEN.fullmatch(name):
+        raise invalid(f"{name!r} is not a valid HTTP header name", *at)
+
+
 class HeaderOperations(IstioModel):
     set: StrMap = {}
     add: StrMap = {}
     remove: tuple[Str, ...] = ()
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        for op in ("set", "add"):
+            for name in getattr(self, op):
+                _check_header_name(name, op, name)
+        for i, name in enumerate(self.remove):
+            _check_header_name(name, "remove", i)
+        return self
 
 
 class Headers(IstioModel):
