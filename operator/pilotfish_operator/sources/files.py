@@ -83,8 +83,9 @@ class DirectorySource:
                 continue
             self.file_errors.pop(path, None)
             keys = {self.store.apply(doc) for doc in docs}
-            for gone in self._keys.get(path, set()) - keys:
-                self.store.delete(gone)
+            claimed = set().union(*(k for p, k in self._keys.items() if p != path))
+            for gone in self._keys.get(path, set()) - keys - claimed:
+                self.store.delete(gone)  # unless it moved to another file
             self._keys[path] = keys
         self._stamps = files
         return changed

@@ -1,0 +1,24 @@
+"""`make demo` runs `pilotfish demo`: it must walk the canary and exit 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.envoy
+
+
+def test_demo_walks_the_canary() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pilotfish_operator.cli", "demo", "--requests", "300"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    for step in ("v1 90% / v2 10%", "v1 50% / v2 50%", "v1 0% / v2 100%"):
+        assert step in out.stdout
+    assert "OUT OF BOUNDS" not in out.stdout
+    assert "all splits within bounds" in out.stdout
