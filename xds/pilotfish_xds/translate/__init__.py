@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from envoy_data_plane.envoy.config.listener.v3 import Listener
 from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
 from .. import ir, types
@@ -86,15 +87,10 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
                 name,
             )
         )
-    vhosts = [
-        routes.virtual_host(name, domains, (_to_app(port),)) for name, domains, port in inbound
-    ]
-    if proxy.app_ports:
-        vhosts.append(routes.virtual_host("inbound|*", ("*",), (_to_app(proxy.app_ports[0]),)))
     out[types.LISTENER].append(
         cache.get_or_build(
             ("lds-in", proxy.ip, tuple(inbound), proxy.app_ports),
-            lambda: listeners.inbound_listener(proxy.ip, vhosts),
+            partial(_inbound_listener, proxy, inbound),
             "inbound",
         )
     )
@@ -108,6 +104,16 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
         types.ROUTE: frozenset({listeners.OUTBOUND_ROUTE}),
     }
     return Snapshot(out, references)
+
+
+def _inbound_listener(proxy: ir.Proxy, inbound: list[tuple[str, view.Domains, int]]) -> Listener:
+    vhosts = [
+        routes.virtual_host(name, domains, (_to_app(port),)) for name, domains, port in inbound
+    ]
+    if proxy.app_ports:
+        # Anything else (a peer calling the pod by IP) lands on the first app port.
+        vhosts.append(routes.virtual_host("inbound|*", ("*",), (_to_app(proxy.app_ports[0]),)))
+    return listeners.inbound_listener(proxy.ip, vhosts)
 
 
 def _to_app(port: int) -> ir.Route:

@@ -1,0 +1,128 @@
+"""The pipeline: debounced, merged rebuilds; snapshots for connected proxies only;
+an edit re-encodes only what it changed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from pilotfish_operator.pipeline import Pipeline
+from pilotfish_operator.store import Store
+from pilotfish_xds.cache import SnapshotCache
+
+
+def objects(n: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "ns", "labels": {"mesh-injection": "enabled"}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "client", "namespace": "ns", "labels": {"app": "client"}},
+            "status": {"podIP": "127.0.0.2"},
+        },
+    ]
+    for i in range(n):
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"svc-{i}", "namespace": "ns"},
+                "spec": {"selector": {"app": f"svc-{i}"}, "ports": [{"port": 80}]},
+            }
+        )
+        out.append(virtual_service(i, 100))
+    return out
+
+
+def virtual_service(i: int, timeout_ms: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": f"svc-{i}", "namespace": "ns"},
+        "spec": {
+            "hosts": [f"svc-{i}"],
+            "http": [
+                {"timeout": f"{timeout_ms}ms", "route": [{"destination": {"host": f"svc-{i}"}}]}
+            ],
+        },
+    }
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[tuple[Store, SnapshotCache, Pipeline]]:
+    store, cache = Store(), SnapshotCache()
+    for obj in objects(20):
+        store.apply(obj)
+    pipeline = Pipeline(store, cache, debounce=0.1, max_delay=0.5)
+    cache.stream_opened("client.ns", {"id": "client.ns"})
+    task = asyncio.create_task(pipeline.run())
+    await asyncio.sleep(0.05)
+    try:
+        yield store, cache, pipeline
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_burst_of_edits_is_merged_into_one_rebuild(running: Any) -> None:
+    store, cache, pipeline = running
+    assert pipeline.stats.rebuilds == 1
+    first = cache.get("client.ns")
+    assert first is not None
+    for i in range(5):
+        store.apply(virtual_service(i, 200))
+        await asyncio.sleep(0.02)  # each edit well inside the 100 ms quiet window
+    await asyncio.sleep(0.3)
+    assert pipeline.stats.rebuilds == 2
+    assert cache.get("client.ns") is not first
+
+
+async def test_max_delay_bounds_a_never_ending_burst(running: Any) -> None:
+    store, _, pipeline = running
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    i = 0
+    while pipeline.stats.rebuilds == 1:
+        store.apply(virtual_service(0, 300 + i))  # never quiet for 100 ms
+        i += 1
+        await asyncio.sleep(0.05)
+        assert loop.time() - start < 2.0, "max_delay did not force a rebuild"
+    assert loop.time() - start >= 0.45
+
+
+async def test_an_edit_re_encodes_only_the_changed_virtual_host(running: Any) -> None:
+    store, _, pipeline = running
+    misses = pipeline.encoder.misses
+    hits = pipeline.encoder.hits
+    store.apply(virtual_service(7, 250))
+    await asyncio.sleep(0.3)
+    assert pipeline.stats.rebuilds == 2
+    assert pipeline.encoder.misses - misses == 1  # svc-7's virtual host, nothing else
+    assert pipeline.encoder.hits - hits >= 20 * 3  # clusters, endpoints, virtual hosts
+
+
+async def test_snapshots_only_for_connected_proxies(running: Any) -> None:
+    store, cache, pipeline = running
+    store.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "other", "namespace": "ns"},
+            "status": {"podIP": "127.0.0.3"},
+        }
+    )
+    await asyncio.sleep(0.3)
+    assert [p.id for p in pipeline.mesh.proxies] == ["client.ns", "other.ns"]
+    assert cache.get("other.ns") is None
+    cache.stream_opened("other.ns", {"id": "other.ns"})  # connects: built at once
+    await asyncio.sleep(0.05)
+    assert cache.get("other.ns") is not None
