@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -144,9 +143,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Sidecars are forked from a process that runs gRPC; its fork handlers are not
-    # needed (the child execs Envoy at once) and only print warnings.
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     args = parser().parse_args(argv)
     quiet = args.command == "demo" and not args.verbose  # the demo prints its own story
     logging.basicConfig(

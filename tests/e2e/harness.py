@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import itertools
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -52,10 +53,11 @@ class Harness:
 
     @classmethod
     def new(cls, tmp_path: Path) -> Harness:
-        n = next(_subnets)
+        # Mix in the pid: concurrent pytest runs must not share addresses.
+        n = (os.getpid() % 200) * 50 + next(_subnets)
         config = tmp_path / "config"
         config.mkdir()
-        return cls(tmp_path, f"127.{100 + n // 250}.{n % 250}")
+        return cls(tmp_path, f"127.{30 + (n // 250) % 200}.{n % 250}")
 
     @property
     def config(self) -> Path:

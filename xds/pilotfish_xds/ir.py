@@ -175,6 +175,17 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteTable:
+    """One VirtualService's routes for one service port, and who may use them."""
+
+    source: str
+    """namespace/name of the VirtualService"""
+    namespace: str
+    routes: tuple[Route, ...]
+    export_to: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True, slots=True)
 class VirtualHost:
     """HTTP routing for one service port, as seen by clients."""
 
@@ -187,11 +198,21 @@ class VirtualHost:
     short_name: str | None
     """Usable only from the service's own namespace (reviews)."""
     routes: tuple[Route, ...]
+    """The service's default routing, for proxies no VirtualService of it is exported to."""
+    tables: tuple[RouteTable, ...] = ()
+    """VirtualServices for this host, oldest first; a proxy uses the first it can see."""
     export_to: tuple[str, ...] = ("*",)
+    """Who sees the service at all (the Service's networking.istio.io/exportTo)."""
 
     @property
     def name(self) -> str:
         return f"{self.hostname}:{self.port}"
+
+    def routes_for(self, namespace: str) -> tuple[Route, ...]:
+        for table in self.tables:
+            if visible(table.export_to, table.namespace, namespace):
+                return table.routes
+        return self.routes
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from .codec import Encoded
 from .protocol import Decision, Kind, decide_delta, decide_sotw
 from .snapshot import Snapshot, content_version
 from .status import StatusRegistry, StreamKind
-from .types import PUSH_ORDER, WILDCARD_TYPES
+from .types import CLUSTER, ENDPOINT, PUSH_ORDER, WILDCARD_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -207,22 +207,28 @@ class _SotwStream(_Stream):
             await self.send(type_url, state, force=True)
 
     async def push(self) -> None:
+        # Envoy re-warms every cluster it is sent and waits for its endpoints (up to its
+        # 15 s initial-fetch timeout): after clusters go out, endpoints always follow.
+        clusters_sent = False
         for type_url in _push_order(self.types):
-            await self.send(type_url, self.types[type_url], force=False)
+            force = type_url == ENDPOINT and clusters_sent
+            sent = await self.send(type_url, self.types[type_url], force=force)
+            clusters_sent |= sent and type_url == CLUSTER
 
-    async def send(self, type_url: str, state: _SotwType, *, force: bool) -> None:
+    async def send(self, type_url: str, state: _SotwType, *, force: bool) -> bool:
         snapshot = self.snapshot()
         if snapshot is None:
-            return  # nothing yet: the request is answered when a snapshot is set
+            return False  # nothing yet: the request is answered when a snapshot is set
         wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
         hashes = {n: r.hash for n, r in wanted.items()}
         if not force and hashes == state.sent:
-            return
+            return False
         version = content_version(wanted.values())
         nonce = self.server.next_nonce()
         state.nonce, state.version, state.sent = nonce, version, hashes
         self.server.status.sent(self.node_id, type_url, version, nonce)
         await self.context.write(codec.sotw_response(type_url, version, nonce, wanted.values()))
+        return True
 
 
 # --- Delta -----------------------------------------------------------------------
@@ -283,18 +289,28 @@ class _DeltaStream(_Stream):
             await self.send(type_url, state, force=True)
 
     async def push(self) -> None:
+        # As for SotW: a re-sent cluster waits for its endpoints, so they follow it
+        # (our EDS service names are the cluster names).
+        clusters: set[str] = set()
         for type_url in _push_order(self.types):
-            await self.send(type_url, self.types[type_url], force=False)
+            refresh = clusters if type_url == ENDPOINT else set()
+            sent = await self.send(type_url, self.types[type_url], force=False, refresh=refresh)
+            if type_url == CLUSTER:
+                clusters = sent
 
-    async def send(self, type_url: str, state: _DeltaType, *, force: bool) -> None:
+    async def send(
+        self, type_url: str, state: _DeltaType, *, force: bool, refresh: set[str] | None = None
+    ) -> set[str]:
+        """Send what changed (plus `refresh`); return the names sent."""
         snapshot = self.snapshot()
         if snapshot is None:
-            return
+            return set()
         wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
-        changed = [r for n, r in wanted.items() if state.sent.get(n) != r.hash]
+        again = refresh or set()
+        changed = [r for n, r in wanted.items() if state.sent.get(n) != r.hash or n in again]
         removed = sorted(n for n in state.sent if n not in wanted)
         if not (force or changed or removed):
-            return
+            return set()
         version = content_version(wanted.values())
         nonce = self.server.next_nonce()
         state.nonces[nonce] = version
@@ -306,6 +322,7 @@ class _DeltaStream(_Stream):
         self.server.status.sent(self.node_id, type_url, version, nonce)
         body = codec.delta_response(type_url, version, nonce, changed, removed)
         await self.context.write(body)
+        return {r.name for r in changed}
 
 
 def _forget_through(nonces: dict[str, str], nonce: str) -> None:

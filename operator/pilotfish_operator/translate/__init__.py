@@ -36,28 +36,34 @@ class Translation:
     warnings: list[str] = field(default_factory=list)
 
 
-def _vs_by_host(store: Store, names: Names, warnings: list[str]) -> dict[str, VirtualService]:
-    """One VirtualService per host: the oldest wins (creation time, then namespace/name)."""
+def _export_to(values: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    return tuple(values) if values else ("*",)
+
+
+def _vs_by_host(store: Store, names: Names, warnings: list[str]) -> dict[str, list[VirtualService]]:
+    """VirtualServices per host, oldest first (creation time, then namespace/name): a
+    proxy uses the first one exported to its namespace."""
 
     def age(vs: VirtualService) -> tuple[datetime, str, str]:
         ts = vs.metadata.creation_timestamp or _EPOCH
         return (ts if ts.tzinfo else ts.replace(tzinfo=UTC), vs.namespace, vs.name)
 
-    out: dict[str, VirtualService] = {}
+    out: dict[str, list[VirtualService]] = {}
     all_vs = [v for v in store.of_kind("VirtualService") if isinstance(v, VirtualService)]
     for vs in sorted(all_vs, key=age):
         if vs.spec.gateways and "mesh" not in vs.spec.gateways:
             continue  # bound to gateways only
         for host in vs.spec.hosts:
-            fqdn = names.fqdn(host, vs.namespace)
-            if fqdn in out:
-                first = out[fqdn]
+            earlier = out.setdefault(names.fqdn(host, vs.namespace), [])
+            shadow = next((e for e in earlier if _export_to(e.spec.export_to) == ("*",)), None)
+            if shadow is not None:
                 warnings.append(
                     f"VirtualService {vs.namespace}/{vs.name}: host {host} is already routed "
-                    f"by VirtualService {first.namespace}/{first.name}; ignored for that host"
+                    f"for every namespace by VirtualService {shadow.namespace}/{shadow.name}; "
+                    "ignored for that host"
                 )
                 continue
-            out[fqdn] = vs
+            earlier.append(vs)
     return out
 
 
@@ -87,15 +93,21 @@ def translate(store: Store, options: Options = Options()) -> Translation:
     vhosts: list[ir.VirtualHost] = []
     for svc in svcs:
         dr = rules.get(svc.hostname)
-        vs = vs_by_host.get(svc.hostname)
         for sp in svc.ports:
             clusters += _clusters(svc, sp.port, dr)
-            if vs is not None:
-                rs = routes.virtual_service_routes(vs, sp.port, partial(cluster_for, vs.namespace))
-            else:
-                default = ir.outbound_cluster_name(svc.hostname, sp.port)
-                lb = policies.load_balancer_settings(dr, sp.port, "")
-                rs = (routes.default_route(default, policies.hash_policy(lb)),)
+            default = ir.outbound_cluster_name(svc.hostname, sp.port)
+            lb = policies.load_balancer_settings(dr, sp.port, "")
+            tables = tuple(
+                ir.RouteTable(
+                    source=f"{vs.namespace}/{vs.name}",
+                    namespace=vs.namespace,
+                    routes=routes.virtual_service_routes(
+                        vs, sp.port, partial(cluster_for, vs.namespace)
+                    ),
+                    export_to=_export_to(vs.spec.export_to),
+                )
+                for vs in vs_by_host.get(svc.hostname, ())
+            )
             vhosts.append(
                 ir.VirtualHost(
                     hostname=svc.hostname,
@@ -103,15 +115,17 @@ def translate(store: Store, options: Options = Options()) -> Translation:
                     namespace=svc.namespace,
                     aliases=names.aliases(svc.name, svc.namespace),
                     short_name=svc.name,
-                    routes=rs,
-                    export_to=tuple(vs.spec.export_to) if vs and vs.spec.export_to else ("*",),
+                    routes=(routes.default_route(default, policies.hash_policy(lb)),),
+                    tables=tables,
+                    export_to=svc.export_to,
                 )
             )
-    for host in vs_by_host.keys() - by_host.keys():
-        vs = vs_by_host[host]
-        warnings.append(
-            f"VirtualService {vs.namespace}/{vs.name}: host {host} is not a known service; ignored"
-        )
+    for host in sorted(vs_by_host.keys() - by_host.keys()):
+        for vs in vs_by_host[host]:
+            warnings.append(
+                f"VirtualService {vs.namespace}/{vs.name}: host {host} is not a known service; "
+                "ignored"
+            )
     proxies = _proxies(workloads, svcs, names)
     for w in warnings:
         log.warning("%s", w)
@@ -130,6 +144,7 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
             namespace=svc.namespace,
             endpoints=tuple(ir.Endpoint(b.address, b.port, b.healthy) for b in chosen),
             lb=policies.load_balancer(policies.load_balancer_settings(rule, port, subset)),
+            export_to=svc.export_to,
         )
 
     out = [cluster("", {})]

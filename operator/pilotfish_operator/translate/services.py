@@ -17,6 +17,7 @@ from .hosts import Names
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 INBOUND_PORT = 15006
+EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class ServiceInfo:
     selector: dict[str, str]
     backends: dict[int, list[Backend]]
     """Service port → its endpoints."""
+    export_to: tuple[str, ...] = ("*",)
 
 
 @dataclass
@@ -64,6 +66,12 @@ class Workloads:
             if decide(key[0], ns_labels.get(key[0], {}), dict(p.metadata.labels)).inject
         }
         return cls(pods, injected)
+
+
+def _export_to(annotation: str | None) -> tuple[str, ...]:
+    """Istio's Service annotation: a comma-separated list of namespaces, '.' or '*'."""
+    values = tuple(v.strip() for v in (annotation or "").split(",") if v.strip())
+    return values or ("*",)
 
 
 def target_port(pod: Pod, target: int | str) -> int | None:
@@ -166,6 +174,7 @@ def services(store: Store, names: Names, workloads: Workloads, local: bool) -> l
                 ports=ports,
                 selector=dict(svc.spec.selector or {}),
                 backends=backends,
+                export_to=_export_to(svc.metadata.annotations.get(EXPORT_TO_ANNOTATION)),
             )
         )
     return out

@@ -45,12 +45,13 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
     eds_names: set[str] = set()
 
     # Outbound: one route configuration for every service port the proxy may call.
+    local = proxy.capture == "local"
     parts = []
     for vh, domains, rs in view.outbound_virtual_hosts(mesh, proxy):
         parts.append(
             cache.get_or_build(
-                ("vhost", vh.name, domains, rs),
-                partial(routes.virtual_host, vh.name, domains, rs),
+                ("vhost", vh.name, domains, rs, local),
+                partial(routes.virtual_host, vh.name, domains, rs, local),
                 vh.name,
             ).body
         )
@@ -107,17 +108,34 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
 
 
 def _inbound_listener(proxy: ir.Proxy, inbound: list[tuple[str, view.Domains, int]]) -> Listener:
+    # Mesh peers say which service port they called (listeners.INBOUND_HEADER); a
+    # request without it is routed by Host, and anything else (a peer calling the pod
+    # by IP) lands on the first app port.
+    tagged = tuple(
+        dict.fromkeys(
+            _to_app(i.target_port, f"{i.hostname}:{i.service_port}") for i in proxy.inbound
+        )
+    )
     vhosts = [
-        routes.virtual_host(name, domains, (_to_app(port),)) for name, domains, port in inbound
+        routes.virtual_host(name, domains, (*tagged, _to_app(port)))
+        for name, domains, port in inbound
     ]
     if proxy.app_ports:
-        # Anything else (a peer calling the pod by IP) lands on the first app port.
-        vhosts.append(routes.virtual_host("inbound|*", ("*",), (_to_app(proxy.app_ports[0]),)))
+        vhosts.append(
+            routes.virtual_host("inbound|*", ("*",), (*tagged, _to_app(proxy.app_ports[0])))
+        )
     return listeners.inbound_listener(proxy.ip, vhosts)
 
 
-def _to_app(port: int) -> ir.Route:
+def _to_app(port: int, tag: str | None = None) -> ir.Route:
     cluster = ir.inbound_cluster_name(port)
+    match = ir.RouteMatch()
+    if tag is not None:
+        match = ir.RouteMatch(
+            headers=(ir.HeaderMatch(listeners.INBOUND_HEADER, ir.StringMatch("exact", tag)),)
+        )
     return ir.Route(
-        name=cluster, match=ir.RouteMatch(), action=ir.Forward((ir.WeightedCluster(cluster, 100),))
+        name=f"{cluster}{tag or ''}",
+        match=match,
+        action=ir.Forward((ir.WeightedCluster(cluster, 100),)),
     )

@@ -19,6 +19,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
     LocalityLbEndpoints,
 )
 from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
+from envoy_data_plane.envoy.type.v3 import Percent
 
 from .. import ir
 
@@ -31,6 +32,12 @@ _POLICY = {
 }
 
 
+# Envoy's default 50 % panic threshold spreads traffic over unready endpoints once most
+# are unready; with few pods per service that is the common case, so, like Istio's
+# default (outlierDetection.minHealthPercent 0), panic mode is off.
+_NO_PANIC = cluster.ClusterCommonLbConfig(healthy_panic_threshold=Percent(value=0.0))
+
+
 def ads() -> ConfigSource:
     return ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
 
@@ -40,7 +47,9 @@ def socket_address(address: str, port: int) -> Address:
 
 
 def outbound_cluster(c: ir.Cluster) -> cluster.Cluster:
-    out = cluster.Cluster(name=c.name, connect_timeout=c.connect_timeout)
+    out = cluster.Cluster(
+        name=c.name, connect_timeout=c.connect_timeout, common_lb_config=_NO_PANIC
+    )
     if c.lb.policy == "PASSTHROUGH":
         # No load balancing: the destination comes with the request. Local mode has no
         # original destination address, so the x-envoy-original-dst-host header names it.

@@ -19,6 +19,8 @@ OUTBOUND_PORT = 15001
 INBOUND_PORT = 15006
 ADMIN_PORT = 15000
 OUTBOUND_ROUTE = "outbound"
+INBOUND_HEADER = "x-pilotfish-inbound"
+"""Local mode: `<host>:<service port>` a request is for; the inbound side routes on it."""
 
 
 def _http_listener(name: str, ip: str, port: int, hcm: HttpConnectionManager) -> Listener:
@@ -51,5 +53,7 @@ def outbound_listener(ip: str) -> Listener:
 
 def inbound_listener(ip: str, virtual_hosts: list[VirtualHost]) -> Listener:
     """Local mode: peers reach the app only through ip:15006; the Host picks the app port."""
-    config = RouteConfiguration(name="inbound", virtual_hosts=virtual_hosts)
+    config = RouteConfiguration(
+        name="inbound", virtual_hosts=virtual_hosts, request_headers_to_remove=[INBOUND_HEADER]
+    )
     return _http_listener("inbound", ip, INBOUND_PORT, HttpConnectionManager(route_config=config))

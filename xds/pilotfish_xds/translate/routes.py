@@ -12,6 +12,7 @@ from envoy_data_plane.envoy.config.route import v3 as route
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatchAndSubstitute
 
 from .. import ir
+from .listeners import INBOUND_HEADER
 from .matchers import regex, route_match
 
 _SET = HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
@@ -48,14 +49,24 @@ def _hash_policy(h: ir.HashPolicy) -> route.RouteActionHashPolicy:
     )
 
 
-def _forward(f: ir.Forward) -> route.RouteAction:
+def _inbound_tag(cluster: str) -> HeaderValueOption:
+    """Local mode: which service port the request is for, since every injected peer
+    listens on one inbound port (`outbound|<port>|<subset>|<host>` → `<host>:<port>`)."""
+    _, port, _, host = cluster.split("|", 3)
+    return HeaderValueOption(
+        header=HeaderValue(key=INBOUND_HEADER, value=f"{host}:{port}"), append_action=_SET
+    )
+
+
+def _forward(f: ir.Forward, tag_inbound: bool) -> route.RouteAction:
     action = route.RouteAction(
         hash_policy=[_hash_policy(h) for h in f.hash_policy],
         timeout=f.timeout,
     )
     # One destination without its own header ops is a plain cluster; Istio does the same.
     only = f.clusters[0]
-    if len(f.clusters) == 1 and not (only.headers.request or only.headers.response):
+    plain = not (only.headers.request or only.headers.response or tag_inbound)
+    if len(f.clusters) == 1 and plain:
         action.cluster = only.cluster
     else:
         action.weighted_clusters = route.WeightedCluster(
@@ -63,7 +74,8 @@ def _forward(f: ir.Forward) -> route.RouteAction:
                 route.WeightedClusterClusterWeight(
                     name=wc.cluster,
                     weight=wc.weight,
-                    request_headers_to_add=header_options(wc.headers.request),
+                    request_headers_to_add=header_options(wc.headers.request)
+                    + ([_inbound_tag(wc.cluster)] if tag_inbound else []),
                     request_headers_to_remove=list(wc.headers.request.remove),
                     response_headers_to_add=header_options(wc.headers.response),
                     response_headers_to_remove=list(wc.headers.response.remove),
@@ -106,7 +118,7 @@ def _redirect(r: ir.Redirect) -> route.RedirectAction:
     return action
 
 
-def envoy_route(r: ir.Route) -> route.Route:
+def envoy_route(r: ir.Route, tag_inbound: bool = False) -> route.Route:
     out = route.Route(
         name=r.name,
         match=route_match(r.match),
@@ -117,7 +129,7 @@ def envoy_route(r: ir.Route) -> route.Route:
     )
     a = r.action
     if isinstance(a, ir.Forward):
-        out.route = _forward(a)
+        out.route = _forward(a, tag_inbound)
     elif isinstance(a, ir.Redirect):
         out.redirect = _redirect(a)
     else:
@@ -128,8 +140,8 @@ def envoy_route(r: ir.Route) -> route.Route:
 
 
 def virtual_host(
-    name: str, domains: tuple[str, ...], routes: tuple[ir.Route, ...]
+    name: str, domains: tuple[str, ...], routes: tuple[ir.Route, ...], tag_inbound: bool = False
 ) -> route.VirtualHost:
     return route.VirtualHost(
-        name=name, domains=list(domains), routes=[envoy_route(r) for r in routes]
+        name=name, domains=list(domains), routes=[envoy_route(r, tag_inbound) for r in routes]
     )

@@ -40,7 +40,7 @@ def outbound_virtual_hosts(
             names.append(vh.short_name)
         routes = tuple(
             r
-            for r in vh.routes
+            for r in vh.routes_for(proxy.namespace)
             if r.match.source is None or r.match.source.selects(proxy.namespace, proxy.labels)
         )
         out.append((vh, _domains(names, vh.port, defaults[vh.hostname] == vh.port), routes))

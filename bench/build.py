@@ -1,0 +1,360 @@
+"""One benchmark size in a fresh process: full build, memory, per-type encode cost,
+one-VirtualService incremental rebuild; or (`--mode profile`) a cProfile of the full
+build; or (`--mode tracemalloc`) Python heap peaks. Prints one JSON object.
+
+    python bench/build.py --n 1000 [--repeat 5] [--mode build|profile|tracemalloc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import pstats
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any
+
+import workload
+from pilotfish_operator.store import Store
+from pilotfish_operator.translate import proxy_id
+from pilotfish_operator.translate import translate as to_ir
+from pilotfish_xds import ir
+from pilotfish_xds.codec import EncodeCache, Encoded
+from pilotfish_xds.translate import clusters, listeners, routes, view
+from pilotfish_xds.translate import translate as to_envoy
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def proc_status() -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of this process, MiB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+class CountingCache(EncodeCache):
+    """An EncodeCache that also remembers which names it had to encode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.missed: list[str] = []
+
+    def get_or_build(self, key: Hashable, build: Callable[[], Any], name: str) -> Encoded:
+        before = self.misses
+        found = super().get_or_build(key, build, name)
+        if self.misses != before:
+            self.missed.append(name)
+        return found
+
+
+class GcClock:
+    """Seconds spent in the cyclic garbage collector (it runs inside the timed code)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._start
+
+
+GC = GcClock()
+
+
+def load_store(n: int) -> Store:
+    store = Store()
+    for obj in workload.objects(n):
+        store.apply(obj)
+    if store.errors():
+        raise SystemExit(f"workload objects rejected: {store.errors()}")
+    return store
+
+
+def client(mesh: ir.Mesh) -> ir.Proxy:
+    proxy = mesh.proxy(proxy_id(workload.CLIENT_NS, workload.CLIENT_POD))
+    assert proxy is not None, "the client pod has no proxy"
+    return proxy
+
+
+def full_build(store: Store, cache: EncodeCache) -> tuple[float, float, Any, Any]:
+    t0 = time.perf_counter()
+    mesh = to_ir(store).mesh
+    t1 = time.perf_counter()
+    snapshot = to_envoy(mesh, client(mesh), cache)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, mesh, snapshot
+
+
+def per_type(mesh: ir.Mesh, proxy: ir.Proxy, limit: int) -> dict[str, dict[str, float]]:
+    """Per resource: build the envoy-data-plane message, then `bytes()` it (µs)."""
+
+    def measure(items: list[Callable[[], Any]]) -> dict[str, float]:
+        t0 = time.perf_counter()
+        messages = [f() for f in items]
+        t1 = time.perf_counter()
+        sizes = [len(bytes(m)) for m in messages]
+        t2 = time.perf_counter()
+        n = len(items)
+        return {
+            "count": n,
+            "build_us": (t1 - t0) / n * 1e6,
+            "serialize_us": (t2 - t1) / n * 1e6,
+            "total_us": (t2 - t0) / n * 1e6,
+            "avg_bytes": sum(sizes) / n,
+        }
+
+    cs = view.visible_clusters(mesh, proxy)[:limit]
+    vhs = view.outbound_virtual_hosts(mesh, proxy)[:limit]
+    inbound = view.inbound_virtual_hosts(proxy)
+    in_vhosts = [
+        routes.virtual_host(
+            name,
+            domains,
+            (
+                ir.Route(
+                    name="x",
+                    match=ir.RouteMatch(),
+                    action=ir.Forward((ir.WeightedCluster(ir.inbound_cluster_name(p), 100),)),
+                ),
+            ),
+        )
+        for name, domains, p in inbound
+    ]
+    reps = 200
+    return {
+        "cluster (EDS)": measure([lambda c=c: clusters.outbound_cluster(c) for c in cs]),
+        "endpoints (CLA, 3 eps)": measure(
+            [lambda c=c: clusters.load_assignment(c.name, c.endpoints) for c in cs]
+        ),
+        "virtual host": measure(
+            [lambda v=v: routes.virtual_host(v[0].name, v[1], v[2]) for v in vhs]
+        ),
+        "listener outbound (RDS)": measure([lambda: listeners.outbound_listener(proxy.ip)] * reps),
+        "listener inbound": measure(
+            [lambda: listeners.inbound_listener(proxy.ip, in_vhosts)] * reps
+        ),
+    }
+
+
+def incremental(store: Store, cache: CountingCache, edits: int) -> dict[str, Any]:
+    """Edit service 0's VirtualService (weights), re-translate with the warm cache."""
+    runs = []
+    for e in range(edits):
+        weights = (80, 20) if e % 2 == 0 else (90, 10)
+        store.apply(workload.virtual_service(workload.EDITED, weights))
+        hits, misses = cache.hits, cache.misses
+        cache.missed = []
+        gc_before = GC.total
+        t_ir, t_envoy, _, _ = full_build(store, cache)
+        swept = cache.sweep()
+        runs.append(
+            {
+                "translate_s": t_ir,
+                "envoy_encode_s": t_envoy,
+                "total_s": t_ir + t_envoy,
+                "hits": cache.hits - hits,
+                "misses": cache.misses - misses,
+                "re_encoded": list(cache.missed),
+                "swept": swept,
+                "gc_s": GC.total - gc_before,
+            }
+        )
+    return {
+        "runs": runs,
+        "median_translate_s": statistics.median(r["translate_s"] for r in runs),
+        "median_envoy_encode_s": statistics.median(r["envoy_encode_s"] for r in runs),
+        "median_total_s": statistics.median(r["total_s"] for r in runs),
+        "median_gc_s": statistics.median(r["gc_s"] for r in runs),
+    }
+
+
+def mode_build(n: int, repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": n, "counts": workload.counts(n)}
+    out["rss_after_imports_mib"] = proc_status()["VmRSS"]
+    t0 = time.perf_counter()
+    store = load_store(n)
+    out["store_load_s"] = time.perf_counter() - t0
+    gc.collect()
+    out["rss_after_store_mib"] = proc_status()["VmRSS"]
+
+    cache = CountingCache()
+    t_ir, t_envoy, mesh, snapshot = full_build(store, cache)
+    cache.sweep()
+    gc.collect()
+    mem = proc_status()
+    out["rss_after_build_mib"] = mem["VmRSS"]
+    out["resources"] = {
+        t.rsplit(".", 1)[-1]: len(snapshot.resources(t)) for t in snapshot.type_urls()
+    }
+    route = snapshot.resources(snapshot_route_type(snapshot))
+    out["route_config_bytes"] = sum(len(r.body) for r in route.values())
+    first = {"translate_s": t_ir, "envoy_encode_s": t_envoy}
+
+    runs = []
+    for _ in range(repeat):
+        gc.collect()
+        gc_before = GC.total
+        t_ir, t_envoy, _, _ = full_build(store, EncodeCache())
+        runs.append({"translate_s": t_ir, "envoy_encode_s": t_envoy, "gc_s": GC.total - gc_before})
+    out["full"] = {
+        "first": first,
+        "runs": runs,
+        "median_translate_s": statistics.median(r["translate_s"] for r in runs),
+        "median_envoy_encode_s": statistics.median(r["envoy_encode_s"] for r in runs),
+        "median_total_s": statistics.median(r["translate_s"] + r["envoy_encode_s"] for r in runs),
+    }
+    out["per_type"] = per_type(mesh, client(mesh), limit=2000)
+    out["incremental"] = incremental(store, cache, edits=max(repeat, 5))
+    out["peak_rss_mib"] = proc_status()["VmHWM"]
+    return out
+
+
+def snapshot_route_type(snapshot: Any) -> str:
+    return next(t for t in snapshot.type_urls() if t.endswith("RouteConfiguration"))
+
+
+def mode_tracemalloc(n: int) -> dict[str, Any]:
+    tracemalloc.start()
+    store = load_store(n)
+    gc.collect()
+    store_current, store_peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    cache = EncodeCache()
+    _, _, mesh, snapshot = full_build(store, cache)
+    cache.sweep()
+    gc.collect()
+    current, peak = tracemalloc.get_traced_memory()
+    top = tracemalloc.take_snapshot().statistics("filename")[:8]
+    return {
+        "n": n,
+        "store_current_mib": store_current / 2**20,
+        "store_peak_mib": store_peak / 2**20,
+        "after_build_current_mib": current / 2**20,
+        "build_peak_mib": peak / 2**20,
+        "top_files": [{"file": str(s.traceback[0].filename), "mib": s.size / 2**20} for s in top],
+        "_keep": len(mesh.clusters) + len(snapshot.type_urls()),
+    }
+
+
+def patch_field_defaults() -> None:
+    """Experiment (bench only, not shipped): memoise betterproto2's per-field default
+    when it is immutable, so `bytes()` stops entering `warnings.catch_warnings()` once
+    per set field of every message. Lists/dicts/messages still get a fresh default."""
+    import warnings
+
+    import betterproto2
+
+    memo: dict[tuple[type, str], Any] = {}
+    immutable = (str, bytes, int, float, bool)
+
+    def _get_field_default(self: Any, field_name: str) -> Any:
+        key = (type(self), field_name)
+        try:
+            return memo[key]
+        except KeyError:
+            pass
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            value = self._betterproto.default_gen[field_name]()
+        if isinstance(value, immutable):
+            memo[key] = value
+        return value
+
+    betterproto2.Message._get_field_default = _get_field_default  # type: ignore[method-assign]
+
+
+def mode_fast_defaults(n: int, repeat: int) -> dict[str, Any]:
+    """Full build with and without `patch_field_defaults`; output must be identical."""
+    store = load_store(n)
+    full_build(store, EncodeCache())  # warm pydantic's lazy schemas
+
+    def runs() -> tuple[float, dict[str, str]]:
+        times, versions = [], {}
+        for _ in range(repeat):
+            gc.collect()
+            _, t_envoy, _, snap = full_build(store, EncodeCache())
+            times.append(t_envoy)
+            versions = {t: snap.version(t) for t in snap.type_urls()}
+        return statistics.median(times), versions
+
+    before, v_before = runs()
+    patch_field_defaults()
+    after, v_after = runs()
+    return {
+        "n": n,
+        "median_envoy_encode_s_shipped": before,
+        "median_envoy_encode_s_patched": after,
+        "identical_output": v_before == v_after,
+    }
+
+
+def mode_profile(n: int, top: int) -> dict[str, Any]:
+    # Warm pydantic's lazily built schemas on a small mesh first: they are a one-off
+    # per process (see "first build" in the build mode), not part of steady state.
+    full_build(load_store(20), EncodeCache())
+    store = load_store(n)
+    gc.collect()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    t0 = time.perf_counter()
+    full_build(store, EncodeCache())
+    wall = time.perf_counter() - t0
+    profiler.disable()
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"profile-{n}.prof"
+    profiler.dump_stats(str(path))
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    rows = []
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        short = "/".join(Path(file).parts[-2:]) if file != "~" else ""
+        rows.append(
+            {"function": f"{short}:{line}({func})", "ncalls": nc, "tottime_s": tt, "cumtime_s": ct}
+        )
+    by_tot = sorted(rows, key=lambda r: -r["tottime_s"])[:top]
+    by_cum = sorted(rows, key=lambda r: -r["cumtime_s"])[:top]
+    return {
+        "n": n,
+        "profiled_wall_s": wall,
+        "prof": str(path),
+        "by_tottime": by_tot,
+        "by_cumtime": by_cum,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument(
+        "--mode", choices=("build", "profile", "tracemalloc", "fastdefaults"), default="build"
+    )
+    p.add_argument("--top", type=int, default=25)
+    args = p.parse_args()
+    if args.mode == "build":
+        result = mode_build(args.n, args.repeat)
+    elif args.mode == "profile":
+        result = mode_profile(args.n, args.top)
+    elif args.mode == "fastdefaults":
+        result = mode_fast_defaults(args.n, args.repeat)
+    else:
+        result = mode_tracemalloc(args.n)
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
