@@ -3,19 +3,25 @@
 betterproto2 0.9.1 re-runs pydantic validation on every nested message in
 `bytes()`, `parse()` and `to_dict()`; that is ~90 % of encode time (facts.md).
 Messages are validated when constructed, so the re-validation is switched off
-here, in one place, for the exact version it was measured on.
+here. It also rebuilds a field's default value, inside `warnings.catch_warnings()`,
+each time it compares a field with it (every construction checks the deprecated
+fields that way); the defaults are computed once per class instead. Both changes
+are made in one place, for the exact version they were measured on, and
+`wire.encode` replaces `bytes()` for speed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import warnings
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import betterproto2
 
+from . import wire
 from .types import message_class
 
 TESTED_BETTERPROTO2 = "0.9.1"
@@ -25,8 +31,24 @@ def _skip_validation(self: Any) -> None:
     """Stands in for `Message._validate`: construction already validated."""
 
 
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _cached_default(self: Any, field_name: str) -> Any:
+    """Stands in for `Message._get_field_default`, whose callers only compare with it."""
+    cls = type(self)
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            gen = cls._betterproto.default_gen
+            defaults = _DEFAULTS[cls] = {name: make() for name, make in gen.items()}
+    return defaults[field_name]
+
+
 def disable_revalidation() -> None:
-    """Switch off per-call re-validation; idempotent; refuses untested versions."""
+    """Switch off per-call re-validation and per-call defaults; idempotent; refuses
+    untested versions."""
     version = importlib.metadata.version("betterproto2")
     if version != TESTED_BETTERPROTO2:
         raise RuntimeError(
@@ -35,6 +57,7 @@ def disable_revalidation() -> None:
             f"Message._validate before changing the pin"
         )
     betterproto2.Message._validate = _skip_validation  # type: ignore[method-assign]
+    betterproto2.Message._get_field_default = _cached_default  # type: ignore[method-assign]
 
 
 disable_revalidation()
@@ -58,7 +81,7 @@ class Encoded:
 
 
 def encode(name: str, message: betterproto2.Message) -> Encoded:
-    return Encoded(name, bytes(message))
+    return Encoded(name, wire.encode(message))
 
 
 def decode(type_url: str, body: bytes) -> Any:
@@ -84,8 +107,10 @@ class EncodeCache:
         return len(self._entries)
 
     def get_or_build(
-        self, key: Hashable, build: Callable[[], betterproto2.Message], name: str
+        self, key: Hashable, build: Callable[[], betterproto2.Message | bytes], name: str
     ) -> Encoded:
+        """`build` returns a message, or bytes where the translator writes the wire
+        format itself."""
         full = (name, key)
         self._used.add(full)
         found = self._entries.get(full)
@@ -93,7 +118,9 @@ class EncodeCache:
             self.hits += 1
             return found
         self.misses += 1
-        built = self._entries[full] = encode(name, build())
+        message = build()
+        body = message if isinstance(message, bytes) else wire.encode(message)
+        built = self._entries[full] = Encoded(name, body)
         return built
 
     def sweep(self) -> int:
@@ -112,20 +139,9 @@ class EncodeCache:
 # envoy-data-plane to keep them honest.
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field; proto3 leaves empty ones out."""
-    if not payload:
-        return b""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return wire.length_delimited(number, payload) if payload else b""
 
 
 def _any(type_url: bytes, body: bytes) -> bytes:
@@ -137,7 +153,7 @@ def sotw_response(type_url: str, version: str, nonce: str, resources: Iterable[E
     url = type_url.encode()
     parts = [_field(1, version.encode())]
     # An Any with an empty body still has to appear, hence the explicit header.
-    parts.extend(b"\x12" + _varint(len(a)) + a for a in (_any(url, r.body) for r in resources))
+    parts.extend(wire.length_delimited(2, a) for a in (_any(url, r.body) for r in resources))
     parts += [_field(4, url), _field(5, nonce.encode())]
     return b"".join(parts)
 
@@ -157,7 +173,7 @@ def delta_response(
         item = (
             _field(1, r.hash.encode()) + _field(2, _any(url, r.body)) + _field(3, r.name.encode())
         )
-        parts.append(b"\x12" + _varint(len(item)) + item)
+        parts.append(wire.length_delimited(2, item))
     parts += [_field(4, url), _field(5, nonce.encode())]
-    parts.extend(b"\x32" + _varint(len(n.encode())) + n.encode() for n in removed)
+    parts.extend(wire.length_delimited(6, n.encode()) for n in removed)
     return b"".join(parts)

@@ -14,7 +14,7 @@ from functools import partial
 from envoy_data_plane.envoy.config.listener.v3 import Listener
 from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
-from .. import ir, types
+from .. import ir, types, wire
 from ..codec import EncodeCache, Encoded
 from ..snapshot import Snapshot
 from . import clusters, listeners, routes, view
@@ -22,22 +22,9 @@ from . import clusters, listeners, routes, view
 _VIRTUAL_HOSTS_FIELD = 2  # RouteConfiguration.virtual_hosts
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _route_configuration(name: str, parts: list[bytes]) -> bytes:
-    tag = _varint(_VIRTUAL_HOSTS_FIELD << 3 | 2)
-    head = bytes(RouteConfiguration(name=name))
-    return head + b"".join(tag + _varint(len(p)) + p for p in parts)
+    head = wire.encode(RouteConfiguration(name=name))
+    return head + b"".join(wire.length_delimited(_VIRTUAL_HOSTS_FIELD, p) for p in parts)
 
 
 def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:

@@ -21,7 +21,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
 from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
 from envoy_data_plane.envoy.type.v3 import Percent
 
-from .. import ir
+from .. import ir, wire
 
 _POLICY = {
     "ROUND_ROBIN": cluster.ClusterLbPolicy.ROUND_ROBIN,
@@ -67,23 +67,39 @@ def outbound_cluster(c: ir.Cluster) -> cluster.Cluster:
     return out
 
 
-def load_assignment(name: str, endpoints: tuple[ir.Endpoint, ...]) -> ClusterLoadAssignment:
-    return ClusterLoadAssignment(
-        cluster_name=name,
-        endpoints=[
-            LocalityLbEndpoints(
-                lb_endpoints=[
-                    LbEndpoint(
-                        endpoint=EnvoyEndpoint(address=socket_address(e.address, e.port)),
-                        health_status=HealthStatus.HEALTHY if e.healthy else HealthStatus.UNHEALTHY,
-                    )
-                    for e in endpoints
-                ]
-            )
-        ]
-        if endpoints
-        else [],
-    )
+# ClusterLoadAssignment is the most numerous resource (one per cluster) and the most
+# deeply nested for what it says: it is written at the wire level, with the field
+# numbers read from envoy-data-plane's classes. The golden tests decode it with them.
+_n = wire.field_number
+_CLA_NAME = _n(ClusterLoadAssignment, "cluster_name")
+_CLA_ENDPOINTS = _n(ClusterLoadAssignment, "endpoints")
+_LOCALITY_LB_ENDPOINTS = _n(LocalityLbEndpoints, "lb_endpoints")
+_LB_ENDPOINT = _n(LbEndpoint, "endpoint")
+_LB_HEALTH = wire.tag(_n(LbEndpoint, "health_status"), 0)
+_ENDPOINT_ADDRESS = _n(EnvoyEndpoint, "address")
+_ADDRESS_SOCKET = _n(Address, "socket_address")
+_SOCKET_ADDRESS = _n(SocketAddress, "address")
+_SOCKET_PORT = wire.tag(_n(SocketAddress, "port_value"), 0)
+_HEALTH = {True: wire.varint(HealthStatus.HEALTHY), False: wire.varint(HealthStatus.UNHEALTHY)}
+
+
+def _lb_endpoint(e: ir.Endpoint) -> bytes:
+    socket = wire.length_delimited(_SOCKET_ADDRESS, e.address.encode())
+    socket += _SOCKET_PORT + wire.varint(e.port)
+    address = wire.length_delimited(_ADDRESS_SOCKET, socket)
+    endpoint = wire.length_delimited(_ENDPOINT_ADDRESS, address)
+    return wire.length_delimited(_LB_ENDPOINT, endpoint) + _LB_HEALTH + _HEALTH[e.healthy]
+
+
+def load_assignment(name: str, endpoints: tuple[ir.Endpoint, ...]) -> bytes:
+    """An encoded ClusterLoadAssignment: all endpoints in one (unnamed) locality."""
+    out = wire.length_delimited(_CLA_NAME, name.encode())
+    if endpoints:
+        hosts = b"".join(
+            wire.length_delimited(_LOCALITY_LB_ENDPOINTS, _lb_endpoint(e)) for e in endpoints
+        )
+        out += wire.length_delimited(_CLA_ENDPOINTS, hosts)
+    return out
 
 
 def inbound_cluster(ip: str, port: int) -> cluster.Cluster:
@@ -92,5 +108,7 @@ def inbound_cluster(ip: str, port: int) -> cluster.Cluster:
         name=name,
         type=cluster.ClusterDiscoveryType.STATIC,
         connect_timeout=timedelta(seconds=10),
-        load_assignment=load_assignment(name, (ir.Endpoint(ip, port),)),
+        load_assignment=ClusterLoadAssignment.parse(
+            load_assignment(name, (ir.Endpoint(ip, port),))
+        ),
     )
