@@ -22,7 +22,7 @@ from pilotfish_xds.codec import EncodeCache
 from pilotfish_xds.translate import translate as to_envoy
 
 from .store import Store
-from .translate import Options, translate
+from .translate import Options, Translator
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class Pipeline:
         self.store = store
         self.cache = cache
         self.options = options or Options()
+        self.translator = Translator(self.options)
         self.debounce = debounce
         self.max_delay = max_delay
         self.encoder = EncodeCache()
@@ -97,7 +98,7 @@ class Pipeline:
     def _rebuild(self) -> None:
         t0 = time.perf_counter()
         generation = self.store.generation
-        result = translate(self.store, self.options)
+        result = self.translator.translate(self.store)
         self.mesh, self.warnings = result.mesh, result.warnings
         t1 = time.perf_counter()
         self._push(set(self.cache.connected()))

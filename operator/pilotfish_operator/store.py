@@ -34,6 +34,8 @@ def raw_key(obj: Mapping[str, Any]) -> Key:
 class Store:
     def __init__(self) -> None:
         self._objects: dict[Key, Resource] = {}
+        self._by_kind: dict[str, dict[Key, Resource]] = {}
+        self._kind_generation: dict[str, int] = {}
         self._errors: dict[Key, ConfigError] = {}
         self._generation = 0
         self._changed = asyncio.Event()
@@ -57,19 +59,21 @@ class Store:
         self._errors.pop(key, None)
         if self._objects.get(key) != resource:
             self._objects[key] = resource
-            self._bump()
+            self._by_kind.setdefault(key[0], {})[key] = resource
+            self._bump(key[0])
         return key
 
     def delete(self, key: Key) -> None:
         self._errors.pop(key, None)
         if self._objects.pop(key, None) is not None:
-            self._bump()
+            del self._by_kind[key[0]][key]
+            self._bump(key[0])
 
     def get(self, key: Key) -> Resource | None:
         return self._objects.get(key)
 
     def of_kind(self, kind: str) -> Iterator[Resource]:
-        return (r for (k, _, _), r in self._objects.items() if k == kind)
+        return iter(list(self._by_kind.get(kind, {}).values()))
 
     def keys(self) -> frozenset[Key]:
         return frozenset(self._objects)
@@ -81,6 +85,11 @@ class Store:
         await self._changed.wait()
         self._changed.clear()
 
-    def _bump(self) -> None:
+    def changed_since(self, generation: int) -> set[str]:
+        """The kinds with a change after `generation`."""
+        return {k for k, g in self._kind_generation.items() if g > generation}
+
+    def _bump(self, kind: str) -> None:
         self._generation += 1
+        self._kind_generation[kind] = self._generation
         self._changed.set()

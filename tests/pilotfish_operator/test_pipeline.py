@@ -126,3 +126,54 @@ async def test_snapshots_only_for_connected_proxies(running: Any) -> None:
     cache.stream_opened("other.ns", {"id": "other.ns"})  # connects: built at once
     await asyncio.sleep(0.05)
     assert cache.get("other.ns") is not None
+
+
+def test_incremental_translation_equals_translating_from_scratch() -> None:
+    from pilotfish_operator.translate import Translator, translate
+
+    store = Store()
+    for obj in objects(6):
+        store.apply(obj)
+    translator = Translator()
+    translator.translate(store)
+    rule = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "svc-2", "namespace": "ns"},
+        "spec": {
+            "host": "svc-2",
+            "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}},
+            "subsets": [{"name": "v1", "labels": {"version": "v1"}}],
+        },
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "svc-2-a",
+            "namespace": "ns",
+            "labels": {"app": "svc-2", "version": "v1"},
+        },
+        "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 80}]}]},
+        "status": {"podIP": "127.0.0.9"},
+    }
+    routes_to_2 = virtual_service(1, 100)
+    routes_to_2["spec"]["http"][0]["route"] = [{"destination": {"host": "svc-2", "subset": "v1"}}]
+    edits: list[tuple[str, Any]] = [
+        ("apply", virtual_service(3, 999)),  # one host's routes
+        ("apply", rule),  # svc-2's clusters, and routes of svc-1 once it points there
+        ("apply", routes_to_2),  # svc-1 now depends on svc-2's rule (hash policy)
+        ("apply", pod),  # svc-2's endpoints and subset
+        ("apply", {**rule, "spec": {**rule["spec"], "trafficPolicy": None}}),  # svc-1 must follow
+        ("delete", ("Pod", "ns", "svc-2-a")),
+        ("delete", ("Service", "ns", "svc-4")),
+        ("apply", {**pod, "metadata": {**pod["metadata"], "labels": {"app": "svc-2"}}}),
+    ]
+    for action, what in edits:
+        if action == "apply":
+            store.apply(what)
+        else:
+            store.delete(what)
+        assert not store.errors()
+        assert translator.translate(store).mesh == translate(store).mesh, (action, what)
+    assert translator.reused > 0  # it did reuse something

@@ -10,9 +10,11 @@ exportTo, short host names) are carried as data and evaluated on the xDS side.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Discriminator, Tag
 
@@ -20,6 +22,26 @@ Labels = tuple[tuple[str, str], ...]
 """Sorted (key, value) pairs: a hashable label map."""
 
 MatchKind = Literal["exact", "prefix", "regex"]
+
+
+_T = TypeVar("_T")
+
+
+def _hash_once(cls: type[_T]) -> type[_T]:
+    """Cache the hash of a large frozen value: the encoder keys its cache by IR values,
+    and recomputing a deep hash for every resource on every push costs more than
+    the lookup saves. (The classes this decorates have no __slots__, so the cached
+    value can live in the instance's __dict__, which a frozen dataclass leaves writable.)"""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    def __hash__(self: Any) -> int:
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self.__dict__["_hash"] = hash(tuple(getattr(self, n) for n in names))
+        return cached
+
+    cls.__hash__ = __hash__  # type: ignore[method-assign]
+    return cls
 
 
 def labels_of(mapping: dict[str, str] | None) -> Labels:
@@ -162,7 +184,8 @@ Action = Annotated[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@_hash_once
+@dataclass(frozen=True)
 class Route:
     name: str
     """Where it came from: `<ns>/<virtualservice>/http/<i>/match/<j>` or `default`."""
@@ -174,7 +197,8 @@ class Route:
 # ---------------------------------------------------------------- services
 
 
-@dataclass(frozen=True, slots=True)
+@_hash_once
+@dataclass(frozen=True)
 class RouteTable:
     """One VirtualService's routes for one service port, and who may use them."""
 
@@ -185,7 +209,8 @@ class RouteTable:
     export_to: tuple[str, ...] = ("*",)
 
 
-@dataclass(frozen=True, slots=True)
+@_hash_once
+@dataclass(frozen=True)
 class VirtualHost:
     """HTTP routing for one service port, as seen by clients."""
 
@@ -204,7 +229,7 @@ class VirtualHost:
     export_to: tuple[str, ...] = ("*",)
     """Who sees the service at all (the Service's networking.istio.io/exportTo)."""
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return f"{self.hostname}:{self.port}"
 
@@ -232,7 +257,8 @@ class LoadBalancer:
     table_size: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@_hash_once
+@dataclass(frozen=True)
 class Cluster:
     """One upstream: a service port, or one subset of it."""
 
@@ -245,7 +271,7 @@ class Cluster:
     connect_timeout: timedelta = timedelta(seconds=10)
     export_to: tuple[str, ...] = ("*",)
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return outbound_cluster_name(self.hostname, self.port, self.subset)
 
@@ -282,7 +308,8 @@ class Inbound:
     target_port: int
 
 
-@dataclass(frozen=True, slots=True)
+@_hash_once
+@dataclass(frozen=True)
 class Proxy:
     """One sidecar: the workload it fronts and how traffic reaches it."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from .errors import ConfigError, Problem, format_path, problems_from
 from .kube import (
@@ -31,7 +31,7 @@ from .kube import (
     ServicePort,
     ServiceSpec,
 )
-from .meta import Duration, IstioModel, IstioResource, KubeModel, ObjectMeta, Resource
+from .meta import Duration, IstioModel, IstioResource, KubeObject, ObjectMeta, Resource
 from .networking import *  # noqa: F403 - the Istio message classes are the public surface
 from .networking import NETWORKING_VERSIONS, DestinationRule, VirtualService
 from .networking import __all__ as _networking_all
@@ -72,6 +72,25 @@ def _identity(obj: Mapping[str, Any], cls: type[Resource] | None) -> tuple[str, 
     )
 
 
+_ADAPTERS: dict[type[Resource], TypeAdapter[Resource]] = {}
+
+
+def _adapter(cls: type[Resource]) -> TypeAdapter[Resource]:
+    # Kubernetes kinds are pydantic dataclasses, Istio kinds models: one way for both.
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+def dump(resource: Resource) -> dict[str, Any]:
+    """The object as the user would write it (aliases, no defaults)."""
+    out: dict[str, Any] = _adapter(type(resource)).dump_python(
+        resource, mode="json", by_alias=True, exclude_none=True, exclude_defaults=True
+    )
+    return out
+
+
 def parse(obj: Mapping[str, Any]) -> Resource:
     """Validate one object; raises ConfigError (never pydantic's ValidationError)."""
     if not isinstance(obj, Mapping):
@@ -82,7 +101,8 @@ def parse(obj: Mapping[str, Any]) -> Resource:
         reason = f"unknown kind {obj.get('kind')!r}; expected one of {', '.join(KINDS)}"
         raise ConfigError(kind, namespace, name, [Problem("kind", reason)])
     try:
-        return cls.model_validate(obj)
+        resource: Resource = _adapter(cls).validate_python(obj)
+        return resource
     except ValidationError as exc:
         raise ConfigError(kind, namespace, name, problems_from(exc)) from None
 
@@ -94,13 +114,14 @@ __all__ = [
     "Container",
     "ContainerPort",
     "Duration",
+    "dump",
     "Endpoint",
     "EndpointConditions",
     "EndpointPort",
     "EndpointSlice",
     "IstioModel",
     "IstioResource",
-    "KubeModel",
+    "KubeObject",
     "Namespace",
     "Node",
     "ObjectMeta",

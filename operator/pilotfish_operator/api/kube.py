@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PlainValidator, WithJsonSchema
 
-from .meta import Bool, KubeModel, Port, Resource, Str, StrMap
+from .meta import Bool, KubeObject, Port, Str, StrMap, kube_object
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -28,68 +28,78 @@ IntOrString = Annotated[
 ]
 
 
-class Namespace(Resource):
+@kube_object
+class Namespace(KubeObject):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
     KIND: ClassVar[str] = "Namespace"
     CLUSTER_SCOPED: ClassVar[bool] = True
 
 
-class ServicePort(KubeModel):
-    name: Str | None = None
+@kube_object
+class ServicePort:
     port: Port
+    name: Str | None = None
     target_port: IntOrString | None = None
     protocol: Protocol = "TCP"
     app_protocol: Str | None = None
 
 
-class ServiceSpec(KubeModel):
-    selector: StrMap = {}
+@kube_object
+class ServiceSpec:
+    selector: StrMap = Field(default_factory=dict)
     ports: tuple[ServicePort, ...] = ()
     cluster_ip: Str | None = Field(default=None, alias="clusterIP")
     type: Str = "ClusterIP"
 
 
-class Service(Resource):
+@kube_object
+class Service(KubeObject):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
     KIND: ClassVar[str] = "Service"
 
-    spec: ServiceSpec = ServiceSpec()
+    spec: ServiceSpec = Field(default_factory=ServiceSpec)
 
 
-class ContainerPort(KubeModel):
+@kube_object
+class ContainerPort:
     container_port: Port
     name: Str | None = None
     protocol: Protocol = "TCP"
 
 
-class Container(KubeModel):
+@kube_object
+class Container:
     name: Str
     ports: tuple[ContainerPort, ...] = ()
 
 
-class PodSpec(KubeModel):
+@kube_object
+class PodSpec:
     containers: tuple[Container, ...] = ()
     service_account_name: Str | None = None
     node_name: Str | None = None
 
 
-class PodCondition(KubeModel):
+@kube_object
+class PodCondition:
     type: Str
     status: Str
 
 
-class PodStatus(KubeModel):
+@kube_object
+class PodStatus:
     pod_ip: Str | None = Field(default=None, alias="podIP")
     phase: Str | None = None
     conditions: tuple[PodCondition, ...] = ()
 
 
-class Pod(Resource):
+@kube_object
+class Pod(KubeObject):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
     KIND: ClassVar[str] = "Pod"
 
-    spec: PodSpec = PodSpec()
-    status: PodStatus = PodStatus()
+    spec: PodSpec = Field(default_factory=PodSpec)
+    status: PodStatus = Field(default_factory=PodStatus)
 
     @property
     def service_account(self) -> str:
@@ -100,36 +110,41 @@ class Pod(Resource):
         return any(c.type == "Ready" and c.status == "True" for c in self.status.conditions)
 
 
-class EndpointConditions(KubeModel):
+@kube_object
+class EndpointConditions:
     # Kubernetes: nil ready/serving means "unknown, treat as ready"; terminating nil is false.
     ready: Bool | None = None
     serving: Bool | None = None
     terminating: Bool | None = None
 
 
-class ObjectReference(KubeModel):
+@kube_object
+class ObjectReference:
     kind: Str | None = None
     name: Str | None = None
     namespace: Str | None = None
     uid: Str | None = None
 
 
-class Endpoint(KubeModel):
+@kube_object
+class Endpoint:
     addresses: tuple[Str, ...] = ()
-    conditions: EndpointConditions = EndpointConditions()
+    conditions: EndpointConditions = Field(default_factory=EndpointConditions)
     target_ref: ObjectReference | None = None
     node_name: Str | None = None
     zone: Str | None = None
 
 
-class EndpointPort(KubeModel):
+@kube_object
+class EndpointPort:
     name: Str | None = None
     port: Port | None = None
     protocol: Protocol = "TCP"
     app_protocol: Str | None = None
 
 
-class EndpointSlice(Resource):
+@kube_object
+class EndpointSlice(KubeObject):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("discovery.k8s.io/v1",)
     KIND: ClassVar[str] = "EndpointSlice"
 
@@ -142,12 +157,14 @@ class EndpointSlice(Resource):
         return self.metadata.labels.get(SERVICE_NAME_LABEL)
 
 
-class ServiceAccount(Resource):
+@kube_object
+class ServiceAccount(KubeObject):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
     KIND: ClassVar[str] = "ServiceAccount"
 
 
-class Node(Resource):
+@kube_object
+class Node(KubeObject):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
     KIND: ClassVar[str] = "Node"
     CLUSTER_SCOPED: ClassVar[bool] = True

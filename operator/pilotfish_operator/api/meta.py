@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PlainSerializer,
     Strict,
     StrictBool,
@@ -20,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.dataclasses import dataclass
 
 # Strict scalars: Kubernetes rejects "5" for an integer field, so we do too (pydantic's lax
 # mode would quietly coerce it). Lists stay lax so YAML lists become tuples.
@@ -114,19 +116,22 @@ class IstioModel(BaseModel):
     )
 
 
-class KubeModel(BaseModel):
-    """Kubernetes objects carry far more than we read: ignore the rest, type-check the rest."""
+# Kubernetes objects are the bulk of what a control plane holds (a pod per replica,
+# an EndpointSlice per service...). They are slotted pydantic dataclasses: validated
+# like models, about a sixth of a BaseModel's memory (no per-instance __dict__ or
+# fields-set).
+_KUBE_CONFIG = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+kube_object = dataclass(frozen=True, slots=True, config=_KUBE_CONFIG)
+"""Decorator for Kubernetes objects and their parts: unknown fields are ignored (real
+objects carry far more than we read); the fields we read are type-checked."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
-    )
 
-
-class ObjectMeta(KubeModel):
+@kube_object
+class ObjectMeta:
     name: Str
     namespace: Str | None = None
-    labels: StrMap = {}
-    annotations: StrMap = {}
+    labels: StrMap = Field(default_factory=dict)
+    annotations: StrMap = Field(default_factory=dict)
     uid: Str | None = None
     generation: int | None = None
     resource_version: Str | None = None
@@ -134,30 +139,14 @@ class ObjectMeta(KubeModel):
     creation_timestamp: datetime | None = None
 
 
-class Resource(KubeModel):
-    """Base of every top-level object parse() returns."""
+class Resource:
+    """What every top-level object parse() returns has: identity and a key."""
 
+    __slots__ = ()
     API_VERSIONS: ClassVar[tuple[str, ...]] = ()
     KIND: ClassVar[str] = ""
     CLUSTER_SCOPED: ClassVar[bool] = False
-
-    api_version: Str
-    kind: Str
     metadata: ObjectMeta
-
-    @field_validator("api_version")
-    @classmethod
-    def _known_api_version(cls, value: str) -> str:
-        if value not in cls.API_VERSIONS:
-            raise ValueError(f"must be one of {', '.join(cls.API_VERSIONS)}")
-        return value
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value != cls.KIND:
-            raise ValueError(f"must be {cls.KIND}")
-        return value
 
     @property
     def namespace(self) -> str:
@@ -173,10 +162,57 @@ class Resource(KubeModel):
     def key(self) -> tuple[str, str, str]:
         return (self.KIND, self.namespace, self.metadata.name)
 
+    @classmethod
+    def check_api_version(cls, value: str) -> str:
+        if value not in cls.API_VERSIONS:
+            raise ValueError(f"must be one of {', '.join(cls.API_VERSIONS)}")
+        return value
 
-class IstioResource(Resource):
+    @classmethod
+    def check_kind(cls, value: str) -> str:
+        if value != cls.KIND:
+            raise ValueError(f"must be {cls.KIND}")
+        return value
+
+
+@kube_object
+class KubeObject(Resource):
+    """Base of the Kubernetes kinds."""
+
+    api_version: Str
+    kind: Str
+    metadata: ObjectMeta
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_api_version(cls, value: str) -> str:
+        return cls.check_api_version(value)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return cls.check_kind(value)
+
+
+class IstioResource(BaseModel, Resource):
     """Istio kinds: strict about unknown fields, status is the controller's and ignored here."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
+
+    api_version: Str
+    kind: Str
+    metadata: ObjectMeta
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_api_version(cls, value: str) -> str:
+        return cls.check_api_version(value)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return cls.check_kind(value)
 
     status: dict[str, Any] | None = None

@@ -10,14 +10,22 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from pilotfish_xds import ir
 
-from ..api import Destination, DestinationRule, Pod, VirtualService
-from ..store import Store
+from ..api import Destination, DestinationRule, Pod, Service, VirtualService
+from ..store import Key, Store
 from . import policies, routes
 from .hosts import Names
-from .services import ServiceInfo, Workloads, services, target_port
+from .services import (
+    ServiceInfo,
+    Workloads,
+    involved_pods,
+    service_info,
+    slices_by_service,
+    target_port,
+)
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -67,35 +75,146 @@ def _vs_by_host(store: Store, names: Names, warnings: list[str]) -> dict[str, li
     return out
 
 
-def translate(store: Store, options: Options = Options()) -> Translation:
-    names = Names(options.cluster_domain)
-    warnings: list[str] = []
-    workloads = Workloads.of(store)
-    svcs = services(store, names, workloads, options.local)
-    by_host = {s.hostname: s for s in svcs}
-    rules = policies.rules_by_host(store, names)
-    vs_by_host = _vs_by_host(store, names, warnings)
+class Translator:
+    """Translates the store, reusing what did not change since the last call.
 
-    def cluster_for(
-        namespace: str, dest: Destination, port: int
-    ) -> tuple[str, tuple[ir.HashPolicy, ...]]:
-        host = names.fqdn(dest.host, namespace)
-        svc = by_host.get(host)
-        if dest.port is not None and dest.port.number is not None:
-            port = dest.port.number
-        elif svc is not None and len(svc.ports) == 1:
-            port = svc.ports[0].port
-        subset = dest.subset or ""
-        lb = policies.load_balancer_settings(rules.get(host), port, subset)
-        return ir.outbound_cluster_name(host, port, subset), policies.hash_policy(lb)
+    Every piece of output is remembered with the input objects it was built from
+    (the store's models are immutable and replaced on change, so comparing the
+    inputs is mostly identity checks). A VirtualService edit re-translates the
+    hosts it routes and nothing else; one pod's change re-translates the services
+    that select it. The output is the same as translating from scratch.
+    """
 
-    clusters: list[ir.Cluster] = []
-    vhosts: list[ir.VirtualHost] = []
-    for svc in svcs:
-        dr = rules.get(svc.hostname)
-        for sp in svc.ports:
-            clusters += _clusters(svc, sp.port, dr)
-            default = ir.outbound_cluster_name(svc.hostname, sp.port)
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options or Options()
+        self.names = Names(self.options.cluster_domain)
+        self._services: dict[Key, tuple[tuple[Any, ...], ServiceInfo]] = {}
+        self._hosts: dict[str, tuple[tuple[Any, ...], list[ir.VirtualHost], list[ir.Cluster]]] = {}
+        self._proxies: dict[tuple[str, str], tuple[tuple[Any, ...], ir.Proxy]] = {}
+        self._dests: dict[Key, tuple[VirtualService, set[str]]] = {}
+        # What the last call derived per kind, reused while those kinds are unchanged.
+        self._seen = -1
+        self._workloads: tuple[Workloads, list[ServiceInfo], tuple[ir.Proxy, ...]] | None = None
+        self._rules: dict[str, DestinationRule] | None = None
+        self._vs: tuple[dict[str, list[VirtualService]], list[str]] | None = None
+        self.reused = 0
+        """How many services the last call took over unchanged (for tests and benchmarks)."""
+
+    def translate(self, store: Store) -> Translation:
+        changed = store.changed_since(self._seen) if self._seen >= 0 else None
+        self._seen = store.generation
+
+        def stale(*kinds: str) -> bool:
+            return changed is None or not changed.isdisjoint(kinds)
+
+        if self._workloads is None or stale("Pod", "Namespace", "Service", "EndpointSlice"):
+            workloads, infos = self._services_of(store)
+            self._workloads = (workloads, infos, self._proxies_of(workloads, infos))
+        workloads, infos, proxies = self._workloads
+        if self._rules is None or stale("DestinationRule"):
+            self._rules = policies.rules_by_host(store, self.names)
+        rules = self._rules
+        if self._vs is None or stale("VirtualService"):
+            vs_warnings: list[str] = []
+            self._vs = (_vs_by_host(store, self.names, vs_warnings), vs_warnings)
+            self._dests = {k: v for k, v in self._dests.items() if store.get(k) is v[0]}
+        vs_by_host, warnings = self._vs[0], list(self._vs[1])
+
+        by_host = {i.hostname: i for i in infos}
+        vhosts: list[ir.VirtualHost] = []
+        clusters: list[ir.Cluster] = []
+        hosts: dict[str, tuple[tuple[Any, ...], list[ir.VirtualHost], list[ir.Cluster]]] = {}
+        self.reused = 0
+        for info in infos:
+            vss = tuple(vs_by_host.get(info.hostname, ()))
+            dests = sorted({d for vs in vss for d in self._destinations(vs)})
+            host_inputs = (
+                info,
+                rules.get(info.hostname),
+                vss,
+                tuple((d, by_host.get(d), rules.get(d)) for d in dests),
+            )
+            seen = self._hosts.get(info.hostname)
+            if seen is not None and seen[0] == host_inputs:
+                entry = seen
+                self.reused += 1
+            else:
+                entry = (host_inputs, *self._host(info, vss, by_host, rules))
+            hosts[info.hostname] = entry
+            vhosts += entry[1]
+            clusters += entry[2]
+        self._hosts = hosts
+
+        for host in sorted(vs_by_host.keys() - by_host.keys()):
+            for vs in vs_by_host[host]:
+                warnings.append(
+                    f"VirtualService {vs.namespace}/{vs.name}: host {host} is not a known "
+                    "service; ignored"
+                )
+        for w in warnings:
+            log.warning("%s", w)
+        return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings)
+
+    def _destinations(self, vs: VirtualService) -> set[str]:
+        known = self._dests.get(vs.key)
+        if known is None or known[0] is not vs:
+            known = self._dests[vs.key] = (vs, _destinations(vs, self.names))
+        return known[1]
+
+    def _services_of(self, store: Store) -> tuple[Workloads, list[ServiceInfo]]:
+        names, local = self.names, self.options.local
+        workloads = Workloads.of(store)
+        slices = slices_by_service(store)
+
+        infos: list[ServiceInfo] = []
+        services: dict[Key, tuple[tuple[Any, ...], ServiceInfo]] = {}
+        for svc in sorted(
+            (s for s in store.of_kind("Service") if isinstance(s, Service)), key=lambda s: s.key
+        ):
+            own = slices.get((svc.namespace, svc.name), [])
+            pods = involved_pods(svc, own, workloads)
+            inputs = (
+                svc,
+                tuple(own),
+                tuple((workloads.pods[p], p in workloads.injected) for p in pods),
+            )
+            known = self._services.get(svc.key)
+            if known is not None and known[0] == inputs:
+                info = known[1]
+            else:
+                info = service_info(svc, own, pods, names, workloads, local)
+            services[svc.key] = (inputs, info)
+            infos.append(info)
+        self._services = services
+        return workloads, infos
+
+    def _host(
+        self,
+        info: ServiceInfo,
+        vss: tuple[VirtualService, ...],
+        by_host: dict[str, ServiceInfo],
+        rules: dict[str, DestinationRule],
+    ) -> tuple[list[ir.VirtualHost], list[ir.Cluster]]:
+        names = self.names
+
+        def cluster_for(
+            namespace: str, dest: Destination, port: int
+        ) -> tuple[str, tuple[ir.HashPolicy, ...]]:
+            host = names.fqdn(dest.host, namespace)
+            svc = by_host.get(host)
+            if dest.port is not None and dest.port.number is not None:
+                port = dest.port.number
+            elif svc is not None and len(svc.ports) == 1:
+                port = svc.ports[0].port
+            subset = dest.subset or ""
+            lb = policies.load_balancer_settings(rules.get(host), port, subset)
+            return ir.outbound_cluster_name(host, port, subset), policies.hash_policy(lb)
+
+        dr = rules.get(info.hostname)
+        vhosts, clusters = [], []
+        for sp in info.ports:
+            clusters += _clusters(info, sp.port, dr)
+            default = ir.outbound_cluster_name(info.hostname, sp.port)
             lb = policies.load_balancer_settings(dr, sp.port, "")
             tables = tuple(
                 ir.RouteTable(
@@ -106,30 +225,53 @@ def translate(store: Store, options: Options = Options()) -> Translation:
                     ),
                     export_to=_export_to(vs.spec.export_to),
                 )
-                for vs in vs_by_host.get(svc.hostname, ())
+                for vs in vss
             )
             vhosts.append(
                 ir.VirtualHost(
-                    hostname=svc.hostname,
+                    hostname=info.hostname,
                     port=sp.port,
-                    namespace=svc.namespace,
-                    aliases=names.aliases(svc.name, svc.namespace),
-                    short_name=svc.name,
+                    namespace=info.namespace,
+                    aliases=names.aliases(info.name, info.namespace),
+                    short_name=info.name,
                     routes=(routes.default_route(default, policies.hash_policy(lb)),),
                     tables=tables,
-                    export_to=svc.export_to,
+                    export_to=info.export_to,
                 )
             )
-    for host in sorted(vs_by_host.keys() - by_host.keys()):
-        for vs in vs_by_host[host]:
-            warnings.append(
-                f"VirtualService {vs.namespace}/{vs.name}: host {host} is not a known service; "
-                "ignored"
-            )
-    proxies = _proxies(workloads, svcs, names)
-    for w in warnings:
-        log.warning("%s", w)
-    return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings)
+        return vhosts, clusters
+
+    def _proxies_of(self, workloads: Workloads, infos: list[ServiceInfo]) -> tuple[ir.Proxy, ...]:
+        by_namespace: dict[str, list[ServiceInfo]] = {}
+        for info in infos:
+            by_namespace.setdefault(info.namespace, []).append(info)
+        out = []
+        proxies: dict[tuple[str, str], tuple[tuple[Any, ...], ir.Proxy]] = {}
+        for key in sorted(workloads.injected):
+            pod = workloads.pods[key]
+            if not pod.status.pod_ip:
+                continue  # not scheduled yet: no address to bind
+            inputs = (pod, tuple(by_namespace.get(pod.namespace, ())))
+            known = self._proxies.get(key)
+            proxy = known[1] if known is not None and known[0] == inputs else None
+            if proxy is None:
+                proxy = _proxy(pod, inputs[1], self.names)
+            proxies[key] = (inputs, proxy)
+            out.append(proxy)
+        self._proxies = proxies
+        return tuple(out)
+
+
+def translate(store: Store, options: Options | None = None) -> Translation:
+    """Translate from scratch (goldens, tools); long-lived callers keep a Translator."""
+    return Translator(options).translate(store)
+
+
+def _destinations(vs: VirtualService, names: Names) -> set[str]:
+    """Hosts a VirtualService routes to: their services and rules shape its routes."""
+    return {
+        names.fqdn(rd.destination.host, vs.namespace) for http in vs.spec.http for rd in http.route
+    }
 
 
 def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list[ir.Cluster]:
@@ -153,44 +295,33 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
     return out
 
 
-def _proxies(workloads: Workloads, svcs: list[ServiceInfo], names: Names) -> tuple[ir.Proxy, ...]:
-    out = []
-    for key in sorted(workloads.injected):
-        pod: Pod = workloads.pods[key]
-        if pod.status is None or not pod.status.pod_ip:
-            continue  # not scheduled yet: no address to bind
-        labels = dict(pod.metadata.labels)
-        inbound = []
-        for svc in svcs:
-            if svc.namespace != pod.namespace or not svc.selector:
-                continue
-            if any(labels.get(k) != v for k, v in svc.selector.items()):
-                continue
-            for sp in svc.ports:
-                port = target_port(pod, sp.target)
-                if port is not None:
-                    inbound.append(
-                        ir.Inbound(
-                            svc.hostname,
-                            names.aliases(svc.name, svc.namespace),
-                            svc.name,
-                            sp.port,
-                            port,
-                        )
+def _proxy(pod: Pod, services: tuple[ServiceInfo, ...], names: Names) -> ir.Proxy:
+    labels = dict(pod.metadata.labels)
+    inbound = []
+    for svc in services:
+        if not svc.selector or any(labels.get(k) != v for k, v in svc.selector.items()):
+            continue
+        for sp in svc.ports:
+            port = target_port(pod, sp.target)
+            if port is not None:
+                inbound.append(
+                    ir.Inbound(
+                        svc.hostname,
+                        names.aliases(svc.name, svc.namespace),
+                        svc.name,
+                        sp.port,
+                        port,
                     )
-        app_ports = tuple(p.container_port for c in pod.spec.containers for p in c.ports)
-        out.append(
-            ir.Proxy(
-                id=proxy_id(pod.namespace, pod.name),
-                name=pod.name,
-                namespace=pod.namespace,
-                ip=pod.status.pod_ip,
-                labels=ir.labels_of(labels),
-                app_ports=app_ports,
-                inbound=tuple(inbound),
-            )
-        )
-    return tuple(out)
+                )
+    return ir.Proxy(
+        id=proxy_id(pod.namespace, pod.name),
+        name=pod.name,
+        namespace=pod.namespace,
+        ip=pod.status.pod_ip or "",
+        labels=ir.labels_of(labels),
+        app_ports=tuple(p.container_port for c in pod.spec.containers for p in c.ports),
+        inbound=tuple(inbound),
+    )
 
 
 def proxy_id(namespace: str, pod: str) -> str:

@@ -51,21 +51,33 @@ class ServiceInfo:
 
 @dataclass
 class Workloads:
-    """Pods and whether each has a sidecar."""
+    """Pods, whether each has a sidecar, and a label index for selectors."""
 
     pods: dict[tuple[str, str], Pod]
     injected: set[tuple[str, str]]
+    by_label: dict[tuple[str, str, str], set[tuple[str, str]]]
+    """(namespace, label, value) → pods"""
 
     @classmethod
     def of(cls, store: Store) -> Workloads:
         ns_labels = {n.name: dict(n.metadata.labels) for n in store.of_kind("Namespace")}
         pods = {(p.namespace, p.name): p for p in store.of_kind("Pod") if isinstance(p, Pod)}
-        injected = {
-            key
-            for key, p in pods.items()
-            if decide(key[0], ns_labels.get(key[0], {}), dict(p.metadata.labels)).inject
-        }
-        return cls(pods, injected)
+        injected = set()
+        by_label: dict[tuple[str, str, str], set[tuple[str, str]]] = defaultdict(set)
+        for key, p in pods.items():
+            labels = p.metadata.labels
+            if decide(key[0], ns_labels.get(key[0], {}), dict(labels)).inject:
+                injected.add(key)
+            for k, v in labels.items():
+                by_label[(key[0], k, v)].add(key)
+        return cls(pods, injected, by_label)
+
+    def select(self, namespace: str, selector: dict[str, str]) -> list[tuple[str, str]]:
+        """Pods of `namespace` matching every label of a non-empty selector, sorted."""
+        if not selector:
+            return []
+        sets = [self.by_label.get((namespace, k, v), set()) for k, v in selector.items()]
+        return sorted(set.intersection(*sets))
 
 
 def _export_to(annotation: str | None) -> tuple[str, ...]:
@@ -93,23 +105,19 @@ def pod_ready(pod: Pod) -> bool:
 
 
 def _from_pods(
-    svc: Service, ports: list[ServicePort], workloads: Workloads, local: bool
+    ports: list[ServicePort], pods: list[tuple[str, str]], workloads: Workloads, local: bool
 ) -> dict[int, list[Backend]]:
     out: dict[int, list[Backend]] = {p.port: [] for p in ports}
-    selector = dict(svc.spec.selector or {})
-    if not selector:
-        return out
-    for (ns, _), pod in sorted(workloads.pods.items()):
+    for key in pods:
+        pod = workloads.pods[key]
+        if not pod.status.pod_ip:
+            continue
         labels = dict(pod.metadata.labels)
-        if ns != svc.namespace or any(labels.get(k) != v for k, v in selector.items()):
-            continue
-        if pod.status is None or not pod.status.pod_ip:
-            continue
         for sp in ports:
             port = target_port(pod, sp.target)
             if port is None:
                 continue
-            if local and (ns, pod.name) in workloads.injected:
+            if local and key in workloads.injected:
                 port = INBOUND_PORT  # local mode: peers reach the app through its sidecar
             out[sp.port].append(Backend(pod.status.pod_ip, port, pod_ready(pod), labels))
     return out
@@ -143,38 +151,57 @@ def _from_slices(
     return out
 
 
-def services(store: Store, names: Names, workloads: Workloads, local: bool) -> list[ServiceInfo]:
-    slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
+def slices_by_service(store: Store) -> dict[tuple[str, str], list[EndpointSlice]]:
+    out: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
     for sl in store.of_kind("EndpointSlice"):
         assert isinstance(sl, EndpointSlice)
         owner = sl.metadata.labels.get(SERVICE_NAME_LABEL)
         if owner:
-            slices[(sl.namespace, owner)].append(sl)
-    out = []
-    for svc in sorted(store.of_kind("Service"), key=lambda s: s.key):
-        assert isinstance(svc, Service)
-        ports = [
-            ServicePort(
-                p.name or "", p.port, p.target_port if p.target_port is not None else p.port
-            )
-            for p in svc.spec.ports
-            if (p.protocol or "TCP") == "TCP"
-        ]
-        own = slices.get((svc.namespace, svc.name))
-        backends = (
-            _from_slices(own, ports, workloads, local)
-            if own
-            else _from_pods(svc, ports, workloads, local)
-        )
-        out.append(
-            ServiceInfo(
-                name=svc.name,
-                namespace=svc.namespace,
-                hostname=names.service(svc.name, svc.namespace),
-                ports=ports,
-                selector=dict(svc.spec.selector or {}),
-                backends=backends,
-                export_to=_export_to(svc.metadata.annotations.get(EXPORT_TO_ANNOTATION)),
-            )
-        )
+            out[(sl.namespace, owner)].append(sl)
     return out
+
+
+def involved_pods(
+    svc: Service, slices: list[EndpointSlice], workloads: Workloads
+) -> list[tuple[str, str]]:
+    """The pods a service's endpoints depend on (labels, readiness, injection)."""
+    if not slices:
+        return workloads.select(svc.namespace, dict(svc.spec.selector or {}))
+    out = set()
+    for sl in slices:
+        for ep in sl.endpoints:
+            ref = ep.target_ref
+            if ref is not None and ref.kind == "Pod" and ref.name:
+                key = (ref.namespace or sl.namespace, ref.name)
+                if key in workloads.pods:
+                    out.add(key)
+    return sorted(out)
+
+
+def service_info(
+    svc: Service,
+    slices: list[EndpointSlice],
+    pods: list[tuple[str, str]],
+    names: Names,
+    workloads: Workloads,
+    local: bool,
+) -> ServiceInfo:
+    ports = [
+        ServicePort(p.name or "", p.port, p.target_port if p.target_port is not None else p.port)
+        for p in svc.spec.ports
+        if (p.protocol or "TCP") == "TCP"
+    ]
+    backends = (
+        _from_slices(slices, ports, workloads, local)
+        if slices
+        else _from_pods(ports, pods, workloads, local)
+    )
+    return ServiceInfo(
+        name=svc.name,
+        namespace=svc.namespace,
+        hostname=names.service(svc.name, svc.namespace),
+        ports=ports,
+        selector=dict(svc.spec.selector or {}),
+        backends=backends,
+        export_to=_export_to(svc.metadata.annotations.get(EXPORT_TO_ANNOTATION)),
+    )

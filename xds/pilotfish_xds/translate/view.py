@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from .. import ir
@@ -33,18 +34,27 @@ def outbound_virtual_hosts(
         vh for vh in mesh.virtual_hosts if ir.visible(vh.export_to, vh.namespace, proxy.namespace)
     ]
     defaults = _default_ports((vh.hostname, vh.port) for vh in seen)
-    out = []
-    for vh in seen:
-        names = [vh.hostname, *vh.aliases]
-        if vh.short_name and vh.namespace == proxy.namespace:
-            names.append(vh.short_name)
-        routes = tuple(
-            r
-            for r in vh.routes_for(proxy.namespace)
-            if r.match.source is None or r.match.source.selects(proxy.namespace, proxy.labels)
-        )
-        out.append((vh, _domains(names, vh.port, defaults[vh.hostname] == vh.port), routes))
-    return out
+    return [
+        (vh, *_view(vh, proxy.namespace, proxy.labels, defaults[vh.hostname] == vh.port))
+        for vh in seen
+    ]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _view(
+    vh: ir.VirtualHost, namespace: str, labels: ir.Labels, bare: bool
+) -> tuple[Domains, tuple[ir.Route, ...]]:
+    """One virtual host as a proxy sees it. Remembered: most proxies and most pushes
+    see most virtual hosts exactly as before (IR values hash once, so this is cheap)."""
+    names = [vh.hostname, *vh.aliases]
+    if vh.short_name and vh.namespace == namespace:
+        names.append(vh.short_name)
+    routes = tuple(
+        r
+        for r in vh.routes_for(namespace)
+        if r.match.source is None or r.match.source.selects(namespace, labels)
+    )
+    return _domains(names, vh.port, bare), routes
 
 
 def visible_clusters(mesh: ir.Mesh, proxy: ir.Proxy) -> list[ir.Cluster]:
