@@ -265,58 +265,6 @@ def mode_tracemalloc(n: int) -> dict[str, Any]:
     }
 
 
-def patch_field_defaults() -> None:
-    """Experiment (bench only, not shipped): memoise betterproto2's per-field default
-    when it is immutable, so `bytes()` stops entering `warnings.catch_warnings()` once
-    per set field of every message. Lists/dicts/messages still get a fresh default."""
-    import warnings
-
-    import betterproto2
-
-    memo: dict[tuple[type, str], Any] = {}
-    immutable = (str, bytes, int, float, bool)
-
-    def _get_field_default(self: Any, field_name: str) -> Any:
-        key = (type(self), field_name)
-        try:
-            return memo[key]
-        except KeyError:
-            pass
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            value = self._betterproto.default_gen[field_name]()
-        if isinstance(value, immutable):
-            memo[key] = value
-        return value
-
-    betterproto2.Message._get_field_default = _get_field_default  # type: ignore[method-assign]
-
-
-def mode_fast_defaults(n: int, repeat: int) -> dict[str, Any]:
-    """Full build with and without `patch_field_defaults`; output must be identical."""
-    store = load_store(n)
-    full_build(store, EncodeCache())  # warm pydantic's lazy schemas
-
-    def runs() -> tuple[float, dict[str, str]]:
-        times, versions = [], {}
-        for _ in range(repeat):
-            gc.collect()
-            _, t_envoy, _, snap = full_build(store, EncodeCache())
-            times.append(t_envoy)
-            versions = {t: snap.version(t) for t in snap.type_urls()}
-        return statistics.median(times), versions
-
-    before, v_before = runs()
-    patch_field_defaults()
-    after, v_after = runs()
-    return {
-        "n": n,
-        "median_envoy_encode_s_shipped": before,
-        "median_envoy_encode_s_patched": after,
-        "identical_output": v_before == v_after,
-    }
-
-
 def mode_profile(n: int, top: int) -> dict[str, Any]:
     # Warm pydantic's lazily built schemas on a small mesh first: they are a one-off
     # per process (see "first build" in the build mode), not part of steady state.
@@ -354,17 +302,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument(
-        "--mode", choices=("build", "profile", "tracemalloc", "fastdefaults"), default="build"
-    )
+    p.add_argument("--mode", choices=("build", "profile", "tracemalloc"), default="build")
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     if args.mode == "build":
         result = mode_build(args.n, args.repeat)
     elif args.mode == "profile":
         result = mode_profile(args.n, args.top)
-    elif args.mode == "fastdefaults":
-        result = mode_fast_defaults(args.n, args.repeat)
     else:
         result = mode_tracemalloc(args.n)
     json.dump(result, sys.stdout)

@@ -174,13 +174,6 @@ def table(results: dict[str, Any]) -> str:
         "edit: rebuild start → traffic",
         lambda r: ms(r["envoy"]["edit"]["median_rebuild_to_traffic_s"]),
     )
-    row(
-        "fast-defaults experiment (encode)",
-        lambda r: "{:.2f} → {:.2f} s".format(
-            r["fast_defaults"]["median_envoy_encode_s_shipped"],
-            r["fast_defaults"]["median_envoy_encode_s_patched"],
-        ),
-    )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -235,9 +228,6 @@ def main() -> None:
         )
         if not args.quick:
             r["tracemalloc"] = worker("build.py", "--n", str(n), "--mode", "tracemalloc")
-            r["fast_defaults"] = worker(
-                "build.py", "--n", str(n), "--mode", "fastdefaults", "--repeat", "2" if big else "3"
-            )
         if not args.no_envoy and (not args.quick or n == sizes[0]):
             r["envoy"] = worker(
                 "envoy_edit.py",

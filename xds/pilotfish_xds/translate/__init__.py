@@ -48,7 +48,7 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
     for c in view.visible_clusters(mesh, proxy):
         out[types.CLUSTER].append(
             cache.get_or_build(
-                ("cds", c.name, c.lb, c.connect_timeout),
+                ("cds", c),  # the cluster's hash is cached; endpoint churn re-encodes it, cheaply
                 partial(clusters.outbound_cluster, c),
                 c.name,
             )
@@ -57,7 +57,7 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
             eds_names.add(c.name)
             out[types.ENDPOINT].append(
                 cache.get_or_build(
-                    ("eds", c.name, c.endpoints),
+                    ("eds", c),
                     partial(clusters.load_assignment, c.name, c.endpoints),
                     c.name,
                 )
