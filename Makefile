@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck imports unit manifests bench clean
+.PHONY: venv demo test lint typecheck imports unit manifests bench clean system-deps
 
 venv: $(STAMP)
 
@@ -29,7 +29,14 @@ typecheck: venv
 imports: venv
 	$(VENV)/bin/lint-imports
 
-unit: venv
+# The capture tests need iptables inside network namespaces (CI runs as root).
+system-deps:
+	@command -v iptables >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; \
+	  else echo "iptables is missing and installing it needs root" >&2; exit 1; fi; }
+
+unit: venv system-deps
 	$(PY) -m pytest -q
 
 manifests: venv
