@@ -125,8 +125,18 @@ class Translator:
         clusters: list[ir.Cluster] = []
         hosts: dict[str, tuple[tuple[Any, ...], list[ir.VirtualHost], list[ir.Cluster]]] = {}
         self.reused = 0
+        # Only VirtualServices changed (the common edit): a host whose VirtualServices are
+        # the same objects as last time has the same inputs, without re-deriving them.
+        routing_only = changed is not None and changed <= {"VirtualService"}
         for info in infos:
             vss = tuple(vs_by_host.get(info.hostname, ()))
+            seen = self._hosts.get(info.hostname)
+            if routing_only and seen is not None and seen[0][2] == vss:
+                hosts[info.hostname] = seen
+                vhosts += seen[1]
+                clusters += seen[2]
+                self.reused += 1
+                continue
             dests = sorted({d for vs in vss for d in self._destinations(vs)})
             host_inputs = (
                 info,
@@ -134,7 +144,6 @@ class Translator:
                 vss,
                 tuple((d, by_host.get(d), rules.get(d)) for d in dests),
             )
-            seen = self._hosts.get(info.hostname)
             if seen is not None and seen[0] == host_inputs:
                 entry = seen
                 self.reused += 1
