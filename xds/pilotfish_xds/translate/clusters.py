@@ -38,8 +38,13 @@ _POLICY = {
 _NO_PANIC = cluster.ClusterCommonLbConfig(healthy_panic_threshold=Percent(value=0.0))
 
 
+_ADS = ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
+
+
 def ads() -> ConfigSource:
-    return ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
+    """The one ADS config source. Messages here are never mutated after construction,
+    so constant parts are built once and shared (construction is most of the cost)."""
+    return _ADS
 
 
 def socket_address(address: str, port: int) -> Address:

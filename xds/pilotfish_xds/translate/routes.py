@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from envoy_data_plane.envoy.config.core.v3 import (
     DataSource,
     HeaderValue,
@@ -20,15 +22,29 @@ _ADD = HeaderValueOptionHeaderAppendAction.APPEND_IF_EXISTS_OR_ADD
 
 
 def header_options(ops: ir.HeaderOps) -> list[HeaderValueOption]:
-    return [
-        HeaderValueOption(header=HeaderValue(key=k, value=v), append_action=_SET)
-        for k, v in ops.set
-    ] + [
-        HeaderValueOption(header=HeaderValue(key=k, value=v), append_action=_ADD)
-        for k, v in ops.add
-    ]
+    return list(_header_options(ops))
 
 
+# Built messages are never mutated, so pieces that recur across virtual hosts and pushes
+# (the same match, the same header operation, a cluster's inbound tag) are built once.
+_shared = functools.lru_cache(maxsize=1 << 14)
+
+
+@_shared
+def _header_options(ops: ir.HeaderOps) -> tuple[HeaderValueOption, ...]:
+    return tuple(
+        [
+            HeaderValueOption(header=HeaderValue(key=k, value=v), append_action=_SET)
+            for k, v in ops.set
+        ]
+        + [
+            HeaderValueOption(header=HeaderValue(key=k, value=v), append_action=_ADD)
+            for k, v in ops.add
+        ]
+    )
+
+
+@_shared
 def _hash_policy(h: ir.HashPolicy) -> route.RouteActionHashPolicy:
     if h.kind == "header":
         return route.RouteActionHashPolicy(
@@ -49,6 +65,7 @@ def _hash_policy(h: ir.HashPolicy) -> route.RouteActionHashPolicy:
     )
 
 
+@_shared
 def _inbound_tag(cluster: str) -> HeaderValueOption:
     """Local mode: which service port the request is for, since every injected peer
     listens on one inbound port (`outbound|<port>|<subset>|<host>` → `<host>:<port>`)."""
@@ -118,10 +135,13 @@ def _redirect(r: ir.Redirect) -> route.RedirectAction:
     return action
 
 
+_route_match = _shared(route_match)
+
+
 def envoy_route(r: ir.Route, tag_inbound: bool = False) -> route.Route:
     out = route.Route(
         name=r.name,
-        match=route_match(r.match),
+        match=_route_match(r.match),
         request_headers_to_add=header_options(r.headers.request),
         request_headers_to_remove=list(r.headers.request.remove),
         response_headers_to_add=header_options(r.headers.response),
