@@ -1,0 +1,117 @@
+"""The chart lints, renders to reviewed goldens, every document is valid Kubernetes, and
+the generated copies (plain manifests, CRDs, injection template) have not drifted."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from chartrender import (
+    CHART,
+    INSTALL_ARGS,
+    INSTALL_HEADER,
+    ROOT,
+    VALUES,
+    documents,
+    find,
+    helm,
+    render,
+    without_crds,
+)
+from kubernetes_validate.utils import latest_version
+
+TESTDATA = Path(__file__).parent / "testdata"
+CRDS = ROOT / "manifests" / "crds"
+INJECTION_TEMPLATE = (
+    ROOT / "operator" / "pilotfish_operator" / "webhook" / "injection-template.yaml"
+)
+# Native sidecars (the chart's target) need 1.29; also the newest schemas we have.
+KUBERNETES = ["1.29.0", latest_version()]
+# Kinds outside Kubernetes' own schemas, rendered only with certManager.enabled.
+CERT_MANAGER_KINDS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
+
+
+@pytest.mark.parametrize("values", sorted(VALUES))
+def test_helm_lint_strict(values: str) -> None:
+    out = helm("lint", "--strict", str(CHART), *VALUES[values])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 chart(s) failed" in out.stdout
+
+
+@pytest.mark.parametrize("values", sorted(VALUES))
+def test_template_golden(values: str, golden: Callable[[Path, str], None]) -> None:
+    golden(TESTDATA / f"{values}.yaml", without_crds(render(*VALUES[values])))
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+@pytest.mark.parametrize("values", sorted(VALUES))
+def test_every_document_is_valid_kubernetes(values: str, version: str) -> None:
+    docs = documents(render(*VALUES[values]))
+    kinds = {(d["apiVersion"], d["kind"]) for d in docs}
+    assert {"CustomResourceDefinition", "MutatingWebhookConfiguration"} <= {k for _, k in kinds}
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CERT_MANAGER_KINDS:
+            continue  # cert-manager's CRDs are not in Kubernetes' schemas
+        # strict: unknown fields are errors, as with `kubectl apply --validate=strict`
+        kubernetes_validate.validate(doc, version, strict=True)
+    if values == "cert-manager":
+        assert kinds >= CERT_MANAGER_KINDS
+    else:
+        assert not CERT_MANAGER_KINDS & kinds
+
+
+def test_schema_validation_catches_a_misspelt_field() -> None:
+    deployment = find(documents(render()), "Deployment")
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(jsonschema.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES[0], strict=True)
+
+
+def test_install_yaml_is_a_fresh_render() -> None:
+    fresh = INSTALL_HEADER + render(*INSTALL_ARGS)
+    installed = (ROOT / "manifests" / "install.yaml").read_text()
+    assert installed == fresh, "manifests/install.yaml is stale: run `make manifests`"
+    namespace = find(documents(fresh), "Namespace")
+    assert namespace["metadata"]["name"] == "pilotfish-system"
+
+
+def test_chart_crds_are_the_generated_ones() -> None:
+    generated = {p.name: p.read_text() for p in CRDS.glob("*.yaml")}
+    shipped = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
+    assert generated, "manifests/crds is empty"
+    assert shipped == generated, "charts/pilotfish/files/crds is stale: run `make manifests`"
+
+    rendered = {
+        d["metadata"]["name"]: d
+        for d in documents(render())
+        if d["kind"] == "CustomResourceDefinition"
+    }
+    assert len(rendered) == len(generated)
+    for name, text in generated.items():
+        expected = yaml.safe_load(text)
+        # Kept on uninstall: removing a CRD would delete every VirtualService with it.
+        expected["metadata"]["annotations"] = {"helm.sh/resource-policy": "keep"}
+        assert rendered[expected["metadata"]["name"]] == expected, name
+
+
+def test_crds_can_be_left_out() -> None:
+    kinds = {d["kind"] for d in documents(render("--set", "crds.install=false"))}
+    assert "CustomResourceDefinition" not in kinds
+    assert "Deployment" in kinds
+
+
+def test_chart_ships_the_operators_injection_template() -> None:
+    assert INJECTION_TEMPLATE.is_file(), f"{INJECTION_TEMPLATE} is missing"
+    shipped = CHART / "files" / "injection-template.yaml"
+    assert shipped.read_text() == INJECTION_TEMPLATE.read_text(), (
+        "charts/pilotfish/files/injection-template.yaml is stale: run `make manifests`"
+    )
+    config = find(documents(render()), "ConfigMap", "pilotfish-injection")
+    # Byte for byte: what the operator reads from the mount is the file users edit.
+    assert config["data"]["injection-template.yaml"] == INJECTION_TEMPLATE.read_text()
