@@ -228,6 +228,9 @@ class VirtualHost:
     """VirtualServices for this host, oldest first; a proxy uses the first it can see."""
     export_to: tuple[str, ...] = ("*",)
     """Who sees the service at all (the Service's networking.istio.io/exportTo)."""
+    addresses: tuple[str, ...] = ()
+    """The service's virtual IPs (spec.clusterIP): with iptables capture a client may
+    call the address itself, so it is a domain too. Local mode has no use for them."""
 
     @functools.cached_property
     def name(self) -> str:
@@ -320,8 +323,10 @@ class Proxy:
     labels: Labels = ()
     app_ports: tuple[int, ...] = ()
     inbound: tuple[Inbound, ...] = ()
-    capture: Literal["local"] = "local"
-    """`local`: no iptables; clients use ip:15001 as an HTTP proxy, peers ip:15006."""
+    capture: Literal["local", "iptables"] = "local"
+    """`local`: no iptables; clients use ip:15001 as an HTTP proxy, peers ip:15006.
+    `iptables`: the pod's traffic is redirected to 15001 (outbound) and 15006
+    (inbound), and the listeners route on the original destination."""
 
 
 @dataclass(frozen=True, slots=True)

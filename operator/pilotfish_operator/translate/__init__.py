@@ -35,7 +35,8 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 class Options:
     cluster_domain: str = "cluster.local"
     local: bool = True
-    """Local mode: no iptables, so injected pods are reached at podIP:15006."""
+    """Local mode: no iptables, so injected pods are reached at podIP:15006. Otherwise
+    (a cluster) endpoints are podIP:targetPort and sidecars capture with iptables."""
 
 
 @dataclass
@@ -246,6 +247,7 @@ class Translator:
                     routes=(routes.default_route(default, policies.hash_policy(lb)),),
                     tables=tables,
                     export_to=info.export_to,
+                    addresses=info.addresses,
                 )
             )
         return vhosts, clusters
@@ -264,7 +266,7 @@ class Translator:
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
             if proxy is None:
-                proxy = _proxy(pod, inputs[1], self.names)
+                proxy = _proxy(pod, inputs[1], self.names, self.options.local)
             proxies[key] = (inputs, proxy)
             out.append(proxy)
         self._proxies = proxies
@@ -304,7 +306,7 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
     return out
 
 
-def _proxy(pod: Pod, services: tuple[ServiceInfo, ...], names: Names) -> ir.Proxy:
+def _proxy(pod: Pod, services: tuple[ServiceInfo, ...], names: Names, local: bool) -> ir.Proxy:
     labels = dict(pod.metadata.labels)
     inbound = []
     for svc in services:
@@ -330,6 +332,7 @@ def _proxy(pod: Pod, services: tuple[ServiceInfo, ...], names: Names) -> ir.Prox
         labels=ir.labels_of(labels),
         app_ports=tuple(p.container_port for c in pod.spec.containers for p in c.ports),
         inbound=tuple(inbound),
+        capture="local" if local else "iptables",
     )
 
 

@@ -47,6 +47,8 @@ class ServiceInfo:
     backends: dict[int, list[Backend]]
     """Service port → its endpoints."""
     export_to: tuple[str, ...] = ("*",)
+    addresses: tuple[str, ...] = ()
+    """The Service's cluster IP, if it has one (not headless)."""
 
 
 @dataclass
@@ -204,4 +206,10 @@ def service_info(
         selector=dict(svc.spec.selector or {}),
         backends=backends,
         export_to=_export_to(svc.metadata.annotations.get(EXPORT_TO_ANNOTATION)),
+        addresses=_cluster_ips(svc),
     )
+
+
+def _cluster_ips(svc: Service) -> tuple[str, ...]:
+    ip = svc.spec.cluster_ip
+    return (ip,) if ip and ip != "None" else ()  # "None": a headless Service

@@ -28,6 +28,8 @@ def _route_configuration(name: str, parts: list[bytes]) -> bytes:
 
 
 def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
+    if proxy.capture == "iptables":
+        return _translate_iptables(mesh, proxy, cache)
     out: dict[str, list[Encoded]] = {t: [] for t in types.PUSH_ORDER if t != types.SECRET}
     eds_names: set[str] = set()
 
@@ -45,6 +47,38 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
     out[types.ROUTE].append(
         Encoded(listeners.OUTBOUND_ROUTE, _route_configuration(listeners.OUTBOUND_ROUTE, parts))
     )
+    _outbound_clusters(mesh, proxy, cache, out, eds_names)
+
+    # Inbound: the app's ports, reached by Host from peers' sidecars.
+    inbound = view.inbound_virtual_hosts(proxy)
+    ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports))
+    _inbound_clusters(proxy, ports, cache, out)
+    out[types.LISTENER].append(
+        cache.get_or_build(
+            ("lds-in", proxy.ip, tuple(inbound), proxy.app_ports),
+            partial(_inbound_listener, proxy, inbound),
+            "inbound",
+        )
+    )
+    out[types.LISTENER].append(
+        cache.get_or_build(
+            ("lds-out", proxy.ip), lambda: listeners.outbound_listener(proxy.ip), "outbound"
+        )
+    )
+    references = {
+        types.ENDPOINT: frozenset(eds_names),
+        types.ROUTE: frozenset({listeners.OUTBOUND_ROUTE}),
+    }
+    return Snapshot(out, references)
+
+
+def _outbound_clusters(
+    mesh: ir.Mesh,
+    proxy: ir.Proxy,
+    cache: EncodeCache,
+    out: dict[str, list[Encoded]],
+    eds_names: set[str],
+) -> None:
     for c in view.visible_clusters(mesh, proxy):
         out[types.CLUSTER].append(
             cache.get_or_build(
@@ -63,9 +97,12 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
                 )
             )
 
-    # Inbound: the app's ports, reached by Host from peers' sidecars.
-    inbound = view.inbound_virtual_hosts(proxy)
-    ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports))
+
+def _inbound_clusters(
+    proxy: ir.Proxy, ports: list[int], cache: EncodeCache, out: dict[str, list[Encoded]]
+) -> None:
+    """The app's ports. The sidecar sends to the pod's own address, and its uid is
+    exempt from capture, so these connections are not redirected again."""
     for port in ports:
         name = ir.inbound_cluster_name(port)
         out[types.CLUSTER].append(
@@ -75,23 +112,63 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
                 name,
             )
         )
+
+
+def _translate_iptables(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
+    """The sidecar of a pod whose traffic iptables redirects (see `listeners`)."""
+    out: dict[str, list[Encoded]] = {t: [] for t in types.PUSH_ORDER if t != types.SECRET}
+    eds_names: set[str] = set()
+
+    # Outbound: per service port, a listener that never binds and its route configuration.
+    allow_any = cache.get_or_build(("vhost-any",), listeners.allow_any, "allow_any").body
+    route_names = set()
+    for port, hosts in view.outbound_by_port(mesh, proxy).items():
+        parts = [
+            cache.get_or_build(
+                ("vhost", vh.name, domains, rs, False),
+                partial(routes.virtual_host, vh.name, domains, rs),
+                vh.name,
+            ).body
+            for vh, domains, rs in hosts
+        ]
+        name = listeners.port_route_name(port)
+        route_names.add(name)
+        out[types.ROUTE].append(Encoded(name, _route_configuration(name, [*parts, allow_any])))
+        out[types.LISTENER].append(
+            cache.get_or_build(
+                ("lds-port", port),
+                partial(listeners.port_listener, port),
+                listeners.port_listener_name(port),
+            )
+        )
     out[types.LISTENER].append(
         cache.get_or_build(
-            ("lds-in", proxy.ip, tuple(inbound), proxy.app_ports),
-            partial(_inbound_listener, proxy, inbound),
-            "inbound",
+            ("lds-vout",), listeners.virtual_outbound_listener, listeners.VIRTUAL_OUTBOUND
         )
     )
+    _outbound_clusters(mesh, proxy, cache, out, eds_names)
+    for name in (listeners.PASSTHROUGH, listeners.INBOUND_PASSTHROUGH):
+        out[types.CLUSTER].append(
+            cache.get_or_build(("cds-pass",), partial(listeners.passthrough_cluster, name), name)
+        )
+
+    # Inbound: the original destination port picks the app port; the Host does not matter.
+    ports = sorted({i.target_port for i in proxy.inbound} | set(proxy.app_ports))
+    _inbound_clusters(proxy, ports, cache, out)
     out[types.LISTENER].append(
         cache.get_or_build(
-            ("lds-out", proxy.ip), lambda: listeners.outbound_listener(proxy.ip), "outbound"
+            ("lds-vin", tuple(ports)),
+            partial(_virtual_inbound, ports),
+            listeners.VIRTUAL_INBOUND,
         )
     )
-    references = {
-        types.ENDPOINT: frozenset(eds_names),
-        types.ROUTE: frozenset({listeners.OUTBOUND_ROUTE}),
-    }
+    references = {types.ENDPOINT: frozenset(eds_names), types.ROUTE: frozenset(route_names)}
     return Snapshot(out, references)
+
+
+def _virtual_inbound(ports: list[int]) -> Listener:
+    chains = [(p, routes.virtual_host(f"inbound|http|{p}", ("*",), (_to_app(p),))) for p in ports]
+    return listeners.virtual_inbound_listener(chains)
 
 
 def _inbound_listener(proxy: ir.Proxy, inbound: list[tuple[str, view.Domains, int]]) -> Listener:

@@ -46,15 +46,47 @@ def _view(
 ) -> tuple[Domains, tuple[ir.Route, ...]]:
     """One virtual host as a proxy sees it. Remembered: most proxies and most pushes
     see most virtual hosts exactly as before (IR values hash once, so this is cheap)."""
+    return _domains(_names(vh, namespace), vh.port, bare), _routes(vh, namespace, labels)
+
+
+def _names(vh: ir.VirtualHost, namespace: str) -> list[str]:
     names = [vh.hostname, *vh.aliases]
     if vh.short_name and vh.namespace == namespace:
         names.append(vh.short_name)
-    routes = tuple(
+    return names
+
+
+def _routes(vh: ir.VirtualHost, namespace: str, labels: ir.Labels) -> tuple[ir.Route, ...]:
+    return tuple(
         r
         for r in vh.routes_for(namespace)
         if r.match.source is None or r.match.source.selects(namespace, labels)
     )
-    return _domains(names, vh.port, bare), routes
+
+
+def outbound_by_port(
+    mesh: ir.Mesh, proxy: ir.Proxy
+) -> dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.Route, ...]]]]:
+    """iptables capture: the visible virtual hosts grouped by service port.
+
+    The original destination port picks the route configuration, so within one a
+    bare name is unambiguous: every name and address is a domain with and without
+    the port.
+    """
+    out: dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.Route, ...]]]] = {}
+    for vh in mesh.virtual_hosts:
+        if ir.visible(vh.export_to, vh.namespace, proxy.namespace):
+            domains, routes = _port_view(vh, proxy.namespace, proxy.labels)
+            out.setdefault(vh.port, []).append((vh, domains, routes))
+    return dict(sorted(out.items()))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _port_view(
+    vh: ir.VirtualHost, namespace: str, labels: ir.Labels
+) -> tuple[Domains, tuple[ir.Route, ...]]:
+    names = [*_names(vh, namespace), *vh.addresses]
+    return _domains(names, vh.port, True), _routes(vh, namespace, labels)
 
 
 def visible_clusters(mesh: ir.Mesh, proxy: ir.Proxy) -> list[ir.Cluster]:
