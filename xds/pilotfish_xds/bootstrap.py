@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .translate.listeners import ADMIN_PORT
+from .ports import ADMIN_PORT
 
 XDS_CLUSTER = "xds-grpc"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pilotfish_xds.cache import SnapshotCache
+from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
 from pilotfish_xds.server import serve
 from pilotfish_xds.status import StatusRegistry
-from pilotfish_xds.translate.listeners import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
 
 from ..api import Pod
 from ..pipeline import Pipeline

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pilotfish_xds import ir
 from pilotfish_xds.bootstrap import bootstrap
-from pilotfish_xds.translate.listeners import ADMIN_PORT
+from pilotfish_xds.ports import ADMIN_PORT
 
 log = logging.getLogger(__name__)
 

@@ -41,11 +41,11 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
 from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpProxy
 from envoy_data_plane.google.protobuf import Any
 
+from ..ports import ADMIN_PORT as ADMIN_PORT
+from ..ports import INBOUND_PORT as INBOUND_PORT
+from ..ports import OUTBOUND_PORT as OUTBOUND_PORT
 from .clusters import ads, socket_address
 
-OUTBOUND_PORT = 15001
-INBOUND_PORT = 15006
-ADMIN_PORT = 15000
 OUTBOUND_ROUTE = "outbound"
 INBOUND_HEADER = "x-pilotfish-inbound"
 """Local mode: `<host>:<service port>` a request is for; the inbound side routes on it."""
