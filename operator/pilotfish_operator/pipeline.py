@@ -68,6 +68,7 @@ class Pipeline:
         options: Options | None = None,
         debounce: float = 0.1,
         max_delay: float = 10.0,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -75,6 +76,10 @@ class Pipeline:
         self.translator = Translator(self.options)
         self.debounce = debounce
         self.max_delay = max_delay
+        self.ready = ready
+        """When given, nothing is built until it is set: a source that has not seen
+        everything yet (the operator before its first full listing) would otherwise
+        hand proxies a partial config. Until then proxies keep what they have."""
         self.encoder = EncodeCache()
         self.mesh = ir.Mesh()
         self.warnings: list[str] = []
@@ -132,6 +137,8 @@ class Pipeline:
     async def run(self) -> None:
         watcher = asyncio.create_task(self._watch_store())
         try:
+            if self.ready is not None:
+                await self.ready.wait()
             self.rebuild()
             while True:
                 await self._wake.wait()

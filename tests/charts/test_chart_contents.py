@@ -197,7 +197,7 @@ def operator_side(code: str, *argv: str) -> Any:
 
 PARSE_OPERATOR_ARGS = """
 import argparse, json, sys
-from pilotfish_operator.kube.runner import add_parser
+from pilotfish_operator.kube.command import add_parser
 parser = argparse.ArgumentParser()
 add_parser(parser.add_subparsers(dest="command"))
 print(json.dumps({k: str(v) for k, v in vars(parser.parse_args(sys.argv[1:])).items()}))

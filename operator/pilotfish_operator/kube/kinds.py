@@ -1,0 +1,67 @@
+"""The API resources the operator watches, and how a watched object becomes a Store object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import Key, raw_key
+
+
+@dataclass(frozen=True)
+class Watched:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    istio: bool = False
+    """Ours to validate and report status on."""
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str, name: str, subresource: str = "") -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        where = f"/namespaces/{namespace}" if self.namespaced else ""
+        return f"{base}{where}/{self.plural}/{name}" + (f"/{subresource}" if subresource else "")
+
+
+# Istio kinds are watched at v1 only: the API server serves every version of an
+# object, converted, through each of them.
+WATCHED = (
+    Watched("networking.istio.io", "v1", "virtualservices", "VirtualService", istio=True),
+    Watched("networking.istio.io", "v1", "destinationrules", "DestinationRule", istio=True),
+    Watched("", "v1", "namespaces", "Namespace", namespaced=False),
+    Watched("", "v1", "services", "Service"),
+    Watched("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
+    Watched("", "v1", "pods", "Pod"),
+    Watched("", "v1", "serviceaccounts", "ServiceAccount"),
+    Watched("", "v1", "nodes", "Node", namespaced=False),
+)
+BY_KIND = {w.kind: w for w in WATCHED}
+BY_PLURAL = {(w.group, w.plural): w for w in WATCHED}
+
+# Fields that change on every write without changing what the mesh is built from;
+# keeping them would turn each status write or kopf bookkeeping into a rebuild.
+_VOLATILE_METADATA = ("resourceVersion", "managedFields")
+
+
+def to_store(watched: Watched, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as the Store should see it: typed (list items carry no kind),
+    without volatile metadata, and, for our own kinds, without the status we write."""
+    out = dict(obj)
+    out["apiVersion"] = watched.api_version
+    out["kind"] = watched.kind
+    meta = out.get("metadata")
+    if isinstance(meta, Mapping):
+        out["metadata"] = {k: v for k, v in meta.items() if k not in _VOLATILE_METADATA}
+    if watched.istio:
+        out.pop("status", None)
+    return out
+
+
+def key_of(watched: Watched, obj: Mapping[str, Any]) -> Key:
+    return raw_key({**obj, "kind": watched.kind})

@@ -1,0 +1,212 @@
+"""`pilotfish operator`: kopf, the pipeline and the ADS server in one event loop.
+
+kopf fills the Store through the ClusterView; the pipeline (the same one local
+mode runs, with `Options(local=False)`) turns it into per-proxy snapshots once
+the view is full; every replica serves xDS, and the leader (a Lease) writes status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+import kubernetes
+
+from pilotfish_xds.cache import SnapshotCache
+from pilotfish_xds.server import serve
+from pilotfish_xds.status import StatusRegistry
+
+from ..pipeline import Pipeline
+from ..store import Store
+from ..translate import Options
+from . import credentials, handlers, health, listing
+from .client import KubeClient
+from .kinds import BY_PLURAL
+from .leader import LeaderElector
+from .status import StatusWriter
+from .view import ClusterView
+
+log = logging.getLogger(__name__)
+
+CONTROL_PLANE_NAMESPACE = "pilotfish-system"
+
+
+@dataclass
+class Settings:
+    namespace: str = CONTROL_PLANE_NAMESPACE
+    xds: str = "0.0.0.0:15010"
+    monitoring: str | None = "0.0.0.0:15014"
+    cluster_domain: str = "cluster.local"
+    identity: str | None = None
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    debounce: float = 0.1
+    webhook: Mapping[str, Any] = field(default_factory=dict)
+    """The webhook flags (address, cert secret/dir, template), for its server."""
+
+
+class _NotKopfTasks(Collection[asyncio.Task[Any]]):
+    """When kopf stops, it cancels every task created in the loop since it started,
+    taking them all for its own; here that would include the xDS streams and the
+    other servers. Telling it to ignore every task whose coroutine is not kopf's
+    keeps its clean-up to its own tasks."""
+
+    _root = os.path.dirname(kopf.__file__)
+
+    def __contains__(self, task: object) -> bool:
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        code = getattr(coro, "cr_code", None)
+        return code is None or not code.co_filename.startswith(self._root)
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def kopf_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # Every replica watches and serves; leadership is ours (a Lease), not kopf peering's.
+    settings.peering.standalone = True
+    # We always stop kopf with its stop flag; never let it SIGKILL the process.
+    settings.process.ultimate_exiting_timeout = None
+    # kopf's own Events (handler retries...) are noise for users; ours are explicit.
+    settings.posting.level = logging.WARNING
+    # Reconnect watches now and then even if the API server keeps them open.
+    settings.watching.server_timeout = 300
+    return settings
+
+
+class Operator:
+    def __init__(self, cfg: kubernetes.client.Configuration, settings: Settings) -> None:
+        self.cfg = cfg
+        self.settings = settings
+        self.store = Store()
+        self.view = ClusterView(self.store)
+        self.cache = SnapshotCache()
+        self.xds_status = StatusRegistry()
+        self.pipeline = Pipeline(
+            self.store,
+            self.cache,
+            Options(cluster_domain=settings.cluster_domain, local=False),
+            debounce=settings.debounce,
+            ready=self.view.full,
+        )
+        self.client = KubeClient(cfg)
+        self.elector = LeaderElector(
+            self.client,
+            settings.namespace,
+            identity=settings.identity,
+            lease_duration=settings.lease_duration,
+            renew_deadline=settings.renew_deadline,
+            retry_period=settings.retry_period,
+        )
+        self.status = StatusWriter(self.store, self.client, lambda: self.elector.is_leader)
+        self.view.observers.append(self.status.observe)
+        self.elector.on_change.append(self.status.leadership_changed)
+        self.registry = kopf.OperatorRegistry()
+        handlers.register(self.registry, self.view, cfg)
+        self.side_services: list[contextlib.AbstractAsyncContextManager[Any]] = []
+        """Servers started with the operator and stopped with it (the admission
+        webhook server plugs in here)."""
+        self.xds_port = 0
+        self.monitoring_port = 0
+        self.started = asyncio.Event()
+        """Set once every server listens (tests wait on it)."""
+
+    def not_ready(self) -> str | None:
+        missing = sorted({w.kind for w in self.view.watched} - self.view.listed)
+        return f"not yet listed: {', '.join(missing)}" if missing else None
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set, kopf exits (a signal) or a part fails."""
+        listing.install()
+        stop = stop or asyncio.Event()
+        kopf_stop = asyncio.Event()
+        async with contextlib.AsyncExitStack() as stack:
+            server, self.xds_port = await serve(self.settings.xds, self.cache, self.xds_status)
+            stack.push_async_callback(server.stop, None)
+            log.info("xDS on port %d", self.xds_port)
+            if self.settings.monitoring:
+                runner, self.monitoring_port = await health.start(
+                    health.app(self.not_ready), self.settings.monitoring
+                )
+                stack.push_async_callback(runner.cleanup)
+            # --- HOOK: the admission webhook server (webhook/server.py) and /metrics are
+            # started here, through `self.side_services`, by the code that builds the Operator.
+            for service in self.side_services:
+                await stack.enter_async_context(service)
+            stack.push_async_callback(self.client.close)
+
+            tasks = [
+                asyncio.create_task(self.pipeline.run(), name="pipeline"),
+                asyncio.create_task(self.elector.run(), name="leader-election"),
+                asyncio.create_task(self.status.run(), name="status"),
+                asyncio.create_task(self._kopf(kopf_stop), name="kopf"),
+                asyncio.create_task(stop.wait(), name="stop"),
+            ]
+            self.started.set()
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("%s failed", task.get_name(), exc_info=task.exception())
+            finally:
+                kopf_stop.set()
+                kopf_task = tasks[3]
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(kopf_task), 30)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                if task is not tasks[4] and not task.cancelled() and task.exception() is not None:
+                    raise RuntimeError(f"{task.get_name()} failed") from task.exception()
+
+    async def _kopf(self, stop: asyncio.Event) -> None:
+        # Set in this task's context, so kopf's watch streams (its sub-tasks) report
+        # their complete listings to this operator's view.
+        listing.current_sink.set(self._listed)
+        tasks = await kopf.spawn_tasks(
+            registry=self.registry,
+            settings=kopf_settings(),
+            clusterwide=True,
+            standalone=True,
+            stop_flag=stop,
+        )
+        await kopf.run_tasks(tasks, ignored=_NotKopfTasks())
+
+    def _listed(self, group: str, plural: str, objects: list[Mapping[str, Any]]) -> None:
+        watched = BY_PLURAL.get((group, plural))
+        if watched is not None:
+            self.view.relisted(watched, objects)
+
+
+async def run(args: argparse.Namespace) -> None:
+    """The `operator` subcommand (see kube/command.py)."""
+    cfg = credentials.load(args.kubeconfig)
+    settings = Settings(
+        namespace=args.namespace,
+        xds=args.xds,
+        monitoring=args.monitoring,
+        cluster_domain=args.cluster_domain,
+        webhook={
+            "address": args.webhook,
+            "cert_secret": args.cert_secret,
+            "cert_dir": args.cert_dir,
+            "injection_template": args.injection_template,
+        },
+    )
+    await Operator(cfg, settings).run()
+
+
+__all__: Sequence[str] = ("Operator", "Settings", "run")

@@ -1,0 +1,185 @@
+"""Status on our own custom resources, written by the leader only.
+
+Each VirtualService / DestinationRule gets `status.observedGeneration` and an
+`Accepted` condition: True, or False with reason `Invalid`, the field paths and
+why (from the Store's ConfigError), plus `status.invalidFields` for tools. A
+rejection also gets a Warning Event on the object. Every replica keeps track of
+what it saw; on becoming leader it writes whatever is out of date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api import ConfigError
+from ..store import Key, Store
+from .client import ApiError, KubeClient
+from .kinds import Watched
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "pilotfish"
+
+
+@dataclass
+class Seen:
+    watched: Watched
+    uid: str
+    generation: int
+    status: dict[str, Any]
+    """The status the object carries as we last saw (or wrote) it."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def desired(error: ConfigError | None, generation: int) -> dict[str, Any]:
+    """The status an object of `generation` should carry (without transition times)."""
+    if error is None:
+        condition = {
+            "type": "Accepted",
+            "status": "True",
+            "reason": "Accepted",
+            "message": "valid; in the mesh config",
+            "observedGeneration": generation,
+        }
+        invalid: list[dict[str, str]] = []
+    else:
+        condition = {
+            "type": "Accepted",
+            "status": "False",
+            "reason": "Invalid",
+            "message": "; ".join(str(p) for p in error.problems)
+            + " (left out of the mesh config; an earlier valid version, if any, stays)",
+            "observedGeneration": generation,
+        }
+        invalid = [{"field": p.path, "reason": p.reason} for p in error.problems]
+    out: dict[str, Any] = {"observedGeneration": generation, "conditions": [condition]}
+    out["invalidFields"] = invalid or None  # None deletes it in a merge patch
+    return out
+
+
+def _comparable(status: Mapping[str, Any]) -> Any:
+    conditions = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping)
+    ]
+    return (status.get("observedGeneration"), conditions, status.get("invalidFields") or None)
+
+
+class StatusWriter:
+    def __init__(self, store: Store, client: KubeClient, is_leader: Callable[[], bool]) -> None:
+        self.store = store
+        self.client = client
+        self.is_leader = is_leader
+        self._seen: dict[Key, Seen] = {}
+        self._dirty: set[Key] = set()
+        self._wake = asyncio.Event()
+        self._written: dict[Key, tuple[str, Any]] = {}
+        """What we last wrote per object (uid, status): a watch event that predates our
+        write must not make us write (and post an Event) twice."""
+        self.writes = 0
+
+    def observe(self, watched: Watched, key: Key, obj: Mapping[str, Any] | None) -> None:
+        """A ClusterView observer: remember our kinds' objects as the API has them."""
+        if not watched.istio:
+            return
+        if obj is None:
+            self._seen.pop(key, None)
+            self._written.pop(key, None)
+            self._dirty.discard(key)
+            return
+        meta = obj.get("metadata") or {}
+        status = obj.get("status")
+        self._seen[key] = Seen(
+            watched,
+            str(meta.get("uid") or ""),
+            int(meta.get("generation") or 0),
+            dict(status) if isinstance(status, Mapping) else {},
+        )
+        self._dirty.add(key)
+        self._wake.set()
+
+    def leadership_changed(self, leading: bool) -> None:
+        self._written.clear()  # others may have written meanwhile
+        if leading:
+            self._dirty |= self._seen.keys()  # catch up on what the last leader left
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.is_leader():
+                continue  # stays dirty; written if we become leader
+            await self.flush()
+
+    async def flush(self) -> None:
+        errors = self.store.errors()
+        for key in sorted(self._dirty):
+            self._dirty.discard(key)
+            seen = self._seen.get(key)
+            if seen is None or (key not in errors and self.store.get(key) is None):
+                continue
+            try:
+                await self._write(key, seen, errors.get(key))
+            except (ApiError, OSError, TimeoutError) as err:
+                if isinstance(err, ApiError) and err.status == 404:
+                    continue  # deleted meanwhile
+                log.warning("status of %s %s/%s: %s", *key, err)
+                self._dirty.add(key)  # retried on the next wake-up
+
+    async def _write(self, key: Key, seen: Seen, error: ConfigError | None) -> None:
+        want = desired(error, seen.generation)
+        target = _comparable(want)
+        if target == _comparable(seen.status) or self._written.get(key) == (seen.uid, target):
+            return
+        old = {c.get("type"): c for c in seen.status.get("conditions") or []}
+        for condition in want["conditions"]:
+            before = old.get(condition["type"]) or {}
+            same = before.get("status") == condition["status"]
+            condition["lastTransitionTime"] = (
+                before.get("lastTransitionTime")
+                if same and "lastTransitionTime" in before
+                else _now()
+            )
+        kind, namespace, name = key
+        await self.client.patch(seen.watched.path(namespace, name, "status"), {"status": want})
+        self.writes += 1
+        self._written[key] = (seen.uid, target)
+        seen.status = {k: v for k, v in want.items() if v is not None}
+        log.info("status of %s %s/%s: %s", kind, namespace, name, want["conditions"][0]["reason"])
+        if error is not None:
+            await self._event(seen, key, error)
+
+    async def _event(self, seen: Seen, key: Key, error: ConfigError) -> None:
+        kind, namespace, name = key
+        now = _now()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": seen.watched.api_version,
+                "kind": kind,
+                "namespace": namespace,
+                "name": name,
+                "uid": seen.uid,
+            },
+            "type": "Warning",
+            "reason": "Invalid",
+            "message": str(error)[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self.client.post(f"/api/v1/namespaces/{namespace}/events", event)
