@@ -19,7 +19,7 @@ import ipaddress
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
@@ -41,16 +41,8 @@ OUT_REDIRECT = "PILOTFISH_REDIRECT"
 CHAINS = (INBOUND, IN_REDIRECT, OUTBOUND, OUT_REDIRECT)
 PREFIX = "PILOTFISH_"
 
-# Pod annotations that adjust capture: Istio's names are accepted unchanged, ours
-# win when both are set.
-ANNOTATION_PREFIXES = ("traffic.sidecar.istio.io/", "traffic.sidecar.pilotfish.io/")
-ANNOTATION_FLAGS = {
-    "includeOutboundIPRanges": "--include-outbound-cidrs",
-    "excludeOutboundIPRanges": "--exclude-outbound-cidrs",
-    "includeInboundPorts": "--include-inbound-ports",
-    "excludeInboundPorts": "--exclude-inbound-ports",
-    "excludeOutboundPorts": "--exclude-outbound-ports",
-}
+# Pod annotations that adjust capture are turned into these flags by the injector
+# (webhook/traffic.py), which checks them with the parsers below.
 
 
 class CaptureError(ValueError):
@@ -188,16 +180,6 @@ def capture_of(args: argparse.Namespace) -> Capture:
         exclude_inbound_ports=parse_ports(args.exclude_inbound_ports, "--exclude-inbound-ports"),
         exclude_outbound_ports=parse_ports(args.exclude_outbound_ports, "--exclude-outbound-ports"),
     )
-
-
-def annotation_flags(annotations: Mapping[str, str]) -> list[str]:
-    """`capture-init` flags for a pod's capture annotations (for the injector)."""
-    values: dict[str, str] = {}
-    for prefix in ANNOTATION_PREFIXES:  # later prefixes win
-        for key, flag in ANNOTATION_FLAGS.items():
-            if prefix + key in annotations:
-                values[flag] = annotations[prefix + key]
-    return [f"{flag}={value}" for flag, value in values.items()]
 
 
 # ---------------------------------------------------------------- command

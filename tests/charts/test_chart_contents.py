@@ -98,7 +98,7 @@ def test_webhook_settings() -> None:
     mutating = find(docs, "MutatingWebhookConfiguration", "pilotfish-sidecar-injector")
     for hook in mutating["webhooks"]:
         assert hook["failurePolicy"] == "Ignore"
-        assert hook["sideEffects"] == "None"
+        assert hook["sideEffects"] == "NoneOnDryRun"  # skip Events, never on dry runs
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["reinvocationPolicy"] == "IfNeeded"
         assert hook["rules"] == [
@@ -153,7 +153,7 @@ CLUSTER_GRANTS = (
             ("mutating", "pilotfish-sidecar-injector"),
             ("validating", "pilotfish-validator"),
         )
-        for verb in ("get", "patch")
+        for verb in ("get", "update", "patch")
     }
     | {(g, "events", v, "*") for g in ("", "events.k8s.io") for v in ("create", "patch")}
 )

@@ -123,23 +123,6 @@ def test_bad_values_fail_clearly(
     assert flag in err and message in err
 
 
-def test_annotations_become_flags_ours_win() -> None:
-    from pilotfish_operator.capture import annotation_flags
-
-    flags = annotation_flags(
-        {
-            "traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.0.0.0/8",
-            "traffic.sidecar.istio.io/excludeInboundPorts": "22",
-            "traffic.sidecar.pilotfish.io/excludeOutboundIPRanges": "10.1.0.0/16",
-            "unrelated/annotation": "x",
-        }
-    )
-    assert sorted(flags) == [
-        "--exclude-inbound-ports=22",
-        "--exclude-outbound-cidrs=10.1.0.0/16",
-    ]
-
-
 # ---------------------------------------------------------------- namespaces
 
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -49,8 +49,6 @@ class Settings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     debounce: float = 0.1
-    webhook: Mapping[str, Any] = field(default_factory=dict)
-    """The webhook flags (address, cert secret/dir, template), for its server."""
 
 
 class _NotKopfTasks(Collection[asyncio.Task[Any]]):
@@ -141,8 +139,7 @@ class Operator:
                     health.app(self.not_ready), self.settings.monitoring
                 )
                 stack.push_async_callback(runner.cleanup)
-            # --- HOOK: the admission webhook server (webhook/server.py) and /metrics are
-            # started here, through `self.side_services`, by the code that builds the Operator.
+            # Other servers (the admission webhooks, see `run`) start and stop with us.
             for service in self.side_services:
                 await stack.enter_async_context(service)
             stack.push_async_callback(self.client.close)
@@ -199,14 +196,23 @@ async def run(args: argparse.Namespace) -> None:
         xds=args.xds,
         monitoring=args.monitoring,
         cluster_domain=args.cluster_domain,
-        webhook={
-            "address": args.webhook,
-            "cert_secret": args.cert_secret,
-            "cert_dir": args.cert_dir,
-            "injection_template": args.injection_template,
-        },
     )
-    await Operator(cfg, settings).run()
+    operator = Operator(cfg, settings)
+    from ..webhook.service import webhooks
+
+    operator.side_services.append(
+        webhooks(
+            operator.client,
+            operator.store,
+            address=args.webhook,
+            namespace=args.namespace,
+            cert_secret=args.cert_secret,
+            cert_dir=args.cert_dir,
+            injection_template=args.injection_template,
+            cluster_domain=args.cluster_domain,
+        )
+    )
+    await operator.run()
 
 
 __all__: Sequence[str] = ("Operator", "Settings", "run")

@@ -1,0 +1,94 @@
+"""The admission webhooks as one of the operator's servers: everything they need,
+built from the operator's flags and its API client."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..kube.client import KubeClient
+from ..store import Store
+from .certs import FileCerts, SecretCerts, dns_names
+from .inject import DEFAULT_TEMPLATE, Config, Injector, Template, merge_values, native_sidecars
+from .kube import KubeCertStore, KubeEvents, KubeNamespaces, server_version
+from .server import WebhookServer, split_address
+
+log = logging.getLogger(__name__)
+
+VALUES_FILE = "injection-values.yaml"
+"""Read from beside the template: the chart mounts its proxy image and resources there."""
+
+
+class StoreNamespaces:
+    """Namespace labels from the operator's own watch, asking the API only for a
+    namespace it has not seen (yet)."""
+
+    def __init__(self, store: Store, fallback: KubeNamespaces) -> None:
+        self.store = store
+        self.fallback = fallback
+
+    async def labels(self, namespace: str) -> Mapping[str, str] | None:
+        known = self.store.get(("Namespace", "", namespace))
+        if known is not None:
+            return dict(known.metadata.labels)
+        return await self.fallback.labels(namespace)
+
+
+def injection_values(template: Path) -> dict[str, Any]:
+    path = template.with_name(VALUES_FILE)
+    overrides = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    values: dict[str, Any] = merge_values(overrides)
+    return values
+
+
+@contextlib.asynccontextmanager
+async def webhooks(
+    client: KubeClient,
+    store: Store,
+    *,
+    address: str,
+    namespace: str,
+    cert_secret: str,
+    cert_dir: Path | None,
+    injection_template: Path | None,
+    cluster_domain: str,
+) -> AsyncIterator[WebhookServer]:
+    template_path = injection_template or DEFAULT_TEMPLATE
+    version = await server_version(client)
+    config = Config(
+        xds_host=f"pilotfish.{namespace}.svc",
+        native_sidecars=native_sidecars(version),
+        values=injection_values(template_path),
+    )
+    certs: FileCerts | SecretCerts = (
+        FileCerts(cert_dir)
+        if cert_dir is not None
+        else SecretCerts(
+            KubeCertStore(client),
+            namespace=namespace,
+            secret=cert_secret,
+            names=dns_names(namespace=namespace, domain=cluster_domain),
+        )
+    )
+    server = WebhookServer(
+        Injector(config, Template.load(template_path)),
+        certs,
+        StoreNamespaces(store, KubeNamespaces(client)),
+        KubeEvents(client),
+    )
+    await server.start(*split_address(address))
+    log.info(
+        "sidecar injection: native sidecars %s (Kubernetes %s.%s)",
+        "on" if config.native_sidecars else "off",
+        version.get("major"),
+        version.get("minor"),
+    )
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -1,0 +1,96 @@
+"""The bootstrap an injected sidecar starts with: the shared one plus what a pod needs.
+
+`pilotfish_xds.bootstrap` gives identity, admin and the ADS server. A pod also serves its
+readiness on 15021 and Prometheus stats on 15090; both are static listeners forwarding one
+path each to the admin interface, which stays on 127.0.0.1 so nothing else of it is exposed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pilotfish_xds.bootstrap import bootstrap
+
+from .traffic import ADMIN_PORT, HEALTH_PORT, STATS_PORT
+
+ADMIN_CLUSTER = "pilotfish-admin"
+# Expanded by the kubelet from the downward-API env: generateName pods have no name yet.
+POD_NAME = "$(POD_NAME)"
+_HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_ROUTER = "envoy.extensions.filters.http.router.v3.Router"
+
+
+def sidecar_bootstrap(
+    *,
+    namespace: str,
+    labels: dict[str, str],
+    service_account: str,
+    xds_host: str,
+    xds_port: int,
+) -> dict[str, Any]:
+    config = bootstrap(
+        f"{POD_NAME}.{namespace}",
+        namespace=namespace,
+        pod=POD_NAME,
+        labels=labels,
+        xds_host=xds_host,
+        xds_port=xds_port,
+        admin_host="127.0.0.1",
+        admin_port=ADMIN_PORT,
+    )
+    config["node"]["metadata"]["SERVICE_ACCOUNT"] = service_account
+    # Wait for the control plane however long it takes (Envoy's default gives up after 15 s
+    # and goes live empty): readiness then means "has its config", and the app waits for it.
+    for source in ("cds_config", "lds_config"):
+        config["dynamic_resources"][source]["initial_fetch_timeout"] = "0s"
+    static = config["static_resources"]
+    static["clusters"].append(
+        {
+            "name": ADMIN_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": ADMIN_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _local(ADMIN_PORT)}}]}],
+            },
+        }
+    )
+    # Envoy's /ready answers 200 once the first CDS/LDS responses are applied.
+    static["listeners"] = [
+        _forward("health", HEALTH_PORT, {"path": "/healthz/ready"}, "/ready"),
+        _forward("prometheus", STATS_PORT, {"prefix": "/stats/prometheus"}, "/stats/prometheus"),
+    ]
+    return config
+
+
+def _local(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _forward(name: str, port: int, match: dict[str, str], rewrite: str) -> dict[str, Any]:
+    route = {"match": match, "route": {"cluster": ADMIN_CLUSTER, "prefix_rewrite": rewrite}}
+    hcm = {
+        "@type": f"type.googleapis.com/{_HCM}",
+        "stat_prefix": name,
+        "route_config": {
+            "name": name,
+            "virtual_hosts": [{"name": name, "domains": ["*"], "routes": [route]}],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": f"type.googleapis.com/{_ROUTER}"},
+            }
+        ],
+    }
+    return {
+        "name": name,
+        "address": _local(port, "0.0.0.0"),
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
+    }
