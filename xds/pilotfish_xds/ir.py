@@ -244,10 +244,20 @@ class VirtualHost:
 
 
 @dataclass(frozen=True, slots=True)
+class Locality:
+    """Where an endpoint runs (the node's topology labels), for locality-aware balancing."""
+
+    region: str = ""
+    zone: str = ""
+    subzone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     address: str
     port: int
     healthy: bool = True
+    locality: Locality | None = None
 
 
 LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RING_HASH", "MAGLEV"]

@@ -108,7 +108,9 @@ class Translator:
         def stale(*kinds: str) -> bool:
             return changed is None or not changed.isdisjoint(kinds)
 
-        if self._workloads is None or stale("Pod", "Namespace", "Service", "EndpointSlice"):
+        if stale("Node"):
+            self._services = {}  # localities changed: nodes change rarely, rebuild them all
+        if self._workloads is None or stale("Pod", "Namespace", "Service", "EndpointSlice", "Node"):
             workloads, infos = self._services_of(store)
             self._workloads = (workloads, infos, self._proxies_of(workloads, infos))
         workloads, infos, proxies = self._workloads
@@ -295,7 +297,7 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
             port=port,
             subset=subset,
             namespace=svc.namespace,
-            endpoints=tuple(ir.Endpoint(b.address, b.port, b.healthy) for b in chosen),
+            endpoints=tuple(ir.Endpoint(b.address, b.port, b.healthy, b.locality) for b in chosen),
             lb=policies.load_balancer(policies.load_balancer_settings(rule, port, subset)),
             export_to=svc.export_to,
         )

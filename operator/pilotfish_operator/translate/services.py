@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from pilotfish_xds import ir
+
 from ..api import EndpointSlice, Pod, Service
 from ..injection import decide
 from ..store import Store
@@ -18,6 +20,9 @@ from .hosts import Names
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 INBOUND_PORT = 15006
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
+REGION_LABEL = "topology.kubernetes.io/region"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+SUBZONE_LABEL = "topology.istio.io/subzone"  # Istio's; Kubernetes has no sub-zone label
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Backend:
     port: int
     healthy: bool
     labels: dict[str, str] = field(hash=False, compare=False)
+    locality: ir.Locality | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,16 @@ class Workloads:
     injected: set[tuple[str, str]]
     by_label: dict[tuple[str, str, str], set[tuple[str, str]]]
     """(namespace, label, value) → pods"""
+    localities: dict[str, ir.Locality]
+    """node name → its topology labels"""
+
+    def locality(self, node: str | None, zone: str | None = None) -> ir.Locality | None:
+        """Where a node is; an EndpointSlice's own zone wins over the node's label."""
+        known = self.localities.get(node or "")
+        if known is None and not zone:
+            return None
+        base = known or ir.Locality()
+        return ir.Locality(base.region, zone or base.zone, base.subzone)
 
     @classmethod
     def of(cls, store: Store) -> Workloads:
@@ -72,7 +88,15 @@ class Workloads:
                 injected.add(key)
             for k, v in labels.items():
                 by_label[(key[0], k, v)].add(key)
-        return cls(pods, injected, by_label)
+        localities = {
+            n.name: ir.Locality(
+                n.metadata.labels.get(REGION_LABEL, ""),
+                n.metadata.labels.get(ZONE_LABEL, ""),
+                n.metadata.labels.get(SUBZONE_LABEL, ""),
+            )
+            for n in store.of_kind("Node")
+        }
+        return cls(pods, injected, by_label, localities)
 
     def select(self, namespace: str, selector: dict[str, str]) -> list[tuple[str, str]]:
         """Pods of `namespace` matching every label of a non-empty selector, sorted."""
@@ -121,7 +145,8 @@ def _from_pods(
                 continue
             if local and key in workloads.injected:
                 port = INBOUND_PORT  # local mode: peers reach the app through its sidecar
-            out[sp.port].append(Backend(pod.status.pod_ip, port, pod_ready(pod), labels))
+            where = workloads.locality(pod.spec.node_name)
+            out[sp.port].append(Backend(pod.status.pod_ip, port, pod_ready(pod), labels, where))
     return out
 
 
@@ -148,8 +173,9 @@ def _from_slices(
                 port = slice_port
                 if local and pod_key in workloads.injected:
                     port = INBOUND_PORT
+                where = workloads.locality(ep.node_name, ep.zone)
                 for address in ep.addresses:
-                    out[sp.port].append(Backend(address, port, healthy, labels))
+                    out[sp.port].append(Backend(address, port, healthy, labels, where))
     return out
 
 

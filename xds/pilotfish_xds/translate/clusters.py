@@ -13,6 +13,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     HealthStatus,
     SocketAddress,
 )
+from envoy_data_plane.envoy.config.core.v3 import Locality as EnvoyLocality
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
     LbEndpoint,
@@ -78,7 +79,11 @@ def outbound_cluster(c: ir.Cluster) -> cluster.Cluster:
 _n = wire.field_number
 _CLA_NAME = _n(ClusterLoadAssignment, "cluster_name")
 _CLA_ENDPOINTS = _n(ClusterLoadAssignment, "endpoints")
+_LOCALITY = _n(LocalityLbEndpoints, "locality")
 _LOCALITY_LB_ENDPOINTS = _n(LocalityLbEndpoints, "lb_endpoints")
+_REGION = _n(EnvoyLocality, "region")
+_ZONE = _n(EnvoyLocality, "zone")
+_SUBZONE = _n(EnvoyLocality, "sub_zone")
 _LB_ENDPOINT = _n(LbEndpoint, "endpoint")
 _LB_HEALTH = wire.tag(_n(LbEndpoint, "health_status"), 0)
 _ENDPOINT_ADDRESS = _n(EnvoyEndpoint, "address")
@@ -96,14 +101,25 @@ def _lb_endpoint(e: ir.Endpoint) -> bytes:
     return wire.length_delimited(_LB_ENDPOINT, endpoint) + _LB_HEALTH + _HEALTH[e.healthy]
 
 
+def _locality(where: ir.Locality | None) -> bytes:
+    if where is None:
+        return b""
+    fields = ((_REGION, where.region), (_ZONE, where.zone), (_SUBZONE, where.subzone))
+    body = b"".join(wire.length_delimited(n, v.encode()) for n, v in fields if v)
+    return wire.length_delimited(_LOCALITY, body)
+
+
 def load_assignment(name: str, endpoints: tuple[ir.Endpoint, ...]) -> bytes:
-    """An encoded ClusterLoadAssignment: all endpoints in one (unnamed) locality."""
+    """An encoded ClusterLoadAssignment: endpoints grouped by locality (first seen first)."""
+    groups: dict[ir.Locality | None, list[ir.Endpoint]] = {}
+    for e in endpoints:
+        groups.setdefault(e.locality, []).append(e)
     out = wire.length_delimited(_CLA_NAME, name.encode())
-    if endpoints:
+    for where, members in groups.items():
         hosts = b"".join(
-            wire.length_delimited(_LOCALITY_LB_ENDPOINTS, _lb_endpoint(e)) for e in endpoints
+            wire.length_delimited(_LOCALITY_LB_ENDPOINTS, _lb_endpoint(e)) for e in members
         )
-        out += wire.length_delimited(_CLA_ENDPOINTS, hosts)
+        out += wire.length_delimited(_CLA_ENDPOINTS, _locality(where) + hosts)
     return out
 
 
