@@ -1,8 +1,7 @@
-"""`/healthz` and `/readyz` on the monitoring port.
+"""`/healthz`, `/readyz` and `/metrics` on the monitoring port.
 
 Live while the loop answers; ready once the operator has a full view of the
 cluster (before that it serves no config, so a rollout should wait for it).
-`/metrics` belongs to the monitoring work and is added to the same app there.
 """
 
 from __future__ import annotations
@@ -11,9 +10,13 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ..metrics import CONTENT_TYPE
 
-def app(ready: Callable[[], str | None]) -> web.Application:
-    """`ready()` returns None when ready, else why not."""
+
+def app(
+    ready: Callable[[], str | None], metrics: Callable[[], bytes] | None = None
+) -> web.Application:
+    """`ready()` returns None when ready, else why not; `metrics()` the Prometheus text."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -24,9 +27,15 @@ def app(ready: Callable[[], str | None]) -> web.Application:
             return web.Response(text="ok\n")
         return web.Response(status=503, text=f"not ready: {reason}\n")
 
+    async def metrics_page(_: web.Request) -> web.Response:
+        assert metrics is not None
+        return web.Response(body=metrics(), headers={"content-type": CONTENT_TYPE})
+
     application = web.Application()
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
+    if metrics is not None:
+        application.router.add_get("/metrics", metrics_page)
     return application
 
 

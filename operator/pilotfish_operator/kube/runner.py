@@ -23,6 +23,7 @@ from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.server import serve
 from pilotfish_xds.status import StatusRegistry
 
+from .. import metrics
 from ..pipeline import Pipeline
 from ..store import Store
 from ..translate import Options
@@ -135,8 +136,10 @@ class Operator:
             stack.push_async_callback(server.stop, None)
             log.info("xDS on port %d", self.xds_port)
             if self.settings.monitoring:
+                scrape = metrics.registry(self.pipeline, self.cache, self.xds_status)
                 runner, self.monitoring_port = await health.start(
-                    health.app(self.not_ready), self.settings.monitoring
+                    health.app(self.not_ready, lambda: metrics.render(scrape)),
+                    self.settings.monitoring,
                 )
                 stack.push_async_callback(runner.cleanup)
             # Other servers (the admission webhooks, see `run`) start and stop with us.

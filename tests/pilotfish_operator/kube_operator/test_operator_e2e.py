@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 from kube_emulator import Emulator
 from mesh_objects import CLIENT_NODE, NS, REVIEWS, objects
@@ -118,7 +119,17 @@ async def test_invalid_object_is_marked_while_the_rest_keeps_flowing(
     ratings = "outbound|9080||ratings.shop.svc.cluster.local"
     async with Proxy(f"127.0.0.1:{operator.xds_port}", CLIENT_NODE, EDS) as proxy:
         config = await proxy.until(lambda c: ratings in c.clusters, what="the new service")
+        # What Prometheus scrapes from the monitoring port says the same.
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{operator.monitoring_port}/metrics") as r,
+        ):
+            assert r.status == 200
+            scraped = await r.text()
     assert canary(config)
+    assert 'pilotfish_config_invalid_objects{kind="VirtualService"} 1.0' in scraped
+    assert "pilotfish_xds_connected_proxies 1.0" in scraped
+    assert "pilotfish_xds_nacks_total 0.0" in scraped
 
     # Fixing the object makes it Accepted again, for the new generation.
     response = await k8s.patch(
