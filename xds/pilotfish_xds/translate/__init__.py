@@ -79,11 +79,13 @@ def _outbound_clusters(
     out: dict[str, list[Encoded]],
     eds_names: set[str],
 ) -> None:
+    local = proxy.capture == "local"
     for c in view.visible_clusters(mesh, proxy):
         out[types.CLUSTER].append(
             cache.get_or_build(
-                ("cds", c),  # the cluster's hash is cached; endpoint churn re-encodes it, cheaply
-                partial(clusters.outbound_cluster, c),
+                # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
+                ("cds", c, local),
+                partial(clusters.outbound_cluster, c, local),
                 c.name,
             )
         )

@@ -52,16 +52,18 @@ def socket_address(address: str, port: int) -> Address:
     return Address(socket_address=SocketAddress(address=address, port_value=port))
 
 
-def outbound_cluster(c: ir.Cluster) -> cluster.Cluster:
+def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
     out = cluster.Cluster(
         name=c.name, connect_timeout=c.connect_timeout, common_lb_config=_NO_PANIC
     )
     if c.lb.policy == "PASSTHROUGH":
-        # No load balancing: the destination comes with the request. Local mode has no
-        # original destination address, so the x-envoy-original-dst-host header names it.
+        # No load balancing: the connection goes where the app sent it. Local mode has no
+        # original destination address, so there the x-envoy-original-dst-host header
+        # names it; with iptables capture a client must not choose by header.
         out.type = cluster.ClusterDiscoveryType.ORIGINAL_DST
         out.lb_policy = cluster.ClusterLbPolicy.CLUSTER_PROVIDED
-        out.original_dst_lb_config = cluster.ClusterOriginalDstLbConfig(use_http_header=True)
+        if local:
+            out.original_dst_lb_config = cluster.ClusterOriginalDstLbConfig(use_http_header=True)
         return out
     out.type = cluster.ClusterDiscoveryType.EDS
     out.eds_cluster_config = cluster.ClusterEdsClusterConfig(eds_config=ads(), service_name=c.name)
