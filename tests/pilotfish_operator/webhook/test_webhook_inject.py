@@ -205,6 +205,23 @@ async def test_capture_annotations_become_init_args() -> None:
     }
 
 
+async def test_the_injected_init_step_is_one_our_cli_runs(capsys: Any) -> None:
+    """The template and `pilotfish capture-init` agree: the init container's exact
+    arguments parse and render rules (dry run), honouring the annotations."""
+    from pilotfish_operator.cli import main
+
+    case = load_case("capture-annotations")
+    _, response = await admit(case)
+    init = patched_pod(case, response)["spec"]["initContainers"][0]
+    argv = [*init.get("command", [])[1:], *init["args"]]  # drop the `pilotfish` executable
+    assert argv[0] == "capture-init"
+    assert main([*argv, "--dry-run"]) == 0
+    rules = capsys.readouterr().out
+    assert "-A PILOTFISH_OUTPUT -d 169.254.169.254/32 -j RETURN" in rules
+    assert "-A PILOTFISH_OUTPUT -m owner --uid-owner 1337 -j RETURN" in rules
+    assert "--dport 5432 -j RETURN" in rules
+
+
 async def test_injecting_twice_changes_nothing() -> None:
     case = load_case("namespace-enabled")
     _, first = await admit(case)
