@@ -162,14 +162,18 @@ class Resource:
     def key(self) -> tuple[str, str, str]:
         return (self.KIND, self.namespace, self.metadata.name)
 
+    # Inherited by both the dataclass and the model bases below: pydantic collects
+    # validators from every class in the MRO.
+    @field_validator("api_version")
     @classmethod
-    def check_api_version(cls, value: str) -> str:
+    def _known_api_version(cls, value: str) -> str:
         if value not in cls.API_VERSIONS:
             raise ValueError(f"must be one of {', '.join(cls.API_VERSIONS)}")
         return value
 
+    @field_validator("kind")
     @classmethod
-    def check_kind(cls, value: str) -> str:
+    def _known_kind(cls, value: str) -> str:
         if value != cls.KIND:
             raise ValueError(f"must be {cls.KIND}")
         return value
@@ -183,16 +187,6 @@ class KubeObject(Resource):
     kind: Str
     metadata: ObjectMeta
 
-    @field_validator("api_version")
-    @classmethod
-    def _known_api_version(cls, value: str) -> str:
-        return cls.check_api_version(value)
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        return cls.check_kind(value)
-
 
 class IstioResource(BaseModel, Resource):
     """Istio kinds: strict about unknown fields, status is the controller's and ignored here."""
@@ -204,15 +198,5 @@ class IstioResource(BaseModel, Resource):
     api_version: Str
     kind: Str
     metadata: ObjectMeta
-
-    @field_validator("api_version")
-    @classmethod
-    def _known_api_version(cls, value: str) -> str:
-        return cls.check_api_version(value)
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        return cls.check_kind(value)
 
     status: dict[str, Any] | None = None
