@@ -12,6 +12,8 @@ import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from .types import CLUSTER, LISTENER, ROUTE
+
 
 class Kind(enum.Enum):
     NEW = "new"  # first request for this type on this stream (or after a restart)
@@ -78,3 +80,56 @@ def decide_delta(
     if error:
         return Decision(Kind.NACK, changed, version)
     return Decision(Kind.ACK, changed, version)
+
+
+# --- Ordering and retries ----------------------------------------------------------
+#
+# Envoy checks some references when a resource arrives (a listener's inline routes
+# against the clusters it has applied) and silently drops traffic for others (a route
+# to a cluster still warming answers 503). So a type that names clusters is sent only
+# once the proxy has answered every cluster response we sent it: in State of the World
+# Envoy acknowledges clusters only when they have warmed. Endpoints and secrets are
+# not held back: clusters wait for them, and holding them would deadlock.
+SEND_AFTER: Mapping[str, tuple[str, ...]] = {
+    LISTENER: (CLUSTER,),
+    ROUTE: (CLUSTER,),
+}
+
+
+def may_send(type_url: str, in_flight: Collection[str]) -> bool:
+    """Whether `type_url` may go out while responses of the types `in_flight` are
+    unanswered."""
+    return not any(t in in_flight for t in SEND_AFTER.get(type_url, ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How often, and how far apart, a rejected response is offered again."""
+
+    first: float = 0.5  # seconds before the first retry
+    factor: float = 2.0
+    cap: float = 30.0
+    retries: int = 4  # then the rejection stands until the content changes
+
+    def delay(self, done: int) -> float | None:
+        """Seconds to wait before retry number `done + 1`; None when none is left."""
+        if done >= self.retries:
+            return None
+        return min(self.cap, self.first * self.factor**done)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A response the proxy rejected, and what it had acknowledged of the types it
+    depends on at that moment."""
+
+    content: Mapping[str, str]  # name -> hash of what was rejected
+    dependencies: Mapping[str, str]  # type -> version acknowledged when it was rejected
+    retries: int = 0
+
+
+def retry_due(rejection: Rejection, acknowledged: Mapping[str, str]) -> bool:
+    """A rejection is worth retrying only once the proxy has acknowledged something
+    new of a type it depends on: the cluster the listener named has now warmed. A
+    rejection of config that is simply invalid sees no such change and stands."""
+    return any(acknowledged.get(t, "") != v for t, v in rejection.dependencies.items())

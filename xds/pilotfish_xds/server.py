@@ -13,7 +13,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -22,7 +22,17 @@ from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, D
 from . import codec, debug
 from .cache import SnapshotCache
 from .codec import Encoded
-from .protocol import Decision, Kind, decide_delta, decide_sotw
+from .protocol import (
+    SEND_AFTER,
+    Backoff,
+    Decision,
+    Kind,
+    Rejection,
+    decide_delta,
+    decide_sotw,
+    may_send,
+    retry_due,
+)
 from .snapshot import Snapshot, content_version
 from .status import StatusRegistry, StreamKind
 from .types import CLUSTER, ENDPOINT, PUSH_ORDER, WILDCARD_TYPES
@@ -49,9 +59,12 @@ def _wanted(snapshot: Snapshot, type_url: str, wildcard: bool, names: Any) -> di
 class AdsServer:
     """Serves each node the snapshot `cache` holds for it; records in `status`."""
 
-    def __init__(self, cache: SnapshotCache, status: StatusRegistry) -> None:
+    def __init__(
+        self, cache: SnapshotCache, status: StatusRegistry, backoff: Backoff | None = None
+    ) -> None:
         self.cache = cache
         self.status = status
+        self.backoff = backoff or Backoff()
         # Unique across restarts, so an old stream's nonce never matches ours.
         self._nonces = (f"{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
 
@@ -78,16 +91,31 @@ class AdsServer:
         await _DeltaStream(self, context).run(requests)
 
 
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    type_url: str
+
+
 class _Stream:
+    """What both protocol variants share: the queue, ordering between types, and
+    retrying a rejection once its cause is gone."""
+
     kind: StreamKind
 
     def __init__(self, server: AdsServer, context: Any) -> None:
         self.server = server
         self.context = context
         self.node_id = ""
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.in_flight: set[str] = set()  # types with a response not yet answered
+        self.owed: set[str] = set()  # types requested before there was anything to send
+        self.deferred: dict[str, bool] = {}  # type -> forced: held back by `may_send`
+        self.acked: dict[str, str] = {}  # type -> version acknowledged on this stream
+        self.rejections: dict[str, Rejection] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     async def run(self, requests: AsyncIterator[Any]) -> None:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queue = self.queue
         reader = asyncio.create_task(self._read(requests, queue))
         changed = asyncio.Event()
         tasks = [reader]
@@ -111,12 +139,16 @@ class _Stream:
             while item is not _END:
                 if item is _CHANGED:
                     await self.push()
+                elif isinstance(item, _Retry):
+                    await self.retry(item.type_url)
                 else:
                     await self.handle(item)
                 item = await queue.get()
         finally:
             for task in tasks:
                 task.cancel()
+            for timer in self._timers.values():
+                timer.cancel()
             if stream_id:
                 self.server.cache.unwatch(self.node_id, changed)
                 self.server.cache.stream_closed(self.node_id)
@@ -152,10 +184,107 @@ class _Stream:
         elif decision.kind is Kind.STALE:
             log.debug("stale request from %s for %s ignored", self.node_id, type_url)
 
-    async def handle(self, request: Any) -> None:
-        raise NotImplementedError
+    async def answered(
+        self, type_url: str, decision: Decision, rejected: Mapping[str, str], done: bool
+    ) -> None:
+        """Bookkeeping once the proxy answered a response of ours (`done`: it has
+        answered every one of this type); `rejected` is what a NACK refused."""
+        if done:
+            self.in_flight.discard(type_url)
+        if decision.kind is Kind.NACK:
+            before = self.rejections.get(type_url)
+            self.rejections[type_url] = Rejection(
+                content=dict(rejected),
+                dependencies={t: self.acked.get(t, "") for t in SEND_AFTER.get(type_url, ())},
+                retries=before.retries if before and before.content == rejected else 0,
+            )
+        elif decision.kind is Kind.ACK:
+            self.acked[type_url] = decision.version
+            self.rejections.pop(type_url, None)
+            for other, rejection in self.rejections.items():
+                if type_url in rejection.dependencies and retry_due(rejection, self.acked):
+                    self._schedule_retry(other, rejection)
+        for held in _push_order(list(self.deferred)):
+            if may_send(held, self.in_flight | self.owed):
+                await self.offer(held, force=self.deferred.pop(held))
+
+    def _schedule_retry(self, type_url: str, rejection: Rejection) -> None:
+        if type_url in self._timers:
+            return
+        delay = self.server.backoff.delay(rejection.retries)
+        if delay is None:
+            log.warning(
+                "%s still rejects %s after %d retries; it keeps its last accepted config",
+                self.node_id,
+                type_url,
+                rejection.retries,
+            )
+            return
+
+        def fire() -> None:
+            del self._timers[type_url]
+            self.queue.put_nowait(_Retry(type_url))
+
+        self._timers[type_url] = asyncio.get_running_loop().call_later(delay, fire)
+
+    async def retry(self, type_url: str) -> None:
+        rejection = self.rejections.get(type_url)
+        if rejection is None or self.current(type_url, rejection.content) != rejection.content:
+            return  # accepted since, or changed (and pushed as a change)
+        self.rejections[type_url] = replace(rejection, retries=rejection.retries + 1)
+        log.info(
+            "offering %s to %s again (retry %d): what it depended on has been acknowledged",
+            type_url,
+            self.node_id,
+            rejection.retries + 1,
+        )
+        await self.offer(type_url, force=True, refresh=set(rejection.content))
 
     async def push(self) -> None:
+        # Envoy re-warms every cluster it is sent and waits for its endpoints (up to its
+        # initial-fetch timeout): after clusters go out, endpoints always follow.
+        clusters: set[str] = set()
+        for type_url in _push_order(self.subscribed()):
+            refresh = clusters if type_url == ENDPOINT else set()
+            sent = await self.offer(type_url, refresh=refresh)
+            if type_url == CLUSTER:
+                clusters = sent
+
+    async def offer(
+        self, type_url: str, *, force: bool = False, refresh: set[str] | None = None
+    ) -> set[str]:
+        """Send what changed of `type_url` (with `force`, even if nothing did; plus the
+        names in `refresh`), unless ordering holds it back; return the names sent."""
+        # A cluster response still owed counts as unanswered: a listener request that
+        # arrives after the snapshot but before the stream's wake-up must not overtake
+        # the clusters it names (seen with tens of Envoys starting at once).
+        if not may_send(type_url, self.in_flight | self.owed):
+            self.deferred[type_url] = self.deferred.get(type_url, False) or force
+            return set()
+        self.deferred.pop(type_url, None)
+        sent = await self.send(type_url, force=force, refresh=refresh or set())
+        if sent is None:
+            if force:
+                self.owed.add(type_url)
+            return set()
+        self.owed.discard(type_url)
+        self.in_flight.add(type_url)
+        return sent
+
+    def subscribed(self) -> list[str]:
+        raise NotImplementedError
+
+    def current(self, type_url: str, names: Mapping[str, str]) -> dict[str, str]:
+        """The hashes the snapshot now holds for what a response of `type_url` with
+        `names` carried (State of the World: the whole type)."""
+        raise NotImplementedError
+
+    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
+        """Write a response if there is something to say; the names it carried, or
+        None when nothing was written."""
+        raise NotImplementedError
+
+    async def handle(self, request: Any) -> None:
         raise NotImplementedError
 
 
@@ -183,6 +312,9 @@ class _SotwStream(_Stream):
         super().__init__(server, context)
         self.types: dict[str, _SotwType] = {}
 
+    def subscribed(self) -> list[str]:
+        return list(self.types)
+
     async def handle(self, request: Any) -> None:
         type_url: str = request.type_url
         names = frozenset(request.resource_names)
@@ -198,37 +330,39 @@ class _SotwStream(_Stream):
         )
         self.record(decision, type_url, request.error_detail)
         if decision.kind not in (Kind.NEW, Kind.ACK):
+            if decision.kind is Kind.NACK and state is not None:
+                await self.answered(type_url, decision, state.sent or {}, done=True)
             return  # a NACK keeps the names it was sent for: a later ACK still sees a change
         wildcard = "*" in names or (type_url in WILDCARD_TYPES and not names)
         if state is None:
             state = self.types[type_url] = _SotwType(names, wildcard)
         state.names, state.wildcard = names, wildcard
+        if decision.kind is Kind.ACK:
+            await self.answered(type_url, decision, {}, done=True)
         if decision.respond:
-            await self.send(type_url, state, force=True)
+            await self.offer(type_url, force=True)
 
-    async def push(self) -> None:
-        # Envoy re-warms every cluster it is sent and waits for its endpoints (up to its
-        # 15 s initial-fetch timeout): after clusters go out, endpoints always follow.
-        clusters_sent = False
-        for type_url in _push_order(self.types):
-            force = type_url == ENDPOINT and clusters_sent
-            sent = await self.send(type_url, self.types[type_url], force=force)
-            clusters_sent |= sent and type_url == CLUSTER
+    def current(self, type_url: str, names: Mapping[str, str]) -> dict[str, str]:
+        snapshot, state = self.snapshot(), self.types.get(type_url)
+        if snapshot is None or state is None:
+            return {}
+        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
+        return {n: r.hash for n, r in wanted.items()}
 
-    async def send(self, type_url: str, state: _SotwType, *, force: bool) -> bool:
-        snapshot = self.snapshot()
-        if snapshot is None:
-            return False  # nothing yet: the request is answered when a snapshot is set
+    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
+        snapshot, state = self.snapshot(), self.types.get(type_url)
+        if snapshot is None or state is None:
+            return None  # nothing yet: the request is answered when a snapshot is set
         wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
         hashes = {n: r.hash for n, r in wanted.items()}
-        if not force and hashes == state.sent:
-            return False
+        if not (force or refresh) and hashes == state.sent:
+            return None
         version = content_version(wanted.values())
         nonce = self.server.next_nonce()
         state.nonce, state.version, state.sent = nonce, version, hashes
         self.server.status.sent(self.node_id, type_url, version, nonce)
         await self.context.write(codec.sotw_response(type_url, version, nonce, wanted.values()))
-        return True
+        return set(hashes)
 
 
 # --- Delta -----------------------------------------------------------------------
@@ -242,6 +376,7 @@ class _DeltaType:
     names: set[str]
     sent: dict[str, str]  # name -> hash the client holds (as far as we know)
     nonces: dict[str, str] = field(default_factory=dict)  # unanswered nonce -> version
+    carried: dict[str, dict[str, str]] = field(default_factory=dict)  # nonce -> name -> hash
 
 
 class _DeltaStream(_Stream):
@@ -250,6 +385,9 @@ class _DeltaStream(_Stream):
     def __init__(self, server: AdsServer, context: Any) -> None:
         super().__init__(server, context)
         self.types: dict[str, _DeltaType] = {}
+
+    def subscribed(self) -> list[str]:
+        return list(self.types)
 
     async def handle(self, request: Any) -> None:
         type_url: str = request.type_url
@@ -272,7 +410,9 @@ class _DeltaStream(_Stream):
             state = self.types[type_url] = _DeltaType(wildcard, explicit, dict(versions))
         else:
             if decision.kind in (Kind.ACK, Kind.NACK):
-                _forget_through(state.nonces, request.response_nonce)
+                rejected = state.carried.get(request.response_nonce, {})
+                _forget_through(state, request.response_nonce)
+                await self.answered(type_url, decision, rejected, done=not state.nonces)
             for name in subscribe:
                 if name == "*":
                     state.wildcard = True
@@ -286,36 +426,31 @@ class _DeltaStream(_Stream):
                     state.names.discard(name)
                     state.sent.pop(name, None)
         if decision.respond:
-            await self.send(type_url, state, force=True)
+            await self.offer(type_url, force=True)
 
-    async def push(self) -> None:
-        # As for SotW: a re-sent cluster waits for its endpoints, so they follow it
-        # (our EDS service names are the cluster names).
-        clusters: set[str] = set()
-        for type_url in _push_order(self.types):
-            refresh = clusters if type_url == ENDPOINT else set()
-            sent = await self.send(type_url, self.types[type_url], force=False, refresh=refresh)
-            if type_url == CLUSTER:
-                clusters = sent
-
-    async def send(
-        self, type_url: str, state: _DeltaType, *, force: bool, refresh: set[str] | None = None
-    ) -> set[str]:
-        """Send what changed (plus `refresh`); return the names sent."""
+    def current(self, type_url: str, names: Mapping[str, str]) -> dict[str, str]:
         snapshot = self.snapshot()
-        if snapshot is None:
-            return set()
+        available = snapshot.resources(type_url) if snapshot is not None else {}
+        return {n: available[n].hash for n in names if n in available}
+
+    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
+        """Send what changed (plus `refresh`)."""
+        snapshot, state = self.snapshot(), self.types.get(type_url)
+        if snapshot is None or state is None:
+            return None
         wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
-        again = refresh or set()
-        changed = [r for n, r in wanted.items() if state.sent.get(n) != r.hash or n in again]
+        changed = [r for n, r in wanted.items() if state.sent.get(n) != r.hash or n in refresh]
         removed = sorted(n for n in state.sent if n not in wanted)
         if not (force or changed or removed):
-            return set()
+            return None
         version = content_version(wanted.values())
         nonce = self.server.next_nonce()
         state.nonces[nonce] = version
+        state.carried[nonce] = {r.name: r.hash for r in changed}
         while len(state.nonces) > _MAX_PENDING_NONCES:
-            del state.nonces[next(iter(state.nonces))]
+            oldest = next(iter(state.nonces))
+            del state.nonces[oldest]
+            state.carried.pop(oldest, None)
         for name in removed:
             del state.sent[name]
         state.sent.update((r.name, r.hash) for r in changed)
@@ -325,20 +460,21 @@ class _DeltaStream(_Stream):
         return {r.name for r in changed}
 
 
-def _forget_through(nonces: dict[str, str], nonce: str) -> None:
+def _forget_through(state: _DeltaType, nonce: str) -> None:
     """Drop `nonce` and every nonce sent before it: they can no longer be acked."""
-    for key in list(nonces):
-        del nonces[key]
+    for key in list(state.nonces):
+        del state.nonces[key]
+        state.carried.pop(key, None)
         if key == nonce:
             return
 
 
 async def serve(
-    address: str, cache: SnapshotCache, status: StatusRegistry
+    address: str, cache: SnapshotCache, status: StatusRegistry, backoff: Backoff | None = None
 ) -> tuple[grpc.aio.Server, int]:
     """Start ADS plus the debug service on `host:port` (port 0 picks one)."""
     server = grpc.aio.server()
-    AdsServer(cache, status).register(server)
+    AdsServer(cache, status, backoff).register(server)
     debug.register(server, cache, status)
     port = server.add_insecure_port(address)
     if not port:
