@@ -89,9 +89,17 @@ def outbound_listener(ip: str) -> Listener:
 
 
 def inbound_listener(ip: str, virtual_hosts: list[VirtualHost]) -> Listener:
-    """Local mode: peers reach the app only through ip:15006; the Host picks the app port."""
+    """Local mode: peers reach the app only through ip:15006; the Host picks the app port.
+
+    Envoy checks an inline route table's clusters when the listener arrives (RDS ones
+    it does not): a proxy still warming the inbound clusters would reject the listener.
+    As Istio does, the check is off; the server sends listeners only after the proxy
+    has acknowledged their clusters anyway (`protocol.SEND_AFTER`)."""
     config = RouteConfiguration(
-        name="inbound", virtual_hosts=virtual_hosts, request_headers_to_remove=[INBOUND_HEADER]
+        name="inbound",
+        virtual_hosts=virtual_hosts,
+        request_headers_to_remove=[INBOUND_HEADER],
+        validate_clusters=False,
     )
     return _http_listener("inbound", ip, INBOUND_PORT, HttpConnectionManager(route_config=config))
 
@@ -164,7 +172,7 @@ def virtual_inbound_listener(chains: list[tuple[int, VirtualHost]]) -> Listener:
                     f"inbound_{port}",
                     HttpConnectionManager(
                         route_config=RouteConfiguration(
-                            name=f"inbound|{port}", virtual_hosts=[vhost]
+                            name=f"inbound|{port}", virtual_hosts=[vhost], validate_clusters=False
                         )
                     ),
                 )
