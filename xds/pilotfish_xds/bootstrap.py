@@ -24,8 +24,13 @@ def bootstrap(
     admin_port: int = ADMIN_PORT,
     delta: bool = False,
 ) -> dict[str, Any]:
-    """A JSON-able bootstrap: ADS over gRPC for CDS/LDS (and through them EDS/RDS)."""
-    ads = {"ads": {}, "resource_api_version": "V3"}
+    """A JSON-able bootstrap: ADS over gRPC for CDS/LDS (and through them EDS/RDS).
+
+    Envoy waits for its clusters and listeners however long they take: its default
+    gives up after 15 s, goes on to ask for listeners while clusters still warm (a
+    loaded machine starting tens of sidecars gets there), and reports ready empty.
+    Readiness then means "has its config", and the app waits for it."""
+    ads = {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"}
     return {
         "node": {
             "id": node_id,

@@ -39,10 +39,6 @@ def sidecar_bootstrap(
         admin_port=ADMIN_PORT,
     )
     config["node"]["metadata"]["SERVICE_ACCOUNT"] = service_account
-    # Wait for the control plane however long it takes (Envoy's default gives up after 15 s
-    # and goes live empty): readiness then means "has its config", and the app waits for it.
-    for source in ("cds_config", "lds_config"):
-        config["dynamic_resources"][source]["initial_fetch_timeout"] = "0s"
     static = config["static_resources"]
     static["clusters"].append(
         {
