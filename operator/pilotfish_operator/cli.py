@@ -33,6 +33,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         envoy=args.envoy,
         debounce=args.debounce,
         delta=args.delta,
+        converge_timeout=args.converge_timeout,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(mesh.run())
@@ -116,6 +117,13 @@ def parser() -> argparse.ArgumentParser:
         "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
     )
     local.add_argument("--delta", action="store_true", help="sidecars use Delta xDS")
+    local.add_argument(
+        "--converge-timeout",
+        type=float,
+        default=60.0,
+        help="seconds before a sidecar that has not taken its config is reported by name "
+        "and the state file is written with it marked unsynced",
+    )
     local.set_defaults(func=cmd_local)
 
     demo = sub.add_parser("demo", help="walk a canary 90/10 → 50/50 → 0/100 with real Envoy")

@@ -92,19 +92,27 @@ class Harness:
         assert proc.stdout.readline().strip() == "ready", f"backend {name} did not start"
         self._backends.append(proc)
 
-    async def start(self, delta: bool = False) -> None:
+    async def start(
+        self,
+        delta: bool = False,
+        within: float = SYNC_TIMEOUT,
+        envoy: str | None = None,
+        converge_timeout: float = 60.0,
+    ) -> None:
         self.mesh = LocalMesh(
             self.config,
             state=self.workdir / "state.json",
             workdir=self.workdir,
             debounce=0.05,
             delta=delta,
+            envoy=envoy,
+            converge_timeout=converge_timeout,
         )
         ready = asyncio.Event()
         self._task = asyncio.create_task(self.mesh.run(ready))
         waiter = asyncio.create_task(ready.wait())
         done, _ = await asyncio.wait(
-            {waiter, self._task}, timeout=SYNC_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            {waiter, self._task}, timeout=within, return_when=asyncio.FIRST_COMPLETED
         )
         if self._task in done:
             self._task.result()

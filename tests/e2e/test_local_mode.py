@@ -93,6 +93,7 @@ def test_local_command_serves_writes_state_and_stops_everything(tmp_path: Path) 
             "outbound": f"{client}:15001",
             "inbound": f"{client}:15006",
             "admin": f"{client}:15000",
+            "synced": True,
         }
         assert doc["pods"]["site/web-1"]["injected"] is True
         # A client request through its sidecar reaches the app through web-1's sidecar.

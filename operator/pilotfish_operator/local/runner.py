@@ -2,7 +2,9 @@
 
 One store, one pipeline, one ADS server (loopback), one Envoy per injected pod.
 The state file tells scripts where everything is; it is written once every
-sidecar has acknowledged its current config, and rewritten when that changes.
+sidecar has acknowledged its current config, and rewritten when that changes. A
+sidecar that has not converged within `converge_timeout` is logged by name with the
+reason, and the state file is written with it marked `"synced": false`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..api import Pod
 from ..pipeline import Pipeline
 from ..sources.files import DirectorySource
 from ..store import Store
-from ..translate import Options
+from ..translate import Options, proxy_id
 from ..translate.services import Workloads
 from .sidecars import Sidecars, default_envoy
 
@@ -42,6 +44,7 @@ class LocalMesh:
         debounce: float = 0.1,
         workdir: Path | None = None,
         delta: bool = False,
+        converge_timeout: float = 60.0,
     ) -> None:
         self.config = config
         self.state_path = state
@@ -59,13 +62,23 @@ class LocalMesh:
         self.state: dict[str, Any] = {}
         self.synced = asyncio.Event()
         """Set while every sidecar has acknowledged the current config."""
+        self.converge_timeout = converge_timeout
+        """Seconds a sidecar may lag before it is reported by name and the state file is
+        written without it (marked unsynced), rather than waiting forever."""
+        self.lagging: dict[str, str] = {}
+        """Proxy id -> why it has not converged, once reported."""
+        self._sidecars: Sidecars | None = None
 
     @property
     def xds(self) -> str:
         return f"{self.xds_address.rsplit(':', 1)[0]}:{self.xds_port}"
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Run until cancelled; every process started here is stopped on the way out."""
+        """Run until cancelled; every process started here is stopped on the way out.
+
+        `ready` is set once the state file is first written: when every sidecar holds
+        its config, or `converge_timeout` after that stopped being true, with the
+        sidecars that lag named."""
         with contextlib.ExitStack() as stack:
             workdir = self._workdir or Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="pilotfish-local-"))
@@ -73,7 +86,7 @@ class LocalMesh:
             host = self.xds_address.rsplit(":", 1)[0]
             server, self.xds_port = await serve(self.xds_address, self.cache, self.status)
             log.info("xDS server on %s", self.xds)
-            sidecars = Sidecars(
+            sidecars = self._sidecars = Sidecars(
                 self.envoy, workdir, host, self.xds_port, self.delta, on_start=self.status.forget
             )
             self.source.scan()
@@ -94,17 +107,75 @@ class LocalMesh:
                 await server.stop(grace=None)
 
     async def _supervise(self, sidecars: Sidecars, ready: asyncio.Event | None) -> None:
+        loop = asyncio.get_running_loop()
+        behind_since: float | None = None
         while True:
             await sidecars.reconcile(self.pipeline.mesh.proxies)
-            synced = self.in_sync()
-            if synced:
+            if self.in_sync():
+                behind_since = None
+                self.lagging = {}
                 self._write_state()
                 self.synced.set()
                 if ready is not None:
                     ready.set()
             else:
                 self.synced.clear()
+                now = loop.time()
+                behind_since = now if behind_since is None else behind_since
+                overdue = now - behind_since >= self.converge_timeout
+                if overdue and self._report_lagging() and ready is not None:
+                    ready.set()  # the state file is out: a waiting script goes on
             await asyncio.sleep(0.05)
+
+    def _report_lagging(self) -> bool:
+        """Name each sidecar that has not converged, once per reason, and write the
+        state file with those marked, so a script waiting on it is not left hanging.
+        False while the control plane itself is behind (nothing to blame a sidecar for)."""
+        if self.pipeline.built_generation != self.store.generation:
+            return False
+        lagging = self.unconverged()
+        for node_id, why in sorted(lagging.items()):
+            if self.lagging.get(node_id) != why:
+                log.error(
+                    "sidecar %s has not converged after %.0f s: %s",
+                    node_id,
+                    self.converge_timeout,
+                    why,
+                )
+        if lagging != self.lagging:
+            self.lagging = lagging
+            self._write_state()
+        return True
+
+    def unconverged(self) -> dict[str, str]:
+        """Proxy id -> why it does not hold its current config."""
+        out: dict[str, str] = {}
+        for proxy in self.pipeline.mesh.proxies:
+            why = self._behind(proxy.id)
+            if why:
+                out[proxy.id] = why
+        return out
+
+    def _behind(self, node_id: str) -> str:
+        snapshot = self.cache.get(node_id)
+        node = self.status.get(node_id)
+        if snapshot is None or node is None or not node.streams:
+            car = self._sidecars.running.get(node_id) if self._sidecars else None
+            where = f" (Envoy log: {car.log_path})" if car else ""
+            return f"not connected to the xDS server{where}"
+        waiting = []
+        for type_url in sorted(snapshot.type_urls()):
+            if not snapshot.resources(type_url):
+                continue  # Envoy does not subscribe to a type it has no use for
+            status = node.type(type_url)
+            if status.acked_version == snapshot.version(type_url):
+                continue
+            short = type_url.rsplit(".", 1)[-1]
+            nack = status.last_nack
+            if nack is not None and nack.version == status.sent_version:
+                return f"rejected its {short} config: {nack.message}"
+            waiting.append(short)
+        return f"has not acknowledged its {', '.join(waiting)} config" if waiting else ""
 
     async def wait_synced(self, after: int = -1) -> None:
         """Until the store has moved past generation `after` and every sidecar
@@ -118,20 +189,11 @@ class LocalMesh:
         snapshots reflect the latest store."""
         if self.pipeline.built_generation != self.store.generation:
             return False
-        for proxy in self.pipeline.mesh.proxies:
-            snapshot = self.cache.get(proxy.id)
-            node = self.status.get(proxy.id)
-            if snapshot is None or node is None or not node.streams:
-                return False
-            for type_url in snapshot.type_urls():
-                if not snapshot.resources(type_url):
-                    continue  # Envoy does not subscribe to a type it has no use for
-                if node.type(type_url).acked_version != snapshot.version(type_url):
-                    return False
-        return True
+        return not any(self._behind(proxy.id) for proxy in self.pipeline.mesh.proxies)
 
     def _write_state(self) -> None:
         workloads = Workloads.of(self.store)
+        lagging = self.lagging
         pods: dict[str, Any] = {}
         for (ns, name), pod in sorted(workloads.pods.items()):
             assert isinstance(pod, Pod)
@@ -144,7 +206,11 @@ class LocalMesh:
                     outbound=f"{ip}:{OUTBOUND_PORT}",
                     inbound=f"{ip}:{INBOUND_PORT}",
                     admin=f"{ip}:{ADMIN_PORT}",
+                    synced=True,
                 )
+                why = lagging.get(proxy_id(ns, name))
+                if why:
+                    entry.update(synced=False, problem=why)
             pods[f"{ns}/{name}"] = entry
         state = {"xds": self.xds, "pods": pods}
         if state == self.state:
