@@ -362,3 +362,58 @@ def test_kubernetes_kinds_still_type_check_what_we_read() -> None:
         "Service bookinfo/reviews: spec.ports[1].targetPort: "
         "must be an integer or a string (got 1.5)"
     )
+
+
+def test_kubernetes_null_means_unset_for_every_kind() -> None:
+    """The API server writes unset lists, maps and pointers without omitempty as null:
+    an empty EndpointSlice arrives as `endpoints: null, ports: null` (issue 12)."""
+    meta = {"name": "x", "namespace": "shop", "labels": None, "annotations": None}
+    empty = parse(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {**meta, "labels": {"kubernetes.io/service-name": "ratings"}},
+            "addressType": "IPv4",
+            "endpoints": None,
+            "ports": None,
+        }
+    )
+    assert isinstance(empty, EndpointSlice)
+    assert (empty.endpoints, empty.ports, empty.service_name) == ((), (), "ratings")
+    slice_ = parse(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": meta,
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": None, "conditions": None, "targetRef": None}],
+            "ports": [{"name": None, "port": None, "protocol": None}],
+        }
+    )
+    assert isinstance(slice_, EndpointSlice)
+    assert slice_.endpoints[0].addresses == () and slice_.endpoints[0].conditions.ready is None
+    assert slice_.ports[0].protocol == "TCP"
+    svc = parse(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {"selector": None, "ports": None, "clusterIP": None},
+        }
+    )
+    assert isinstance(svc, Service)
+    assert (svc.spec.selector, svc.spec.ports, svc.metadata.labels) == ({}, (), {})
+    pod = parse(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": meta,
+            "spec": {"containers": [{"name": "app", "ports": None}], "nodeName": None},
+            "status": {"podIP": None, "conditions": None},
+        }
+    )
+    assert isinstance(pod, Pod)
+    assert pod.spec.containers[0].ports == () and pod.status.conditions == ()
+    for kind, version in (("Namespace", "v1"), ("Node", "v1"), ("ServiceAccount", "v1")):
+        obj = parse({"apiVersion": version, "kind": kind, "metadata": {**meta, "namespace": None}})
+        assert obj.metadata.labels == {}

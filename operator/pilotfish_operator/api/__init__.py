@@ -91,6 +91,17 @@ def dump(resource: Resource) -> dict[str, Any]:
     return out
 
 
+def _without_nulls(value: Any) -> Any:
+    """Kubernetes serialises an unset list, map or struct pointer without `omitempty` as
+    null (an EndpointSlice with no endpoints arrives as `endpoints: null`): null means
+    "unset", so every null member is dropped and the field takes its default."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def parse(obj: Mapping[str, Any]) -> Resource:
     """Validate one object; raises ConfigError (never pydantic's ValidationError)."""
     if not isinstance(obj, Mapping):
@@ -100,6 +111,8 @@ def parse(obj: Mapping[str, Any]) -> Resource:
     if cls is None:
         reason = f"unknown kind {obj.get('kind')!r}; expected one of {', '.join(KINDS)}"
         raise ConfigError(kind, namespace, name, [Problem("kind", reason)])
+    if issubclass(cls, KubeObject):
+        obj = _without_nulls(obj)
     try:
         resource: Resource = _adapter(cls).validate_python(obj)
         return resource
