@@ -22,6 +22,7 @@ from envoy_data_plane.google.protobuf import Struct
 from envoy_data_plane.google.rpc import Status
 
 from pilotfish_xds.cache import SnapshotCache
+from pilotfish_xds.server import XdsServer
 from pilotfish_xds.status import StatusRegistry
 
 
@@ -32,7 +33,7 @@ class Running:
     address: str
     cache: SnapshotCache
     status: StatusRegistry
-    server: grpc.aio.Server
+    server: XdsServer
 
 
 _ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"

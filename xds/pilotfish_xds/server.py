@@ -65,6 +65,7 @@ class AdsServer:
         self.cache = cache
         self.status = status
         self.backoff = backoff or Backoff()
+        self._streams: dict[_Stream, asyncio.Future[None]] = {}
         # Unique across restarts, so an old stream's nonce never matches ours.
         self._nonces = (f"{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
 
@@ -85,10 +86,27 @@ class AdsServer:
         )
 
     async def _sotw(self, requests: AsyncIterator[Any], context: Any) -> None:
-        await _SotwStream(self, context).run(requests)
+        await self._serve(_SotwStream(self, context), requests)
 
     async def _delta(self, requests: AsyncIterator[Any], context: Any) -> None:
-        await _DeltaStream(self, context).run(requests)
+        await self._serve(_DeltaStream(self, context), requests)
+
+    async def _serve(self, stream: _Stream, requests: AsyncIterator[Any]) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._streams[stream] = done
+        try:
+            await stream.run(requests)
+        finally:
+            del self._streams[stream]
+            done.set_result(None)
+
+    async def end_streams(self, within: float = 5.0) -> None:
+        """Tell every stream to finish (as if its proxy had closed it) and wait for them."""
+        waiting = list(self._streams.values())
+        for stream in list(self._streams):
+            stream.queue.put_nowait(_END)
+        if waiting:
+            await asyncio.wait(waiting, timeout=within)
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,15 +487,30 @@ def _forget_through(state: _DeltaType, nonce: str) -> None:
             return
 
 
+class XdsServer:
+    """A running ADS (plus debug) server. `stop` ends every stream first, so each RPC
+    finishes normally instead of being aborted mid-handler (grpc logs those as
+    unhandled CancelledErrors)."""
+
+    def __init__(self, grpc_server: grpc.aio.Server, ads: AdsServer) -> None:
+        self.grpc = grpc_server
+        self.ads = ads
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.ads.end_streams()
+        await self.grpc.stop(grace)
+
+
 async def serve(
     address: str, cache: SnapshotCache, status: StatusRegistry, backoff: Backoff | None = None
-) -> tuple[grpc.aio.Server, int]:
+) -> tuple[XdsServer, int]:
     """Start ADS plus the debug service on `host:port` (port 0 picks one)."""
     server = grpc.aio.server()
-    AdsServer(cache, status, backoff).register(server)
+    ads = AdsServer(cache, status, backoff)
+    ads.register(server)
     debug.register(server, cache, status)
     port = server.add_insecure_port(address)
     if not port:
         raise OSError(f"cannot bind xDS server to {address}")
     await server.start()
-    return server, port
+    return XdsServer(server, ads), port
