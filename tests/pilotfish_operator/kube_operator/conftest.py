@@ -92,9 +92,12 @@ async def start_operator(k8s: Any) -> AsyncIterator[Start]:
     # kmock's client keeps one connection alive; open it before anything else runs.
     await k8s.get("/version")
 
-    async def start(xds_port: int = 0, **settings: Any) -> Operator:
-        cfg = kubernetes.client.Configuration()
-        cfg.host = str(k8s.url).rstrip("/")
+    async def start(
+        xds_port: int = 0, cfg: kubernetes.client.Configuration | None = None, **settings: Any
+    ) -> Operator:
+        if cfg is None:
+            cfg = kubernetes.client.Configuration()
+            cfg.host = str(k8s.url).rstrip("/")
         defaults: dict[str, Any] = {
             "xds": f"127.0.0.1:{xds_port}",
             "monitoring": "127.0.0.1:0",

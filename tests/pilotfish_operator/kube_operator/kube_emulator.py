@@ -2,9 +2,10 @@
 
 kmock 0.8 lacks: namespace paths (`/api/v1/namespaces[/name]` are mis-parsed),
 server-side metadata (uid, resourceVersion, generation, generateName, the
-namespace from the URL) and PUT. Added here, plus two test levers: a delay on
-listing a resource, and forcing watch streams to start over (410 Gone) after
-objects were changed behind the watchers' backs.
+namespace from the URL) and PUT. Added here, plus test levers: a delay on
+listing a resource, forcing watch streams to start over (410 Gone) after
+objects were changed behind the watchers' backs, and bearer tokens that can be
+revoked (401 as the API server answers).
 """
 
 from __future__ import annotations
@@ -42,13 +43,33 @@ def _parse_path(path: str) -> Any:
 parsing.parse_path = _parse_path  # kmock looks it up as parsing.parse_path on every request
 
 
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
+
+
 class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     _versions = itertools.count(1)
 
     def _rv(self) -> str:
         return str(next(self._versions))
 
+    tokens: set[str] | None = None
+    """When set, a request bearing a token is served only if it is one of these; others
+    get the API server's 401 Status (a revoked or expired token). The tests' own
+    requests carry no token: they speak for the cluster's admin."""
+
     async def _handle(self, request: Any) -> Any:
+        if self.tokens is not None:
+            header = request.headers.get("Authorization")
+            if header is not None and header.removeprefix("Bearer ") not in self.tokens:
+                return aiohttp.web.json_response(UNAUTHORIZED, status=401)
         if request.resource is None:
             return await super()._handle(request)
         delays: dict[str, float] = getattr(self, "list_delays", {})  # plural -> seconds
