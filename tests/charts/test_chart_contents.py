@@ -156,6 +156,13 @@ CLUSTER_GRANTS = (
         for verb in ("get", "update", "patch")
     }
     | {(g, "events", v, "*") for g in ("", "events.k8s.io") for v in ("create", "patch")}
+    # kopf's discovery of CRDs; the webhook configurations watched for a lost caBundle.
+    | {("apiextensions.k8s.io", "customresourcedefinitions", v, "*") for v in ("list", "watch")}
+    | {
+        ("admissionregistration.k8s.io", f"{kind}webhookconfigurations", verb, "*")
+        for kind in ("mutating", "validating")
+        for verb in ("list", "watch")
+    }
 )
 LEASES = {("coordination.k8s.io", "leases", v, "*") for v in ("get", "create", "update")}
 CERT_SECRET = {

@@ -113,7 +113,10 @@ class Operator:
         self.view.observers.append(self.status.observe)
         self.elector.on_change.append(self.status.leadership_changed)
         self.registry = kopf.OperatorRegistry()
-        handlers.register(self.registry, self.view, cfg)
+        self.webhook_changed: list[handlers.WebhookChanged] = []
+        """Called on every change of our webhook configurations (the webhook server
+        patches its CA back in)."""
+        handlers.register(self.registry, self.view, cfg, self.webhook_changed)
         self.side_services: list[contextlib.AbstractAsyncContextManager[Any]] = []
         """Servers started with the operator and stopped with it (the admission
         webhook server plugs in here)."""
@@ -213,6 +216,7 @@ async def run(args: argparse.Namespace) -> None:
             cert_dir=args.cert_dir,
             injection_template=args.injection_template,
             cluster_domain=args.cluster_domain,
+            on_configuration_change=operator.webhook_changed,
         )
     )
     await operator.run()

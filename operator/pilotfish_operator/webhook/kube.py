@@ -68,10 +68,13 @@ class KubeCertStore:
                     return False
                 raise
             webhooks = config.get("webhooks") or []
-            if all(w.get("clientConfig", {}).get("caBundle") == encoded for w in webhooks):
+            if all((w.get("clientConfig") or {}).get("caBundle") == encoded for w in webhooks):
                 return True
             for webhook in webhooks:
-                webhook.setdefault("clientConfig", {})["caBundle"] = encoded
+                webhook["clientConfig"] = {
+                    **(webhook.get("clientConfig") or {}),
+                    "caBundle": encoded,
+                }
             try:
                 await self.client.put(path, config)  # carries resourceVersion: no lost update
                 return True

@@ -89,7 +89,8 @@ class WebhookServer:
             await self._runner.cleanup()
 
     async def refresh(self) -> bool:
-        """Load the certificate if it changed; True when it did."""
+        """Load the certificate if it changed; True when it did. Generated certificates
+        also make sure their CA is in both webhook configurations (`SecretCerts`)."""
         current = await self.certs.current()
         if self.serving is not None and current.serial == self.serving.serial:
             return False

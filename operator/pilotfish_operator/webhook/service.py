@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,11 @@ async def webhooks(
     cert_dir: Path | None,
     injection_template: Path | None,
     cluster_domain: str,
+    on_configuration_change: list[Callable[[], Awaitable[object]]] | None = None,
 ) -> AsyncIterator[WebhookServer]:
+    """The webhook server, serving until the context exits. Appending to
+    `on_configuration_change` (the operator calls it on every change of the two webhook
+    configurations) makes it patch the CA back into one that lost it."""
     template_path = injection_template or DEFAULT_TEMPLATE
     version = await server_version(client)
     config = Config(
@@ -88,7 +92,10 @@ async def webhooks(
         version.get("major"),
         version.get("minor"),
     )
+    hooks = on_configuration_change if on_configuration_change is not None else []
+    hooks.append(server.refresh)
     try:
         yield server
     finally:
+        hooks.remove(server.refresh)
         await server.stop()

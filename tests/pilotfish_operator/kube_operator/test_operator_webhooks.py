@@ -165,3 +165,59 @@ async def test_operator_serves_webhooks_with_a_generated_certificate(
     assert {"pilotfish-proxy", "pilotfish-init"} <= names
     assert validated["allowed"] is False
     assert "spec.http[0].route[0].weight: must be >= 0" in validated["status"]["message"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_webhook_configuration_replaced_after_start_gets_the_ca_back(
+    k8s: Any, start_operator: Start
+) -> None:
+    """`helm upgrade` (or a re-apply) writes the configurations without caBundle: the
+    operator watches them and patches the CA back at once, not at its hourly refresh."""
+    path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    config = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "pilotfish-sidecar-injector"},
+        "webhooks": [_webhook("sidecar-injector.pilotfish.io")],
+    }
+    await k8s.post(path, json=config)
+    operator = await start_operator()
+    async with webhooks(
+        operator.client,
+        operator.store,
+        address=f"127.0.0.1:{free_port()}",
+        namespace="pilotfish-system",
+        cert_secret="pilotfish-webhook-certs",
+        cert_dir=None,
+        injection_template=None,
+        cluster_domain="cluster.local",
+        on_configuration_change=operator.webhook_changed,
+    ) as server:
+        assert server.serving is not None
+        ca = base64.b64encode(server.serving.ca_bundle).decode()
+        await wait_for(lambda: _ca(k8s, MUTATING, "pilotfish-sidecar-injector") == {ca})
+
+        # Replaced with the chart's content: no caBundle, and a second entry.
+        replaced = {
+            **config,
+            "webhooks": [
+                _webhook("sidecar-injector.pilotfish.io"),
+                _webhook("opt-in.sidecar-injector.pilotfish.io"),
+            ],
+        }
+        response = await k8s.put(f"{path}/pilotfish-sidecar-injector", json=replaced)
+        assert response.status == 200, await response.text()
+        await wait_for(
+            lambda: _ca(k8s, MUTATING, "pilotfish-sidecar-injector") == {ca},
+            within=10,
+            what="the CA patched back into both entries",
+        )
+        # Deleted and created again (kubectl replace --force): the same.
+        await k8s.delete(f"{path}/pilotfish-sidecar-injector")
+        await k8s.post(path, json=config)
+        await wait_for(
+            lambda: _ca(k8s, MUTATING, "pilotfish-sidecar-injector") == {ca},
+            within=10,
+            what="the CA in the re-created configuration",
+        )
+    assert len(k8s.objects[MUTATING, None, "pilotfish-sidecar-injector"]["webhooks"]) == 1
