@@ -17,7 +17,6 @@ from .credentials import connection_info
 from .kinds import Watched
 from .view import ClusterView
 
-
 WebhookChanged = Callable[[], Awaitable[object]]
 
 
