@@ -502,7 +502,7 @@ def _serve_ads(objects: str, address: str) -> None:
     async def main() -> None:
         server, _ = await serve(address, cache, StatusRegistry())
         print("ready", flush=True)
-        await server.wait_for_termination()
+        await server.grpc.wait_for_termination()
 
     asyncio.run(main())
 
