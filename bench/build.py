@@ -28,7 +28,8 @@ from pilotfish_operator.translate import proxy_id
 from pilotfish_xds import ir, wire
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.codec import EncodeCache, Encoded
-from pilotfish_xds.translate import clusters, listeners, routes, view
+from pilotfish_xds.translate import clusters, routes, view
+from pilotfish_xds.translate.layouts import local
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -50,9 +51,9 @@ class CountingCache(EncodeCache):
         super().__init__()
         self.missed: list[str] = []
 
-    def get_or_build(self, key: Hashable, build: Callable[[], Any], name: str) -> Encoded:
+    def build(self, name: str, fn: Callable[..., Any], *args: Hashable) -> Encoded:
         before = self.misses
-        found = super().get_or_build(key, build, name)
+        found = super().build(name, fn, *args)
         if self.misses != before:
             self.missed.append(name)
         return found
@@ -156,10 +157,8 @@ def per_type(mesh: ir.Mesh, proxy: ir.Proxy, limit: int) -> dict[str, dict[str, 
         "virtual host": measure(
             [lambda v=v: routes.virtual_host(v[0].name, v[1], v[2]) for v in vhs]
         ),
-        "listener outbound (RDS)": measure([lambda: listeners.outbound_listener(proxy.ip)] * reps),
-        "listener inbound": measure(
-            [lambda: listeners.inbound_listener(proxy.ip, in_vhosts)] * reps
-        ),
+        "listener outbound (RDS)": measure([lambda: local.outbound_listener(proxy.ip)] * reps),
+        "listener inbound": measure([lambda: local.inbound_listener(proxy.ip, in_vhosts)] * reps),
     }
 
 

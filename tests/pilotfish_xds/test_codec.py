@@ -47,20 +47,37 @@ def test_encode_cache_hits_and_sweep() -> None:
     cache = EncodeCache()
     built: list[str] = []
 
-    def build(name: str) -> Cluster:
+    def build(name: str, tag: str = "") -> Cluster:
         built.append(name)
-        return Cluster(name=name)
+        return Cluster(name=name, alt_stat_name=tag)
 
-    first = cache.get_or_build(("ir", 1), lambda: build("a"), "a")
-    assert cache.get_or_build(("ir", 1), lambda: build("a"), "a") is first
-    cache.get_or_build(("ir", 2), lambda: build("b"), "b")
+    first = cache.build("a", build, "a")
+    assert cache.build("a", build, "a") is first
+    cache.build("b", build, "b")
     assert (cache.hits, cache.misses, built) == (1, 2, ["a", "b"])
     assert cache.sweep() == 0  # both used since the start
-    cache.get_or_build(("ir", 1), lambda: build("a"), "a")
+    cache.build("a", build, "a")
     assert cache.sweep() == 1  # b was not used in this round
     assert len(cache) == 1
-    cache.get_or_build(("ir", 2), lambda: build("b"), "b")
+    cache.build("b", build, "b")
     assert built == ["a", "b", "b"]
+
+
+def test_encode_cache_key_is_the_builder_and_all_its_inputs() -> None:
+    """A builder cannot read an input its key leaves out: a new argument, or another
+    builder for the same name, is another entry."""
+    cache = EncodeCache()
+
+    def plain(name: str) -> Cluster:
+        return Cluster(name=name)
+
+    def tagged(name: str, tag: str = "t") -> Cluster:
+        return Cluster(name=name, alt_stat_name=tag)
+
+    a = cache.build("a", plain, "a")
+    assert cache.build("a", tagged, "a").body != a.body
+    assert cache.build("a", tagged, "a", "u").body != cache.build("a", tagged, "a").body
+    assert cache.misses == 3
 
 
 def test_sotw_response_bytes_parse_as_discovery_response() -> None:

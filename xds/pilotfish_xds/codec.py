@@ -90,37 +90,37 @@ def decode(type_url: str, body: bytes) -> Any:
 
 
 class EncodeCache:
-    """Encoded resources keyed by the (frozen, hashable) IR they were built from.
-
-    The key must determine the message completely, type included: use one cache
-    per resource type, or put the type in the key. `sweep()` after each full
+    """Encoded resources keyed by the builder and the (frozen, hashable) IR it was
+    built from: `build(name, fn, *args)` is cached under `(name, fn, args)`, so a
+    builder cannot read an input its key leaves out. `sweep()` after each full
     translation drops what that translation did not use.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, Hashable], Encoded] = {}
-        self._used: set[tuple[str, Hashable]] = set()
+        self._entries: dict[tuple[str, Callable[..., Any], tuple[Hashable, ...]], Encoded] = {}
+        self._used: set[tuple[str, Callable[..., Any], tuple[Hashable, ...]]] = set()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get_or_build(
-        self, key: Hashable, build: Callable[[], betterproto2.Message | bytes], name: str
+    def build(
+        self, name: str, fn: Callable[..., betterproto2.Message | bytes], *args: Hashable
     ) -> Encoded:
-        """`build` returns a message, or bytes where the translator writes the wire
-        format itself."""
-        full = (name, key)
-        self._used.add(full)
-        found = self._entries.get(full)
+        """The resource `name` as `fn(*args)` builds it: a message, or bytes where the
+        translator writes the wire format itself. Every argument must be hashable
+        and determine the result (IR values, names, flags)."""
+        key = (name, fn, args)
+        self._used.add(key)
+        found = self._entries.get(key)
         if found is not None:
             self.hits += 1
             return found
         self.misses += 1
-        message = build()
+        message = fn(*args)
         body = message if isinstance(message, bytes) else wire.encode(message)
-        built = self._entries[full] = Encoded(name, body)
+        built = self._entries[key] = Encoded(name, body)
         return built
 
     def sweep(self) -> int:

@@ -14,6 +14,7 @@ from envoy_data_plane.envoy.config.route import v3 as route
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatchAndSubstitute
 
 from .. import ir
+from . import filters
 from .listeners import INBOUND_HEADER
 from .matchers import regex, route_match
 
@@ -147,6 +148,9 @@ def envoy_route(r: ir.Route, tag_inbound: bool = False) -> route.Route:
         response_headers_to_add=header_options(r.headers.response),
         response_headers_to_remove=list(r.headers.response.remove),
     )
+    per_filter = filters.per_route(r)
+    if per_filter:
+        out.typed_per_filter_config = per_filter
     a = r.action
     if isinstance(a, ir.Forward):
         out.route = _forward(a, tag_inbound)

@@ -1,0 +1,44 @@
+"""The one HTTP connection manager every listener uses, whatever its layout."""
+
+from __future__ import annotations
+
+import functools
+
+from envoy_data_plane.envoy.config.listener.v3 import Filter
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpConnectionManager,
+    HttpConnectionManagerCodecType,
+    Rds,
+)
+from envoy_data_plane.google.protobuf import Any
+
+from . import filters
+from .clusters import ads
+
+HCM = "envoy.filters.network.http_connection_manager"
+
+
+@functools.cache
+def _chain() -> tuple[object, ...]:
+    # Built messages are never mutated: the chain is built once and shared.
+    return tuple(filters.chain())
+
+
+def http_connection_manager(
+    stat_prefix: str,
+    *,
+    rds: str | None = None,
+    route_config: RouteConfiguration | None = None,
+) -> Filter:
+    """Routes from RDS `rds`, or inline `route_config`; the chain from `filters`."""
+    hcm = HttpConnectionManager(
+        codec_type=HttpConnectionManagerCodecType.AUTO,
+        stat_prefix=stat_prefix,
+        http_filters=list(_chain()),  # type: ignore[arg-type]
+    )
+    if rds is not None:
+        hcm.rds = Rds(config_source=ads(), route_config_name=rds)
+    else:
+        hcm.route_config = route_config
+    return Filter(name=HCM, typed_config=Any.pack(hcm))

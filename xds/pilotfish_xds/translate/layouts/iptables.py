@@ -1,0 +1,171 @@
+"""In a cluster: iptables redirects the pod's traffic and the original destination decides.
+
+`virtualOutbound` (15001) hands each outbound connection to the listener of its
+destination port (`0.0.0.0_<port>`, which never binds and routes by Host or service
+address through RDS `<port>`); what no listener takes passes through untouched.
+`virtualInbound` (15006) picks the filter chain of the app port the peer called; ports
+no service declares go straight to the app as TCP.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from envoy_data_plane.envoy.config.cluster.v3 import (
+    Cluster,
+    ClusterDiscoveryType,
+    ClusterLbPolicy,
+)
+from envoy_data_plane.envoy.config.listener.v3 import (
+    FilterChain,
+    FilterChainMatch,
+    Listener,
+    ListenerFilter,
+)
+from envoy_data_plane.envoy.config.route.v3 import (
+    Route,
+    RouteAction,
+    RouteConfiguration,
+    RouteMatch,
+    VirtualHost,
+)
+from envoy_data_plane.envoy.extensions.filters.listener.original_dst.v3 import OriginalDst
+from envoy_data_plane.google.protobuf import Any
+
+from ... import ir, types
+from ...codec import EncodeCache
+from ...ports import INBOUND_PORT, OUTBOUND_PORT
+from ...snapshot import Snapshot
+from .. import routes, view
+from ..clusters import socket_address
+from ..hcm import http_connection_manager
+from ..listeners import (
+    ANY_ADDRESS,
+    INBOUND_PASSTHROUGH,
+    PASSTHROUGH,
+    VIRTUAL_INBOUND,
+    VIRTUAL_OUTBOUND,
+    port_listener_name,
+    port_route_name,
+    tcp_proxy,
+)
+from ..resources import Resources, inbound_clusters, outbound_clusters, route_configuration, to_app
+
+
+def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
+    out = Resources()
+
+    # Outbound: per service port, a listener that never binds and its route configuration.
+    allow = cache.build("allow_any", allow_any).body
+    for port, hosts in view.outbound_by_port(mesh, proxy).items():
+        parts = [
+            cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, False).body
+            for vh, domains, rs in hosts
+        ]
+        out.add(types.ROUTE, route_configuration(port_route_name(port), [*parts, allow]))
+        out.add(types.LISTENER, cache.build(port_listener_name(port), port_listener, port))
+    out.add(types.LISTENER, cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener))
+    outbound_clusters(mesh, proxy, cache, out, local=False)
+    for name in (PASSTHROUGH, INBOUND_PASSTHROUGH):
+        out.add(types.CLUSTER, cache.build(name, passthrough_cluster, name))
+
+    # Inbound: the original destination port picks the app port; the Host does not matter.
+    ports = sorted({i.target_port for i in proxy.inbound} | set(proxy.app_ports))
+    inbound_clusters(proxy, ports, cache, out)
+    out.add(types.LISTENER, cache.build(VIRTUAL_INBOUND, _virtual_inbound, tuple(ports)))
+    return out.snapshot()
+
+
+def virtual_outbound_listener() -> Listener:
+    """Where iptables sends the pod's outbound TCP. It binds the port and hands each
+    connection to the listener of its original destination; what none takes is
+    passed through untouched."""
+    return Listener(
+        name=VIRTUAL_OUTBOUND,
+        address=socket_address(ANY_ADDRESS, OUTBOUND_PORT),
+        use_original_dst=True,
+        filter_chains=[FilterChain(filters=[tcp_proxy(PASSTHROUGH, PASSTHROUGH)])],
+    )
+
+
+def port_listener(port: int) -> Listener:
+    """HTTP to any address on one service port: the Host (a name or the service's
+    address) picks the virtual host in RDS `<port>`. It never binds: only
+    virtualOutbound hands it connections."""
+    name = port_listener_name(port)
+    return Listener(
+        name=name,
+        address=socket_address(ANY_ADDRESS, port),
+        bind_to_port=False,
+        filter_chains=[
+            FilterChain(filters=[http_connection_manager(name, rds=port_route_name(port))])
+        ],
+    )
+
+
+def allow_any(cluster: str = PASSTHROUGH) -> VirtualHost:
+    """The last virtual host of every port's routes: a host the mesh does not know
+    (an external address on a mesh port) is still reachable, as without a sidecar."""
+    return VirtualHost(
+        name="allow_any",
+        domains=["*"],
+        routes=[
+            Route(
+                name="allow_any",
+                match=RouteMatch(prefix="/"),
+                route=RouteAction(cluster=cluster, timeout=timedelta(0)),
+            )
+        ],
+    )
+
+
+def _virtual_inbound(ports: tuple[int, ...]) -> Listener:
+    chains = [(p, routes.virtual_host(f"inbound|http|{p}", ("*",), (to_app(p),))) for p in ports]
+    return virtual_inbound_listener(chains)
+
+
+def virtual_inbound_listener(chains: list[tuple[int, VirtualHost]]) -> Listener:
+    """Where iptables sends the pod's inbound TCP: one HTTP filter chain per app port
+    the mesh knows (picked by the original destination port), the rest passed to the
+    app as plain TCP. Inline route tables skip Envoy's cluster check (see
+    `layouts.local.inbound_listener`)."""
+    filter_chains = [
+        FilterChain(
+            name=f"inbound|{port}",
+            filter_chain_match=FilterChainMatch(destination_port=port),
+            filters=[
+                http_connection_manager(
+                    f"inbound_{port}",
+                    route_config=RouteConfiguration(
+                        name=f"inbound|{port}", virtual_hosts=[vhost], validate_clusters=False
+                    ),
+                )
+            ],
+        )
+        for port, vhost in chains
+    ]
+    return Listener(
+        name=VIRTUAL_INBOUND,
+        address=socket_address(ANY_ADDRESS, INBOUND_PORT),
+        listener_filters=[
+            ListenerFilter(
+                name="envoy.filters.listener.original_dst", typed_config=Any.pack(OriginalDst())
+            )
+        ],
+        filter_chains=filter_chains,
+        default_filter_chain=FilterChain(
+            name="inbound|passthrough",
+            filters=[tcp_proxy(INBOUND_PASSTHROUGH, INBOUND_PASSTHROUGH)],
+        ),
+    )
+
+
+def passthrough_cluster(name: str) -> Cluster:
+    """Connects to the connection's original destination. The proxy's own uid is
+    exempt from capture, so this does not come back to the sidecar."""
+    return Cluster(
+        name=name,
+        type=ClusterDiscoveryType.ORIGINAL_DST,
+        lb_policy=ClusterLbPolicy.CLUSTER_PROVIDED,
+        connect_timeout=timedelta(seconds=10),
+    )

@@ -1,0 +1,92 @@
+"""Local mode: one HTTP listener each way, on the pod's own address.
+
+Outbound `ip:15001` is an HTTP proxy routing every mesh service by Host (RDS
+`outbound`); inbound `ip:15006` is the only way peers reach the app, and the Host
+(or the `x-pilotfish-inbound` tag a peer's sidecar adds) picks the app port.
+"""
+
+from __future__ import annotations
+
+from envoy_data_plane.envoy.config.listener.v3 import FilterChain, Listener
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, VirtualHost
+
+from ... import ir, types
+from ...codec import EncodeCache
+from ...ports import INBOUND_PORT, OUTBOUND_PORT
+from ...snapshot import Snapshot
+from .. import routes, view
+from ..clusters import socket_address
+from ..hcm import http_connection_manager
+from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE
+from ..resources import Resources, inbound_clusters, outbound_clusters, route_configuration, to_app
+
+
+def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
+    out = Resources()
+    parts = [
+        cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True).body
+        for vh, domains, rs in view.outbound_virtual_hosts(mesh, proxy)
+    ]
+    out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
+    outbound_clusters(mesh, proxy, cache, out, local=True)
+
+    inbound = view.inbound_virtual_hosts(proxy)
+    ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports))
+    inbound_clusters(proxy, ports, cache, out)
+    out.add(types.LISTENER, cache.build("inbound", _inbound, proxy, tuple(inbound)))
+    out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
+    return out.snapshot()
+
+
+def outbound_listener(ip: str) -> Listener:
+    """An HTTP proxy at ip:15001 routing every mesh service by Host."""
+    return _listener(
+        "outbound", ip, OUTBOUND_PORT, http_connection_manager("outbound", rds=OUTBOUND_ROUTE)
+    )
+
+
+def _inbound(proxy: ir.Proxy, inbound: tuple[tuple[str, view.Domains, int], ...]) -> Listener:
+    # Mesh peers say which service port they called (INBOUND_HEADER); a request without
+    # it is routed by Host, and anything else (a peer calling the pod by IP) lands on
+    # the first app port.
+    tagged = tuple(
+        dict.fromkeys(
+            to_app(i.target_port, (INBOUND_HEADER, f"{i.hostname}:{i.service_port}"))
+            for i in proxy.inbound
+        )
+    )
+    vhosts = [
+        routes.virtual_host(name, domains, (*tagged, to_app(port)))
+        for name, domains, port in inbound
+    ]
+    if proxy.app_ports:
+        vhosts.append(
+            routes.virtual_host("inbound|*", ("*",), (*tagged, to_app(proxy.app_ports[0])))
+        )
+    return inbound_listener(proxy.ip, vhosts)
+
+
+def inbound_listener(ip: str, virtual_hosts: list[VirtualHost]) -> Listener:
+    """Peers reach the app only through ip:15006; the Host picks the app port.
+
+    Envoy checks an inline route table's clusters when the listener arrives (RDS ones
+    it does not): a proxy still warming the inbound clusters would reject the listener.
+    As Istio does, the check is off; the server sends listeners only after the proxy
+    has acknowledged their clusters anyway (`protocol.SEND_AFTER`)."""
+    config = RouteConfiguration(
+        name="inbound",
+        virtual_hosts=virtual_hosts,
+        request_headers_to_remove=[INBOUND_HEADER],
+        validate_clusters=False,
+    )
+    return _listener(
+        "inbound", ip, INBOUND_PORT, http_connection_manager("inbound", route_config=config)
+    )
+
+
+def _listener(name: str, ip: str, port: int, hcm: object) -> Listener:
+    return Listener(
+        name=name,
+        address=socket_address(ip, port),
+        filter_chains=[FilterChain(filters=[hcm])],  # type: ignore[list-item]
+    )

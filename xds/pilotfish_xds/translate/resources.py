@@ -1,0 +1,83 @@
+"""What every sidecar layout shares: outbound clusters with their endpoints, the app's
+inbound clusters, route tables assembled from per-virtual-host bytes, and the route
+that hands a request to the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
+
+from .. import ir, types, wire
+from ..codec import EncodeCache, Encoded
+from ..snapshot import Snapshot
+from . import clusters, view
+
+_VIRTUAL_HOSTS_FIELD = 2  # RouteConfiguration.virtual_hosts
+
+
+@dataclass
+class Resources:
+    """A proxy's resources as a layout collects them, then frozen into a Snapshot."""
+
+    by_type: dict[str, list[Encoded]] = field(
+        default_factory=lambda: {t: [] for t in types.PUSH_ORDER if t != types.SECRET}
+    )
+    eds_names: set[str] = field(default_factory=set)
+    route_names: set[str] = field(default_factory=set)
+
+    def add(self, type_url: str, resource: Encoded) -> None:
+        self.by_type[type_url].append(resource)
+        if type_url == types.ROUTE:
+            self.route_names.add(resource.name)
+
+    def snapshot(self) -> Snapshot:
+        references = {
+            types.ENDPOINT: frozenset(self.eds_names),
+            types.ROUTE: frozenset(self.route_names),
+        }
+        return Snapshot(self.by_type, references)
+
+
+def route_configuration(name: str, parts: list[bytes]) -> Encoded:
+    """A RouteConfiguration from encoded virtual hosts (repeated fields concatenate), so
+    one VirtualService edit re-encodes one virtual host, not ten thousand."""
+    head = wire.encode(RouteConfiguration(name=name))
+    body = head + b"".join(wire.length_delimited(_VIRTUAL_HOSTS_FIELD, p) for p in parts)
+    return Encoded(name, body)
+
+
+def outbound_clusters(
+    mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, out: Resources, local: bool
+) -> None:
+    """Every cluster the proxy may call, and the endpoints of each EDS one."""
+    for c in view.visible_clusters(mesh, proxy):
+        # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
+        out.add(types.CLUSTER, cache.build(c.name, clusters.outbound_cluster, c, local))
+        if c.lb.policy != "PASSTHROUGH":
+            out.eds_names.add(c.name)
+            out.add(
+                types.ENDPOINT, cache.build(c.name, clusters.load_assignment, c.name, c.endpoints)
+            )
+
+
+def inbound_clusters(proxy: ir.Proxy, ports: list[int], cache: EncodeCache, out: Resources) -> None:
+    """The app's ports. The sidecar sends to the pod's own address, and its uid is
+    exempt from capture, so these connections are not redirected again."""
+    for port in ports:
+        name = ir.inbound_cluster_name(port)
+        out.add(types.CLUSTER, cache.build(name, clusters.inbound_cluster, proxy.ip, port))
+
+
+def to_app(port: int, header: tuple[str, str] | None = None) -> ir.Route:
+    """A route to the app's `port`; with `header` (name, value) only requests carrying it."""
+    cluster = ir.inbound_cluster_name(port)
+    match = ir.RouteMatch()
+    if header is not None:
+        name, value = header
+        match = ir.RouteMatch(headers=(ir.HeaderMatch(name, ir.StringMatch("exact", value)),))
+    return ir.Route(
+        name=f"{cluster}{header[1] if header else ''}",
+        match=match,
+        action=ir.Forward((ir.WeightedCluster(cluster, 100),)),
+    )
