@@ -83,10 +83,24 @@ class Harness:
 
     # ---------------------------------------------------------------- processes
 
-    def backend(self, name: str, ip: str, port: int, delay: float = 0.0) -> None:
-        """An echo server that answers with its name (header x-served-by)."""
+    def backend(
+        self,
+        name: str,
+        ip: str,
+        port: int,
+        delay: float = 0.0,
+        *,
+        status: int = 200,
+        pattern: tuple[int, ...] = (),
+        stall: bool = False,
+        reset: bool = False,
+    ) -> None:
+        """An echo server that answers with its name (header x-served-by); it can
+        misbehave (see pilotfish_operator.local.echo)."""
         args = [sys.executable, "-m", "pilotfish_operator.local.echo", "--name", name]
-        args += ["--listen", f"{ip}:{port}", "--delay", str(delay)]
+        args += ["--listen", f"{ip}:{port}", "--delay", str(delay), "--status", str(status)]
+        args += ["--pattern", ",".join(map(str, pattern))]
+        args += ["--stall"] * stall + ["--reset"] * reset
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready", f"backend {name} did not start"
@@ -150,6 +164,16 @@ class Harness:
             proc.wait()
         self._backends.clear()
 
+    async def behave(self, address: str, **behaviour: Any) -> None:
+        """Change a running backend's behaviour (and zero its counters)."""
+        body = json.dumps(behaviour).encode()
+        await asyncio.to_thread(_control, address, "behave", body)
+
+    async def stats(self, address: str) -> dict[str, Any]:
+        """What a backend received: requests, per Host header, per status answered."""
+        stats: dict[str, Any] = (await asyncio.to_thread(_control, address, "stats", None))["stats"]
+        return stats
+
     # ---------------------------------------------------------------- traffic
 
     async def get(
@@ -180,6 +204,16 @@ class Harness:
         out, _ = await asyncio.wait_for(proc.communicate(), 300)
         assert proc.returncode == 0
         return Counter(json.loads(out))
+
+
+def _control(address: str, path: str, body: bytes | None) -> Any:
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("POST" if body is not None else "GET", f"/_echo/{path}", body=body)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
 
 
 def _request(address: str, url: str, headers: dict[str, str], method: str) -> Response:
