@@ -147,11 +147,20 @@ class HashPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Traffic:
+    """What a route does to the requests it forwards besides choosing clusters: Istio's
+    per-route resilience. Each field is one feature module on the xDS side."""
+
+    timeout: timedelta | None = None
+    """The whole request, retries included; 0 turns Envoy's 15 s default off."""
+
+
+@dataclass(frozen=True, slots=True)
 class Forward:
     clusters: tuple[WeightedCluster, ...]
     rewrite: Rewrite | None = None
     hash_policy: tuple[HashPolicy, ...] = ()
-    timeout: timedelta | None = None
+    traffic: Traffic = Traffic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +279,16 @@ class LoadBalancer:
     table_size: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterPolicy:
+    """A DestinationRule's traffic policy as it applies to one cluster (merged for its
+    port and subset as Istio merges it). Each field is one feature module on the
+    xDS side."""
+
+    lb: LoadBalancer = LoadBalancer()
+    connect_timeout: timedelta = timedelta(seconds=10)
+
+
 @_hash_once
 @dataclass(frozen=True)
 class Cluster:
@@ -280,8 +299,7 @@ class Cluster:
     subset: str
     namespace: str
     endpoints: tuple[Endpoint, ...]
-    lb: LoadBalancer = LoadBalancer()
-    connect_timeout: timedelta = timedelta(seconds=10)
+    policy: ClusterPolicy = ClusterPolicy()
     export_to: tuple[str, ...] = ("*",)
 
     @functools.cached_property
@@ -334,9 +352,17 @@ class Proxy:
     app_ports: tuple[int, ...] = ()
     inbound: tuple[Inbound, ...] = ()
     capture: Literal["local", "iptables"] = "local"
-    """`local`: no iptables; clients use ip:15001 as an HTTP proxy, peers ip:15006.
-    `iptables`: the pod's traffic is redirected to 15001 (outbound) and 15006
-    (inbound), and the listeners route on the original destination."""
+    """The listener layout. `local`: no iptables; clients use ip:15001 as an HTTP
+    proxy, peers ip:15006. `iptables`: the pod's traffic is redirected to 15001
+    (outbound) and 15006 (inbound), and the listeners route on the original
+    destination."""
+    kind: Literal["sidecar"] = "sidecar"
+    """What the proxy is (gateways will be another kind)."""
+    identity: str = ""
+    """The workload's SPIFFE identity: spiffe://<trust domain>/ns/<ns>/sa/<account>."""
+    locality: Locality | None = None
+    """Where it runs (its node's topology labels): locality-aware load balancing
+    prefers endpoints near it."""
 
 
 @dataclass(frozen=True, slots=True)

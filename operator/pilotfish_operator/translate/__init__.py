@@ -16,7 +16,7 @@ from pilotfish_xds import ir
 
 from ..api import Destination, DestinationRule, Pod, Service, VirtualService
 from ..store import Key, Store
-from . import policies, routes
+from . import destination_rules, routes
 from .hosts import Names
 from .services import (
     ServiceInfo,
@@ -34,6 +34,8 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 @dataclass(frozen=True)
 class Options:
     cluster_domain: str = "cluster.local"
+    trust_domain: str = "cluster.local"
+    """The SPIFFE trust domain of workload identities."""
     local: bool = True
     """Local mode: no iptables, so injected pods are reached at podIP:15006. Otherwise
     (a cluster) endpoints are podIP:targetPort and sidecars capture with iptables."""
@@ -115,7 +117,7 @@ class Translator:
             self._workloads = (workloads, infos, self._proxies_of(workloads, infos))
         workloads, infos, proxies = self._workloads
         if self._rules is None or stale("DestinationRule"):
-            self._rules = policies.rules_by_host(store, self.names)
+            self._rules = destination_rules.rules_by_host(store, self.names)
         rules = self._rules
         if self._vs is None or stale("VirtualService"):
             vs_warnings: list[str] = []
@@ -219,15 +221,18 @@ class Translator:
             elif svc is not None and len(svc.ports) == 1:
                 port = svc.ports[0].port
             subset = dest.subset or ""
-            lb = policies.load_balancer_settings(rules.get(host), port, subset)
-            return ir.outbound_cluster_name(host, port, subset), policies.hash_policy(lb)
+            policy = destination_rules.merge_traffic_policy(rules.get(host), port, subset)
+            return (
+                ir.outbound_cluster_name(host, port, subset),
+                destination_rules.hash_policy(policy.load_balancer),
+            )
 
         dr = rules.get(info.hostname)
         vhosts, clusters = [], []
         for sp in info.ports:
             clusters += _clusters(info, sp.port, dr)
             default = ir.outbound_cluster_name(info.hostname, sp.port)
-            lb = policies.load_balancer_settings(dr, sp.port, "")
+            lb = destination_rules.merge_traffic_policy(dr, sp.port, "").load_balancer
             tables = tuple(
                 ir.RouteTable(
                     source=f"{vs.namespace}/{vs.name}",
@@ -246,7 +251,7 @@ class Translator:
                     namespace=info.namespace,
                     aliases=names.aliases(info.name, info.namespace),
                     short_name=info.name,
-                    routes=(routes.default_route(default, policies.hash_policy(lb)),),
+                    routes=(routes.default_route(default, destination_rules.hash_policy(lb)),),
                     tables=tables,
                     export_to=info.export_to,
                     addresses=info.addresses,
@@ -264,11 +269,12 @@ class Translator:
             pod = workloads.pods[key]
             if not pod.status.pod_ip:
                 continue  # not scheduled yet: no address to bind
-            inputs = (pod, tuple(by_namespace.get(pod.namespace, ())))
+            where = workloads.locality(pod.spec.node_name)
+            inputs = (pod, tuple(by_namespace.get(pod.namespace, ())), where)
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
             if proxy is None:
-                proxy = _proxy(pod, inputs[1], self.names, self.options.local)
+                proxy = _proxy(pod, inputs[1], self.names, self.options, where)
             proxies[key] = (inputs, proxy)
             out.append(proxy)
         self._proxies = proxies
@@ -298,7 +304,9 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
             subset=subset,
             namespace=svc.namespace,
             endpoints=tuple(ir.Endpoint(b.address, b.port, b.healthy, b.locality) for b in chosen),
-            lb=policies.load_balancer(policies.load_balancer_settings(rule, port, subset)),
+            policy=destination_rules.cluster_policy(
+                destination_rules.merge_traffic_policy(rule, port, subset)
+            ),
             export_to=svc.export_to,
         )
 
@@ -308,7 +316,13 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
     return out
 
 
-def _proxy(pod: Pod, services: tuple[ServiceInfo, ...], names: Names, local: bool) -> ir.Proxy:
+def _proxy(
+    pod: Pod,
+    services: tuple[ServiceInfo, ...],
+    names: Names,
+    options: Options,
+    locality: ir.Locality | None,
+) -> ir.Proxy:
     labels = dict(pod.metadata.labels)
     inbound = []
     for svc in services:
@@ -334,7 +348,9 @@ def _proxy(pod: Pod, services: tuple[ServiceInfo, ...], names: Names, local: boo
         labels=ir.labels_of(labels),
         app_ports=tuple(p.container_port for c in pod.spec.containers for p in c.ports),
         inbound=tuple(inbound),
-        capture="local" if local else "iptables",
+        capture="local" if options.local else "iptables",
+        identity=f"spiffe://{options.trust_domain}/ns/{pod.namespace}/sa/{pod.service_account}",
+        locality=locality,
     )
 
 

@@ -123,7 +123,7 @@ def _action(http: HTTPRoute, port: int, cluster_for: ClusterFor) -> ir.Action:
         tuple(c for c in clusters if c.weight > 0) or tuple(clusters),
         rewrite=rewrite,
         hash_policy=hashing,
-        timeout=http.timeout if http.timeout is not None else timedelta(0),
+        traffic=ir.Traffic(timeout=http.timeout if http.timeout is not None else timedelta(0)),
     )
 
 
@@ -156,6 +156,8 @@ def default_route(cluster: str, hash_policy: tuple[ir.HashPolicy, ...] = ()) -> 
         name="default",
         match=ir.RouteMatch(),
         action=ir.Forward(
-            (ir.WeightedCluster(cluster, 100),), hash_policy=hash_policy, timeout=timedelta(0)
+            (ir.WeightedCluster(cluster, 100),),
+            hash_policy=hash_policy,
+            traffic=ir.Traffic(timeout=timedelta(0)),
         ),
     )

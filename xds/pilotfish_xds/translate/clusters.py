@@ -54,9 +54,9 @@ def socket_address(address: str, port: int) -> Address:
 
 def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
     out = cluster.Cluster(
-        name=c.name, connect_timeout=c.connect_timeout, common_lb_config=_NO_PANIC
+        name=c.name, connect_timeout=c.policy.connect_timeout, common_lb_config=_NO_PANIC
     )
-    if c.lb.policy == "PASSTHROUGH":
+    if c.policy.lb.policy == "PASSTHROUGH":
         # No load balancing: the connection goes where the app sent it. Local mode has no
         # original destination address, so there the x-envoy-original-dst-host header
         # names it; with iptables capture a client must not choose by header.
@@ -67,11 +67,13 @@ def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
         return out
     out.type = cluster.ClusterDiscoveryType.EDS
     out.eds_cluster_config = cluster.ClusterEdsClusterConfig(eds_config=ads(), service_name=c.name)
-    out.lb_policy = _POLICY[c.lb.policy]
-    if c.lb.policy == "RING_HASH" and c.lb.ring_size:
-        out.ring_hash_lb_config = cluster.ClusterRingHashLbConfig(minimum_ring_size=c.lb.ring_size)
-    if c.lb.policy == "MAGLEV" and c.lb.table_size:
-        out.maglev_lb_config = cluster.ClusterMaglevLbConfig(table_size=c.lb.table_size)
+    out.lb_policy = _POLICY[c.policy.lb.policy]
+    if c.policy.lb.policy == "RING_HASH" and c.policy.lb.ring_size:
+        out.ring_hash_lb_config = cluster.ClusterRingHashLbConfig(
+            minimum_ring_size=c.policy.lb.ring_size
+        )
+    if c.policy.lb.policy == "MAGLEV" and c.policy.lb.table_size:
+        out.maglev_lb_config = cluster.ClusterMaglevLbConfig(table_size=c.policy.lb.table_size)
     return out
 
 

@@ -54,7 +54,7 @@ def outbound_clusters(
     for c in view.visible_clusters(mesh, proxy):
         # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
         out.add(types.CLUSTER, cache.build(c.name, clusters.outbound_cluster, c, local))
-        if c.lb.policy != "PASSTHROUGH":
+        if c.policy.lb.policy != "PASSTHROUGH":
             out.eds_names.add(c.name)
             out.add(
                 types.ENDPOINT, cache.build(c.name, clusters.load_assignment, c.name, c.endpoints)

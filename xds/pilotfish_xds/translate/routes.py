@@ -79,7 +79,7 @@ def _inbound_tag(cluster: str) -> HeaderValueOption:
 def _forward(f: ir.Forward, tag_inbound: bool) -> route.RouteAction:
     action = route.RouteAction(
         hash_policy=[_hash_policy(h) for h in f.hash_policy],
-        timeout=f.timeout,
+        timeout=f.traffic.timeout,
     )
     # One destination without its own header ops is a plain cluster; Istio does the same.
     only = f.clusters[0]

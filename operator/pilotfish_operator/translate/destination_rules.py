@@ -1,4 +1,5 @@
-"""DestinationRules: which applies to a host, and the effective policy per port and subset."""
+"""DestinationRules: which applies to a host, and the effective traffic policy per port and
+subset (Istio's merge), turned into the IR's cluster policy and route hash policy."""
 
 from __future__ import annotations
 
@@ -27,26 +28,61 @@ def rules_by_host(store: Store, names: Names) -> dict[str, DestinationRule]:
     return out
 
 
-def _port_level(policy: TrafficPolicy | None, port: int) -> LoadBalancerSettings | None:
-    if policy is None:
-        return None
-    for pl in policy.port_level_settings:
-        if pl.port is not None and pl.port.number == port and pl.load_balancer is not None:
-            return pl.load_balancer
-    return policy.load_balancer
-
-
-def load_balancer_settings(
-    dr: DestinationRule | None, port: int, subset: str
-) -> LoadBalancerSettings | None:
-    """Subset policy overrides the rule's; port-level settings override either's default."""
+def merge_traffic_policy(dr: DestinationRule | None, port: int, subset: str) -> TrafficPolicy:
+    """The policy for one port of one subset, merged as Istio merges it: the rule's
+    policy; its settings for this port replace load balancer, connection pool, outlier
+    detection and TLS as a whole (omitted ones fall back to defaults, not to the
+    rule's); then the subset's policy, field by field; then the subset's settings for
+    this port, again as a whole."""
+    merged = TrafficPolicy()
     if dr is None:
-        return None
-    chosen = _port_level(dr.spec.traffic_policy, port)
+        return merged
+    top = dr.spec.traffic_policy
+    if top is not None:
+        merged = _at_port(top, port)
     for s in dr.spec.subsets:
         if s.name == subset and s.traffic_policy is not None:
-            chosen = _port_level(s.traffic_policy, port) or chosen
-    return chosen
+            overrides = {
+                f: getattr(s.traffic_policy, f)
+                for f in _MERGED
+                if getattr(s.traffic_policy, f) is not None
+            }
+            merged = _at_port(
+                merged.model_copy(
+                    update={
+                        **overrides,
+                        "port_level_settings": s.traffic_policy.port_level_settings,
+                    }
+                ),
+                port,
+            )
+    return merged
+
+
+_MERGED = (
+    "load_balancer",
+    "connection_pool",
+    "outlier_detection",
+    "tls",
+    "tunnel",
+    "proxy_protocol",
+    "retry_budget",
+)
+_PORT_LEVEL = ("load_balancer", "connection_pool", "outlier_detection", "tls")
+
+
+def _at_port(policy: TrafficPolicy, port: int) -> TrafficPolicy:
+    """`policy` with its settings for `port` applied, and no port-level list left."""
+    update: dict[str, object] = {"port_level_settings": ()}
+    for pl in policy.port_level_settings:
+        if pl.port is not None and pl.port.number == port:
+            update.update({f: getattr(pl, f) for f in _PORT_LEVEL})
+            break
+    return policy.model_copy(update=update)
+
+
+def cluster_policy(policy: TrafficPolicy) -> ir.ClusterPolicy:
+    return ir.ClusterPolicy(lb=load_balancer(policy.load_balancer))
 
 
 _SIMPLE: dict[str, ir.LbPolicy] = {
