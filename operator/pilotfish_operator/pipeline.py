@@ -13,7 +13,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pilotfish_xds import ir
@@ -23,6 +23,7 @@ from pilotfish_xds.translate import translate as to_envoy
 
 from .store import Store
 from .translate import Options, Translator
+from .translate.failures import Failures
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class PushStats:
     encode_s: float = 0.0
     proxies: int = 0
     rebuilds: int = 0
+    failed: int = 0
+    """Translations or proxy configs that raised (bugs), kept out of service."""
 
 
 FULL_COLLECTION_EVERY = 20
@@ -83,6 +86,10 @@ class Pipeline:
         self.encoder = EncodeCache()
         self.mesh = ir.Mesh()
         self.warnings: list[str] = []
+        self.failures: Failures = {}
+        """Objects the last translation could not translate (see translate.failures)."""
+        self.on_failures: list[Callable[[Failures], None]] = []
+        """Called when `failures` changes (the status writer reports them)."""
         self.stats = PushStats()
         self.built_generation = -1
         self._pending: set[str] = set()
@@ -103,8 +110,21 @@ class Pipeline:
     def _rebuild(self) -> None:
         t0 = time.perf_counter()
         generation = self.store.generation
-        result = self.translator.translate(self.store)
+        try:
+            result = self.translator.translate(self.store)
+        except Exception:
+            # Failures are isolated per object inside the translator; one that escapes
+            # it must still not stop the control plane: proxies keep what they have.
+            log.exception("translation failed; every proxy keeps its last config")
+            self.translator = Translator(self.options)  # start clean next time
+            self.built_generation = generation
+            self.stats.failed += 1
+            return
         self.mesh, self.warnings = result.mesh, result.warnings
+        if result.failures != self.failures:
+            self.failures = result.failures
+            for callback in self.on_failures:
+                callback(self.failures)
         t1 = time.perf_counter()
         self._push(set(self.cache.connected()))
         self.encoder.sweep()
@@ -131,7 +151,13 @@ class Pipeline:
             if proxy is None:
                 # Unknown to the mesh (yet): it keeps what it has, or waits for its first config.
                 continue
-            self.cache.set(node, to_envoy(self.mesh, proxy, self.encoder))
+            try:
+                snapshot = to_envoy(self.mesh, proxy, self.encoder)
+            except Exception:
+                log.exception("building the config of %s failed; it keeps its last one", node)
+                self.stats.failed += 1
+                continue
+            self.cache.set(node, snapshot)
             self.stats.proxies += 1
 
     async def run(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..api import ConfigError
 from ..store import Key, Store
+from ..translate.failures import REASON
 from .client import ApiError, KubeClient
 from .kinds import Watched
 
@@ -39,8 +40,9 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def desired(error: ConfigError | None, generation: int) -> dict[str, Any]:
-    """The status an object of `generation` should carry (without transition times)."""
+def desired(error: ConfigError | None, generation: int, reason: str = "Invalid") -> dict[str, Any]:
+    """The status an object of `generation` should carry (without transition times);
+    `reason` says why an error left it out (Invalid, or TranslationFailed: a bug)."""
     if error is None:
         condition = {
             "type": "Accepted",
@@ -54,7 +56,7 @@ def desired(error: ConfigError | None, generation: int) -> dict[str, Any]:
         condition = {
             "type": "Accepted",
             "status": "False",
-            "reason": "Invalid",
+            "reason": reason,
             "message": "; ".join(str(p) for p in error.problems)
             + " (left out of the mesh config; an earlier valid version, if any, stays)",
             "observedGeneration": generation,
@@ -82,6 +84,7 @@ class StatusWriter:
         self._seen: dict[Key, Seen] = {}
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
+        self._failures: dict[Key, ConfigError] = {}
         self._written: dict[Key, tuple[str, Any]] = {}
         """What we last wrote per object (uid, status): a watch event that predates our
         write must not make us write (and post an Event) twice."""
@@ -121,8 +124,16 @@ class StatusWriter:
                 continue  # stays dirty; written if we become leader
             await self.flush()
 
+    def failures_changed(self, failures: Mapping[Key, ConfigError]) -> None:
+        """A Pipeline callback: objects that failed (or stopped failing) to translate."""
+        changed = (failures.keys() | self._failures.keys()) & self._seen.keys()
+        self._failures = dict(failures)
+        self._dirty |= changed
+        if changed:
+            self._wake.set()
+
     async def flush(self) -> None:
-        errors = self.store.errors()
+        errors = {**self._failures, **self.store.errors()}
         for key in sorted(self._dirty):
             self._dirty.discard(key)
             seen = self._seen.get(key)
@@ -137,7 +148,8 @@ class StatusWriter:
                 self._dirty.add(key)  # retried on the next wake-up
 
     async def _write(self, key: Key, seen: Seen, error: ConfigError | None) -> None:
-        want = desired(error, seen.generation)
+        failed = error is not None and error is self._failures.get(key)
+        want = desired(error, seen.generation, REASON if failed else "Invalid")
         target = _comparable(want)
         if target == _comparable(seen.status) or self._written.get(key) == (seen.uid, target):
             return
@@ -174,7 +186,7 @@ class StatusWriter:
                 "uid": seen.uid,
             },
             "type": "Warning",
-            "reason": "Invalid",
+            "reason": (REASON if error is self._failures.get(key) else "Invalid"),
             "message": str(error)[:1024],
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,

@@ -17,6 +17,7 @@ from pilotfish_xds import ir
 from ..api import Destination, DestinationRule, Pod, Service, VirtualService
 from ..store import Key, Store
 from . import destination_rules, routes
+from .failures import Failures, blame, isolate
 from .hosts import Names
 from .services import (
     ServiceInfo,
@@ -45,6 +46,12 @@ class Options:
 class Translation:
     mesh: ir.Mesh
     warnings: list[str] = field(default_factory=list)
+    failures: Failures = field(default_factory=dict)
+    """Objects whose translation raised (a bug): left out, reported in their status."""
+
+
+_HostEntry = tuple[tuple[Any, ...], list[ir.VirtualHost], list[ir.Cluster], Failures]
+"""(inputs, virtual hosts, clusters, failures) remembered per service host."""
 
 
 def _export_to(values: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
@@ -92,12 +99,14 @@ class Translator:
         self.options = options or Options()
         self.names = Names(self.options.cluster_domain)
         self._services: dict[Key, tuple[tuple[Any, ...], ServiceInfo]] = {}
-        self._hosts: dict[str, tuple[tuple[Any, ...], list[ir.VirtualHost], list[ir.Cluster]]] = {}
+        self._hosts: dict[str, _HostEntry] = {}
         self._proxies: dict[tuple[str, str], tuple[tuple[Any, ...], ir.Proxy]] = {}
         self._dests: dict[Key, tuple[VirtualService, set[str]]] = {}
         # What the last call derived per kind, reused while those kinds are unchanged.
         self._seen = -1
-        self._workloads: tuple[Workloads, list[ServiceInfo], tuple[ir.Proxy, ...]] | None = None
+        self._workloads: (
+            tuple[Workloads, list[ServiceInfo], tuple[ir.Proxy, ...], Failures] | None
+        ) = None
         self._rules: dict[str, DestinationRule] | None = None
         self._vs: tuple[dict[str, list[VirtualService]], list[str]] | None = None
         self.reused = 0
@@ -110,12 +119,16 @@ class Translator:
         def stale(*kinds: str) -> bool:
             return changed is None or not changed.isdisjoint(kinds)
 
+        failures: Failures = {}
         if stale("Node"):
             self._services = {}  # localities changed: nodes change rarely, rebuild them all
         if self._workloads is None or stale("Pod", "Namespace", "Service", "EndpointSlice", "Node"):
-            workloads, infos = self._services_of(store)
-            self._workloads = (workloads, infos, self._proxies_of(workloads, infos))
-        workloads, infos, proxies = self._workloads
+            workload_failures: Failures = {}
+            workloads, infos = self._services_of(store, workload_failures)
+            proxies = self._proxies_of(workloads, infos, workload_failures)
+            self._workloads = (workloads, infos, proxies, workload_failures)
+        workloads, infos, proxies, workload_failures = self._workloads
+        failures.update(workload_failures)
         if self._rules is None or stale("DestinationRule"):
             self._rules = destination_rules.rules_by_host(store, self.names)
         rules = self._rules
@@ -128,7 +141,7 @@ class Translator:
         by_host = {i.hostname: i for i in infos}
         vhosts: list[ir.VirtualHost] = []
         clusters: list[ir.Cluster] = []
-        hosts: dict[str, tuple[tuple[Any, ...], list[ir.VirtualHost], list[ir.Cluster]]] = {}
+        hosts: dict[str, _HostEntry] = {}
         self.reused = 0
         # Only VirtualServices changed (the common edit): a host whose VirtualServices are
         # the same objects as last time has the same inputs, without re-deriving them.
@@ -140,6 +153,7 @@ class Translator:
                 hosts[info.hostname] = seen
                 vhosts += seen[1]
                 clusters += seen[2]
+                failures.update(seen[3])
                 self.reused += 1
                 continue
             dests = sorted({d for vs in vss for d in self._destinations(vs)})
@@ -153,10 +167,11 @@ class Translator:
                 entry = seen
                 self.reused += 1
             else:
-                entry = (host_inputs, *self._host(info, vss, by_host, rules))
+                entry = (host_inputs, *self._host_isolated(info, vss, by_host, rules))
             hosts[info.hostname] = entry
             vhosts += entry[1]
             clusters += entry[2]
+            failures.update(entry[3])
         self._hosts = hosts
 
         for host in sorted(vs_by_host.keys() - by_host.keys()):
@@ -167,7 +182,40 @@ class Translator:
                 )
         for w in warnings:
             log.warning("%s", w)
-        return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings)
+        return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings, failures)
+
+    def _host_isolated(
+        self,
+        info: ServiceInfo,
+        vss: tuple[VirtualService, ...],
+        by_host: dict[str, ServiceInfo],
+        rules: dict[str, DestinationRule],
+    ) -> tuple[list[ir.VirtualHost], list[ir.Cluster], Failures]:
+        """`_host`, with a failure pinned on the VirtualService, DestinationRule or
+        Service that caused it; the host is served without the culprit."""
+        try:
+            return *self._host(info, vss, by_host, rules), {}
+        except Exception:
+            pass
+        failures: Failures = {}
+        try:  # the service (with its rule) alone
+            self._host(info, (), by_host, rules)
+        except Exception as exc:
+            rule = rules.get(info.hostname)
+            rules = {h: r for h, r in rules.items() if h != info.hostname}
+            try:
+                self._host(info, (), by_host, rules)
+            except Exception:
+                blame(failures, ("Service", info.namespace, info.name), exc)
+                return [], [], failures
+            assert rule is not None
+            blame(failures, rule.key, exc)
+        found = isolate(
+            lambda some: self._host(info, tuple(some), by_host, rules), vss, _key, failures
+        )
+        if found is None:
+            return [], [], failures
+        return *found[0], failures
 
     def _destinations(self, vs: VirtualService) -> set[str]:
         known = self._dests.get(vs.key)
@@ -175,7 +223,7 @@ class Translator:
             known = self._dests[vs.key] = (vs, _destinations(vs, self.names))
         return known[1]
 
-    def _services_of(self, store: Store) -> tuple[Workloads, list[ServiceInfo]]:
+    def _services_of(self, store: Store, failures: Failures) -> tuple[Workloads, list[ServiceInfo]]:
         names, local = self.names, self.options.local
         workloads = Workloads.of(store)
         slices = slices_by_service(store)
@@ -196,7 +244,11 @@ class Translator:
             if known is not None and known[0] == inputs:
                 info = known[1]
             else:
-                info = service_info(svc, own, pods, names, workloads, local)
+                try:
+                    info = service_info(svc, own, pods, names, workloads, local)
+                except Exception as exc:
+                    blame(failures, svc.key, exc)
+                    continue
             services[svc.key] = (inputs, info)
             infos.append(info)
         self._services = services
@@ -259,7 +311,9 @@ class Translator:
             )
         return vhosts, clusters
 
-    def _proxies_of(self, workloads: Workloads, infos: list[ServiceInfo]) -> tuple[ir.Proxy, ...]:
+    def _proxies_of(
+        self, workloads: Workloads, infos: list[ServiceInfo], failures: Failures
+    ) -> tuple[ir.Proxy, ...]:
         by_namespace: dict[str, list[ServiceInfo]] = {}
         for info in infos:
             by_namespace.setdefault(info.namespace, []).append(info)
@@ -274,7 +328,11 @@ class Translator:
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
             if proxy is None:
-                proxy = _proxy(pod, inputs[1], self.names, self.options, where)
+                try:
+                    proxy = _proxy(pod, inputs[1], self.names, self.options, where)
+                except Exception as exc:
+                    blame(failures, pod.key, exc)
+                    continue
             proxies[key] = (inputs, proxy)
             out.append(proxy)
         self._proxies = proxies
@@ -284,6 +342,10 @@ class Translator:
 def translate(store: Store, options: Options | None = None) -> Translation:
     """Translate from scratch (goldens, tools); long-lived callers keep a Translator."""
     return Translator(options).translate(store)
+
+
+def _key(vs: VirtualService) -> Key:
+    return vs.key
 
 
 def _destinations(vs: VirtualService, names: Names) -> set[str]:
