@@ -7,6 +7,7 @@ one translation path whatever the objects' source.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -49,6 +50,42 @@ class Translation:
     failures: Failures = field(default_factory=dict)
     """Objects whose translation raised (a bug): left out, reported in their status."""
 
+
+@dataclass(frozen=True)
+class Pass:
+    """One step of translation: the kinds it reads from the store and how it runs. Its
+    result is reused until one of those kinds changes; a kind no pass declares is
+    caught by tests/pilotfish_operator/test_incremental.py."""
+
+    name: str
+    reads: frozenset[str]
+    run: Callable[[Translator, Store, set[str] | None], Any]
+
+
+PASSES: tuple[Pass, ...] = (
+    Pass(
+        "workloads",
+        frozenset({"Pod", "Namespace", "Service", "EndpointSlice", "Node"}),
+        lambda t, store, changed: t._workloads_pass(store, changed),
+    ),
+    Pass(
+        "destination_rules",
+        frozenset({"DestinationRule"}),
+        lambda t, store, changed: t._rules_pass(store, changed),
+    ),
+    Pass(
+        "virtual_services",
+        frozenset({"VirtualService"}),
+        lambda t, store, changed: t._virtual_services_pass(store, changed),
+    ),
+)
+"""The passes in order; the services' hosts are then assembled from their results
+(each host remembered with the exact inputs it was built from)."""
+
+NOT_READ: dict[str, str] = {
+    "ServiceAccount": "identities come from the pod's spec.serviceAccountName",
+}
+"""Kinds the store holds that no pass reads, and why."""
 
 _HostEntry = tuple[tuple[Any, ...], list[ir.VirtualHost], list[ir.Cluster], Failures]
 """(inputs, virtual hosts, clusters, failures) remembered per service host."""
@@ -104,39 +141,24 @@ class Translator:
         self._dests: dict[Key, tuple[VirtualService, set[str]]] = {}
         # What the last call derived per kind, reused while those kinds are unchanged.
         self._seen = -1
-        self._workloads: (
-            tuple[Workloads, list[ServiceInfo], tuple[ir.Proxy, ...], Failures] | None
-        ) = None
-        self._rules: dict[str, DestinationRule] | None = None
-        self._vs: tuple[dict[str, list[VirtualService]], list[str]] | None = None
+        self._passes: dict[str, Any] = {}
+        """Each pass's last result, reused while the kinds it reads are unchanged."""
         self.reused = 0
         """How many services the last call took over unchanged (for tests and benchmarks)."""
 
     def translate(self, store: Store) -> Translation:
         changed = store.changed_since(self._seen) if self._seen >= 0 else None
         self._seen = store.generation
-
-        def stale(*kinds: str) -> bool:
-            return changed is None or not changed.isdisjoint(kinds)
-
-        failures: Failures = {}
-        if stale("Node"):
-            self._services = {}  # localities changed: nodes change rarely, rebuild them all
-        if self._workloads is None or stale("Pod", "Namespace", "Service", "EndpointSlice", "Node"):
-            workload_failures: Failures = {}
-            workloads, infos = self._services_of(store, workload_failures)
-            proxies = self._proxies_of(workloads, infos, workload_failures)
-            self._workloads = (workloads, infos, proxies, workload_failures)
-        workloads, infos, proxies, workload_failures = self._workloads
-        failures.update(workload_failures)
-        if self._rules is None or stale("DestinationRule"):
-            self._rules = destination_rules.rules_by_host(store, self.names)
-        rules = self._rules
-        if self._vs is None or stale("VirtualService"):
-            vs_warnings: list[str] = []
-            self._vs = (_vs_by_host(store, self.names, vs_warnings), vs_warnings)
-            self._dests = {k: v for k, v in self._dests.items() if store.get(k) is v[0]}
-        vs_by_host, warnings = self._vs[0], list(self._vs[1])
+        results: dict[str, Any] = {}
+        for p in PASSES:
+            if p.name not in self._passes or changed is None or not changed.isdisjoint(p.reads):
+                self._passes[p.name] = p.run(self, store, changed)
+            results[p.name] = self._passes[p.name]
+        _, infos, proxies, workload_failures = results["workloads"]
+        rules: dict[str, DestinationRule] = results["destination_rules"]
+        vs_by_host, vs_warnings = results["virtual_services"]
+        warnings = list(vs_warnings)
+        failures: Failures = dict(workload_failures)
 
         by_host = {i.hostname: i for i in infos}
         vhosts: list[ir.VirtualHost] = []
@@ -183,6 +205,22 @@ class Translator:
         for w in warnings:
             log.warning("%s", w)
         return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings, failures)
+
+    def _workloads_pass(self, store: Store, changed: set[str] | None) -> Any:
+        if changed is None or "Node" in changed:
+            self._services = {}  # localities changed: nodes change rarely, rebuild them all
+        failures: Failures = {}
+        workloads, infos = self._services_of(store, failures)
+        return workloads, infos, self._proxies_of(workloads, infos, failures), failures
+
+    def _rules_pass(self, store: Store, _: set[str] | None) -> dict[str, DestinationRule]:
+        return destination_rules.rules_by_host(store, self.names)
+
+    def _virtual_services_pass(self, store: Store, _: set[str] | None) -> Any:
+        warnings: list[str] = []
+        by_host = _vs_by_host(store, self.names, warnings)
+        self._dests = {k: v for k, v in self._dests.items() if store.get(k) is v[0]}
+        return by_host, warnings
 
     def _host_isolated(
         self,

@@ -32,7 +32,7 @@ class Backend:
     address: str
     port: int
     healthy: bool
-    labels: dict[str, str] = field(hash=False, compare=False)
+    labels: dict[str, str] = field(hash=False)  # compared: subsets select on them
     locality: ir.Locality | None = None
 
 
