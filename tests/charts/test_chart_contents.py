@@ -13,6 +13,7 @@ import pytest
 import yaml
 from chartrender import CHART, VALUES, documents, find, helm, render
 
+from pilotfish_operator.api.kinds import SPECS
 from pilotfish_operator.injection import decide
 
 Labels = dict[str, str]
@@ -114,10 +115,14 @@ def test_webhook_settings() -> None:
     (hook,) = validating["webhooks"]
     assert hook["name"] == "validation.pilotfish.io"
     assert hook["clientConfig"]["service"]["path"] == "/validate"
-    (rule,) = hook["rules"]
-    assert rule["apiGroups"] == ["networking.istio.io"]
-    assert set(rule["resources"]) == {"virtualservices", "destinationrules"}
-    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+    # Exactly the kinds we own (api/kinds.py), per group.
+    owned: dict[str, set[str]] = {}
+    for spec in SPECS:
+        if spec.owned:
+            owned.setdefault(spec.group, set()).add(spec.plural)
+    assert {g: set(r["resources"]) for r in hook["rules"] for g in r["apiGroups"]} == owned
+    for rule in hook["rules"]:
+        assert set(rule["operations"]) == {"CREATE", "UPDATE"}
 
 
 Grant = tuple[str, str, str, str]  # (apiGroup, resource, verb, resourceName or "*")
@@ -139,13 +144,9 @@ def read(group: str, *resources: str) -> set[Grant]:
 
 
 CLUSTER_GRANTS = (
-    read("", "namespaces", "services", "pods", "serviceaccounts", "nodes")
-    | read("discovery.k8s.io", "endpointslices")
-    | read("networking.istio.io", "virtualservices", "destinationrules")
-    | {
-        ("networking.istio.io", "virtualservices/status", "patch", "*"),
-        ("networking.istio.io", "destinationrules/status", "patch", "*"),
-    }
+    # Every kind the operator reads (api/kinds.py), and the status of the kinds it owns.
+    {g for spec in SPECS for g in read(spec.group, spec.plural)}
+    | {(s.group, f"{s.plural}/status", "patch", "*") for s in SPECS if s.status != "none"}
     # Only its own two webhook configurations, to patch the CA in.
     | {
         ("admissionregistration.k8s.io", f"{kind}webhookconfigurations", verb, name)

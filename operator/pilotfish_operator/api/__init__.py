@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .errors import ConfigError, Problem, format_path, problems_from
+from .kinds import BY_KIND, SPECS, KindSpec
 from .kube import (
     Container,
     ContainerPort,
@@ -33,30 +34,12 @@ from .kube import (
 )
 from .meta import Duration, IstioModel, IstioResource, KubeObject, ObjectMeta, Resource
 from .networking import *  # noqa: F403 - the Istio message classes are the public surface
-from .networking import NETWORKING_VERSIONS, DestinationRule, VirtualService
+from .networking import NETWORKING_VERSIONS
 from .networking import __all__ as _networking_all
 
-# kind -> model. Kinds are unique among what we read; parse() checks the apiVersion.
-KINDS: dict[str, type[Resource]] = {}
-
-
-def register(cls: type[Resource]) -> type[Resource]:
-    """Make parse() recognise another top-level kind (usable as a class decorator)."""
-    KINDS[cls.KIND] = cls
-    return cls
-
-
-for _cls in (
-    VirtualService,
-    DestinationRule,
-    Namespace,
-    Service,
-    Pod,
-    EndpointSlice,
-    ServiceAccount,
-    Node,
-):
-    register(_cls)
+# kind -> model (from the kind descriptors). Kinds are unique among what we read;
+# parse() checks the apiVersion.
+KINDS: dict[str, type[Resource]] = {spec.kind: spec.model for spec in SPECS}
 
 
 def _identity(obj: Mapping[str, Any], cls: type[Resource] | None) -> tuple[str, str, str]:
@@ -121,7 +104,10 @@ def parse(obj: Mapping[str, Any]) -> Resource:
 
 
 __all__ = [
+    "BY_KIND",
     "KINDS",
+    "SPECS",
+    "KindSpec",
     "NETWORKING_VERSIONS",
     "ConfigError",
     "Container",
@@ -151,6 +137,5 @@ __all__ = [
     "ServiceSpec",
     "format_path",
     "parse",
-    "register",
     *_networking_all,
 ]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..api.kinds import SPECS
 from ..store import Key, raw_key
 
 
@@ -29,17 +30,10 @@ class Watched:
         return f"{base}{where}/{self.plural}/{name}" + (f"/{subresource}" if subresource else "")
 
 
-# Istio kinds are watched at v1 only: the API server serves every version of an
-# object, converted, through each of them.
-WATCHED = (
-    Watched("networking.istio.io", "v1", "virtualservices", "VirtualService", istio=True),
-    Watched("networking.istio.io", "v1", "destinationrules", "DestinationRule", istio=True),
-    Watched("", "v1", "namespaces", "Namespace", namespaced=False),
-    Watched("", "v1", "services", "Service"),
-    Watched("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
-    Watched("", "v1", "pods", "Pod"),
-    Watched("", "v1", "serviceaccounts", "ServiceAccount"),
-    Watched("", "v1", "nodes", "Node", namespaced=False),
+# Every kind we read, from the kind descriptors. Our kinds are watched at their stored
+# version only: the API server serves every version of an object, converted, through each.
+WATCHED = tuple(
+    Watched(s.group, s.versions[0], s.plural, s.kind, s.namespaced, istio=s.owned) for s in SPECS
 )
 BY_KIND = {w.kind: w for w in WATCHED}
 BY_PLURAL = {(w.group, w.plural): w for w in WATCHED}

@@ -1,0 +1,89 @@
+"""One descriptor per kind: everything else about a kind follows from it.
+
+`api.parse` recognises the kinds listed here; `crds` generates a CRD for each kind we
+own; the operator watches every kind (`kube/kinds.WATCHED`); and the chart's RBAC and
+validating webhook are checked against this list (tests/charts). Adding a kind is one
+entry here plus its model (and a translation pass that reads it, or a reason in
+`translate.NOT_READ`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .kube import EndpointSlice, Namespace, Node, Pod, Service, ServiceAccount
+from .meta import Resource
+from .networking import DestinationRule, DestinationRuleSpec, VirtualService, VirtualServiceSpec
+
+Column = tuple[str, str, str]
+"""An additionalPrinterColumn: (name, type, jsonPath)."""
+_AGE: Column = ("Age", "date", ".metadata.creationTimestamp")
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    model: type[Resource]
+    plural: str
+    owned: bool = False
+    """Ours: a CRD is generated, the validating webhook checks it, and we write its
+    status (`status` says the shape)."""
+    spec: type[BaseModel] | None = None
+    """The spec model the CRD schema is generated from (owned kinds)."""
+    short_names: tuple[str, ...] = ()
+    columns: tuple[Column, ...] = ()
+    status: Literal["accepted", "none"] = "none"
+    """`accepted`: observedGeneration and an Accepted condition (kube/status.py)."""
+
+    @property
+    def kind(self) -> str:
+        return self.model.KIND
+
+    @property
+    def group(self) -> str:
+        first = self.model.API_VERSIONS[0]
+        return first.rsplit("/", 1)[0] if "/" in first else ""
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Served versions, the stored (and watched) one first."""
+        return tuple(v.rsplit("/", 1)[-1] for v in self.model.API_VERSIONS)
+
+    @property
+    def namespaced(self) -> bool:
+        return not self.model.CLUSTER_SCOPED
+
+
+SPECS: tuple[KindSpec, ...] = (
+    KindSpec(
+        VirtualService,
+        "virtualservices",
+        owned=True,
+        spec=VirtualServiceSpec,
+        short_names=("vs",),
+        columns=(
+            ("Gateways", "string", ".spec.gateways"),
+            ("Hosts", "string", ".spec.hosts"),
+            _AGE,
+        ),
+        status="accepted",
+    ),
+    KindSpec(
+        DestinationRule,
+        "destinationrules",
+        owned=True,
+        spec=DestinationRuleSpec,
+        short_names=("dr",),
+        columns=(("Host", "string", ".spec.host"), _AGE),
+        status="accepted",
+    ),
+    KindSpec(Namespace, "namespaces"),
+    KindSpec(Service, "services"),
+    KindSpec(Pod, "pods"),
+    KindSpec(EndpointSlice, "endpointslices"),
+    KindSpec(ServiceAccount, "serviceaccounts"),
+    KindSpec(Node, "nodes"),
+)
+BY_KIND: dict[str, KindSpec] = {s.kind: s for s in SPECS}
