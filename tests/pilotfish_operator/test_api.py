@@ -170,6 +170,25 @@ INVALID = {
         "VirtualService default/reviews: spec.http[0].redirect.redirectCode: "
         "must be >= 300 (got 200)",
     ),
+    "retryOn": (
+        _VS + _ROUTE + "    retries: {attempts: 2, retryOn: '5xx,gateway-eror'}\n",
+        "VirtualService default/reviews: spec.http[0].retries.retryOn: 'gateway-eror' is "
+        "not a retry condition; use status codes or 5xx, cancelled, connect-failure, "
+        "deadline-exceeded, envoy-ratelimited, gateway-error, http3-post-connect-failure, "
+        "internal, refused-stream, reset, reset-before-request, resource-exhausted, "
+        "retriable-4xx, retriable-headers, retriable-status-codes, unavailable "
+        '(got "5xx,gateway-eror")',
+    ),
+    "retryOn status": (
+        _VS + _ROUTE + "    retries: {attempts: 2, retryOn: '5xx,999'}\n",
+        "VirtualService default/reviews: spec.http[0].retries.retryOn: "
+        '999 is not an HTTP status code (got "5xx,999")',
+    ),
+    "perTryTimeout": (
+        _VS + _ROUTE + "    retries: {attempts: 2, perTryTimeout: 0s}\n",
+        "VirtualService default/reviews: spec.http[0].retries.perTryTimeout: "
+        'must be >= 1ms (got "0s")',
+    ),
     "percent": (
         _VS + _ROUTE + "    fault: {abort: {httpStatus: 503, percentage: {value: 101}}}\n",
         "VirtualService default/reviews: spec.http[0].fault.abort.percentage.value: "

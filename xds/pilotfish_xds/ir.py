@@ -147,12 +147,31 @@ class HashPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Retry:
+    """Istio's retry policy, resolved (the mesh default included)."""
+
+    attempts: int
+    retry_on: tuple[str, ...]
+    """Envoy's retry conditions (HTTP and gRPC)."""
+    status_codes: tuple[int, ...] = ()
+    """For `retriable-status-codes`."""
+    per_try_timeout: timedelta | None = None
+    other_hosts: bool = True
+    """Retry on a host not tried yet, when there is one."""
+    other_localities: bool = False
+    """Retry in other localities (Istio's retryRemoteLocalities)."""
+    backoff: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Traffic:
     """What a route does to the requests it forwards besides choosing clusters: Istio's
     per-route resilience. Each field is one feature module on the xDS side."""
 
     timeout: timedelta | None = None
     """The whole request, retries included; 0 turns Envoy's 15 s default off."""
+    retry: Retry | None = None
+    """None: no retries (`attempts: 0`, or a route that is not Istio's, e.g. inbound)."""
 
 
 @dataclass(frozen=True, slots=True)

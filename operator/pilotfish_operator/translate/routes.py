@@ -23,6 +23,7 @@ from ..api import (
     StringMatch,
     VirtualService,
 )
+from . import retries
 
 ClusterFor = Callable[[Destination, int], tuple[str, tuple[ir.HashPolicy, ...]]]
 """(destination, request port) → (cluster name, hash policy of its DestinationRule)."""
@@ -123,7 +124,10 @@ def _action(http: HTTPRoute, port: int, cluster_for: ClusterFor) -> ir.Action:
         tuple(c for c in clusters if c.weight > 0) or tuple(clusters),
         rewrite=rewrite,
         hash_policy=hashing,
-        traffic=ir.Traffic(timeout=http.timeout if http.timeout is not None else timedelta(0)),
+        traffic=ir.Traffic(
+            timeout=http.timeout if http.timeout is not None else timedelta(0),
+            retry=retries.retry(http.retries, hashed=bool(hashing)),
+        ),
     )
 
 
@@ -158,6 +162,8 @@ def default_route(cluster: str, hash_policy: tuple[ir.HashPolicy, ...] = ()) -> 
         action=ir.Forward(
             (ir.WeightedCluster(cluster, 100),),
             hash_policy=hash_policy,
-            traffic=ir.Traffic(timeout=timedelta(0)),
+            traffic=ir.Traffic(
+                timeout=timedelta(0), retry=retries.retry(None, hashed=bool(hash_policy))
+            ),
         ),
     )

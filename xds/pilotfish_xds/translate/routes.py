@@ -17,6 +17,7 @@ from .. import ir
 from . import filters
 from .listeners import INBOUND_HEADER
 from .matchers import regex, route_match
+from .retries import retry_policy
 
 _SET = HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
 _ADD = HeaderValueOptionHeaderAppendAction.APPEND_IF_EXISTS_OR_ADD
@@ -81,6 +82,8 @@ def _forward(f: ir.Forward, tag_inbound: bool) -> route.RouteAction:
         hash_policy=[_hash_policy(h) for h in f.hash_policy],
         timeout=f.traffic.timeout,
     )
+    if f.traffic.retry is not None:
+        action.retry_policy = retry_policy(f.traffic.retry)
     # One destination without its own header ops is a plain cluster; Istio does the same.
     only = f.clusters[0]
     plain = not (only.headers.request or only.headers.response or tag_inbound)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 
 from ..errors import invalid
 from ..meta import (
@@ -139,10 +139,44 @@ class HTTPRewrite(IstioModel):
         return self
 
 
+# Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on conditions, as Istio accepts them.
+RETRY_ON = frozenset(
+    {
+        "5xx",
+        "gateway-error",
+        "reset",
+        "reset-before-request",
+        "connect-failure",
+        "retriable-4xx",
+        "refused-stream",
+        "retriable-status-codes",
+        "retriable-headers",
+        "envoy-ratelimited",
+        "http3-post-connect-failure",
+        "cancelled",
+        "deadline-exceeded",
+        "internal",
+        "resource-exhausted",
+        "unavailable",
+    }
+)
+
+
+def _check_retry_on(value: str) -> str:
+    for token in (t.strip() for t in value.split(",")):
+        if token.isdigit():
+            if not 100 <= int(token) <= 599:
+                raise ValueError(f"{token} is not an HTTP status code")
+        elif token not in RETRY_ON:
+            known = ", ".join(sorted(RETRY_ON))
+            raise ValueError(f"{token!r} is not a retry condition; use status codes or {known}")
+    return value
+
+
 class HTTPRetry(IstioModel):
     attempts: Count = 0
-    per_try_timeout: Duration | None = None
-    retry_on: Str | None = None
+    per_try_timeout: PositiveDuration | None = None
+    retry_on: Annotated[str, Strict(), AfterValidator(_check_retry_on)] | None = None
     retry_remote_localities: Bool | None = None
     retry_ignore_previous_hosts: Bool | None = None
     backoff: PositiveDuration | None = None
