@@ -189,6 +189,19 @@ INVALID = {
         "VirtualService default/reviews: spec.http[0].retries.perTryTimeout: "
         'must be >= 1ms (got "0s")',
     ),
+    "delay without duration": (
+        _VS + _ROUTE + "    fault: {delay: {percentage: {value: 10}}}\n",
+        "VirtualService default/reviews: spec.http[0].fault.delay: "
+        "must set one of fixedDelay, exponentialDelay",
+    ),
+    "grpc status": (
+        _VS + _ROUTE + "    fault: {abort: {grpcStatus: NOPE, percentage: {value: 10}}}\n",
+        "VirtualService default/reviews: spec.http[0].fault.abort.grpcStatus: must be one of "
+        "'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', "
+        "'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', "
+        "'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS' or "
+        """'UNAUTHENTICATED' (got "NOPE")""",
+    ),
     "percent": (
         _VS + _ROUTE + "    fault: {abort: {httpStatus: 503, percentage: {value: 101}}}\n",
         "VirtualService default/reviews: spec.http[0].fault.abort.percentage.value: "

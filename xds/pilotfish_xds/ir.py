@@ -164,6 +164,28 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class FaultDelay:
+    duration: timedelta
+    per_million: int
+    """Share of requests delayed, in millionths (Istio's percentage times 10,000)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAbort:
+    per_million: int
+    http_status: int | None = None
+    grpc_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Istio's fault injection on one route."""
+
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Traffic:
     """What a route does to the requests it forwards besides choosing clusters: Istio's
     per-route resilience. Each field is one feature module on the xDS side."""
@@ -172,6 +194,7 @@ class Traffic:
     """The whole request, retries included; 0 turns Envoy's 15 s default off."""
     retry: Retry | None = None
     """None: no retries (`attempts: 0`, or a route that is not Istio's, e.g. inbound)."""
+    fault: Fault | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from ..api import (
     StringMatch,
     VirtualService,
 )
-from . import retries
+from . import faults, retries
 
 ClusterFor = Callable[[Destination, int], tuple[str, tuple[ir.HashPolicy, ...]]]
 """(destination, request port) → (cluster name, hash policy of its DestinationRule)."""
@@ -127,6 +127,7 @@ def _action(http: HTTPRoute, port: int, cluster_for: ClusterFor) -> ir.Action:
         traffic=ir.Traffic(
             timeout=http.timeout if http.timeout is not None else timedelta(0),
             retry=retries.retry(http.retries, hashed=bool(hashing)),
+            fault=faults.fault(http.fault),
         ),
     )
 

@@ -43,6 +43,7 @@ from .destination_rule import (
     WarmupConfiguration,
 )
 from .virtual_service import (
+    GRPC_STATUS,
     Abort,
     CorsPolicy,
     Delay,
@@ -68,6 +69,7 @@ from .virtual_service import (
 )
 
 __all__ = [
+    "GRPC_STATUS",
     "NETWORKING_VERSIONS",
     "Abort",
     "Attribute",

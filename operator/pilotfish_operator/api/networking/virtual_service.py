@@ -212,9 +212,50 @@ class Delay(IstioModel):
         return self
 
 
+# gRPC status names in code order (the index is the code).
+GRPC_STATUS: tuple[str, ...] = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
+GrpcStatus = Literal[
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+]
+
+
 class Abort(IstioModel):
     http_status: HttpStatus | None = None
-    grpc_status: Str | None = None
+    grpc_status: GrpcStatus | None = None
     http2_error: Str | None = None
     percentage: Percent | None = None
 
@@ -342,6 +383,7 @@ class VirtualService(IstioResource):
 
 
 __all__ = [
+    "GRPC_STATUS",
     "Abort",
     "CorsPolicy",
     "Delay",

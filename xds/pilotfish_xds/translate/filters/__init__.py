@@ -19,10 +19,12 @@ from envoy_data_plane.google.protobuf import Any
 from ... import ir
 
 # The one place filters are registered: import the module, add it here.
-from . import router
+from . import fault, router
 from .base import HttpFilter
 
-FILTERS: tuple[HttpFilter, ...] = tuple(sorted((router.FILTER,), key=lambda f: f.order))
+FILTERS: tuple[HttpFilter, ...] = tuple(
+    sorted((fault.FILTER, router.FILTER), key=lambda f: f.order)
+)
 
 
 def chain() -> list[EnvoyHttpFilter]:
