@@ -186,6 +186,14 @@ class Fault:
 
 
 @dataclass(frozen=True, slots=True)
+class Mirror:
+    """A copy of the request, sent to `cluster` and its answer dropped."""
+
+    cluster: str
+    per_million: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
 class Traffic:
     """What a route does to the requests it forwards besides choosing clusters: Istio's
     per-route resilience. Each field is one feature module on the xDS side."""
@@ -195,6 +203,7 @@ class Traffic:
     retry: Retry | None = None
     """None: no retries (`attempts: 0`, or a route that is not Istio's, e.g. inbound)."""
     fault: Fault | None = None
+    mirrors: tuple[Mirror, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

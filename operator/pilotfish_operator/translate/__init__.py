@@ -387,10 +387,15 @@ def _key(vs: VirtualService) -> Key:
 
 
 def _destinations(vs: VirtualService, names: Names) -> set[str]:
-    """Hosts a VirtualService routes to: their services and rules shape its routes."""
-    return {
-        names.fqdn(rd.destination.host, vs.namespace) for http in vs.spec.http for rd in http.route
-    }
+    """Hosts a VirtualService sends to (routes and mirrors): their services and rules
+    shape its routes, so a change to one of them re-translates it."""
+    out: set[str] = set()
+    for http in vs.spec.http:
+        dests = [rd.destination for rd in http.route] + [m.destination for m in http.mirrors]
+        if http.mirror is not None:
+            dests.append(http.mirror)
+        out.update(names.fqdn(d.host, vs.namespace) for d in dests)
+    return out
 
 
 def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list[ir.Cluster]:

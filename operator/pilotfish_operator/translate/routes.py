@@ -128,7 +128,28 @@ def _action(http: HTTPRoute, port: int, cluster_for: ClusterFor) -> ir.Action:
             timeout=http.timeout if http.timeout is not None else timedelta(0),
             retry=retries.retry(http.retries, hashed=bool(hashing)),
             fault=faults.fault(http.fault),
+            mirrors=_mirrors(http, port, cluster_for),
         ),
+    )
+
+
+def _mirrors(http: HTTPRoute, port: int, cluster_for: ClusterFor) -> tuple[ir.Mirror, ...]:
+    """`mirror` with `mirrorPercentage` (or the older integer `mirrorPercent`; all of
+    the traffic when neither is given), or `mirrors` each with its own percentage."""
+    if http.mirror is not None:
+        if http.mirror_percentage is not None:
+            share = round(http.mirror_percentage.value * 10_000)
+        elif http.mirror_percent is not None:
+            share = http.mirror_percent * 10_000
+        else:
+            share = 1_000_000
+        return (ir.Mirror(cluster_for(http.mirror, port)[0], share),)
+    return tuple(
+        ir.Mirror(
+            cluster_for(m.destination, port)[0],
+            round(m.percentage.value * 10_000) if m.percentage is not None else 1_000_000,
+        )
+        for m in http.mirrors
     )
 
 

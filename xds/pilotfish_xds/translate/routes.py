@@ -17,6 +17,7 @@ from .. import ir
 from . import filters
 from .listeners import INBOUND_HEADER
 from .matchers import regex, route_match
+from .mirrors import mirror_policy
 from .retries import retry_policy
 
 _SET = HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
@@ -84,6 +85,8 @@ def _forward(f: ir.Forward, tag_inbound: bool) -> route.RouteAction:
     )
     if f.traffic.retry is not None:
         action.retry_policy = retry_policy(f.traffic.retry)
+    if f.traffic.mirrors:
+        action.request_mirror_policies = [mirror_policy(m) for m in f.traffic.mirrors]
     # One destination without its own header ops is a plain cluster; Istio does the same.
     only = f.clusters[0]
     plain = not (only.headers.request or only.headers.response or tag_inbound)
