@@ -194,6 +194,20 @@ class Mirror:
 
 
 @dataclass(frozen=True, slots=True)
+class Cors:
+    """Istio's corsPolicy: the sidecar answers preflights and adds the CORS headers."""
+
+    origins: tuple[StringMatch, ...] = ()
+    methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: timedelta | None = None
+    credentials: bool | None = None
+    forward_unmatched_preflights: bool = True
+    """Istio's unmatchedPreflights FORWARD (the default); IGNORE answers them itself."""
+
+
+@dataclass(frozen=True, slots=True)
 class Traffic:
     """What a route does to the requests it forwards besides choosing clusters: Istio's
     per-route resilience. Each field is one feature module on the xDS side."""
@@ -204,6 +218,7 @@ class Traffic:
     """None: no retries (`attempts: 0`, or a route that is not Istio's, e.g. inbound)."""
     fault: Fault | None = None
     mirrors: tuple[Mirror, ...] = ()
+    cors: Cors | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pilotfish_xds import ir
 
 from ..api import (
+    CorsPolicy,
     Destination,
     HeaderOperations,
     Headers,
@@ -129,7 +130,26 @@ def _action(http: HTTPRoute, port: int, cluster_for: ClusterFor) -> ir.Action:
             retry=retries.retry(http.retries, hashed=bool(hashing)),
             fault=faults.fault(http.fault),
             mirrors=_mirrors(http, port, cluster_for),
+            cors=_cors(http.cors_policy),
         ),
+    )
+
+
+def _cors(policy: CorsPolicy | None) -> ir.Cors | None:
+    """Istio's corsPolicy; the deprecated `allowOrigin` strings are exact origins."""
+    if policy is None:
+        return None
+    origins = tuple(
+        m for m in (string_match(o) for o in policy.allow_origins) if m is not None
+    ) or tuple(ir.StringMatch("exact", o) for o in policy.allow_origin)
+    return ir.Cors(
+        origins=origins,
+        methods=policy.allow_methods,
+        allow_headers=policy.allow_headers,
+        expose_headers=policy.expose_headers,
+        max_age=policy.max_age,
+        credentials=policy.allow_credentials,
+        forward_unmatched_preflights=policy.unmatched_preflights != "IGNORE",
     )
 
 

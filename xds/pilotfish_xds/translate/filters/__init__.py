@@ -19,11 +19,11 @@ from envoy_data_plane.google.protobuf import Any
 from ... import ir
 
 # The one place filters are registered: import the module, add it here.
-from . import fault, router
+from . import cors, fault, router
 from .base import HttpFilter
 
 FILTERS: tuple[HttpFilter, ...] = tuple(
-    sorted((fault.FILTER, router.FILTER), key=lambda f: f.order)
+    sorted((fault.FILTER, cors.FILTER, router.FILTER), key=lambda f: f.order)
 )
 
 
