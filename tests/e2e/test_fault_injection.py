@@ -30,7 +30,7 @@ async def test_abort_delay_and_grpc_status_on_the_matching_route_only(
             },
             {
                 "match": [{"headers": {"end-user": {"exact": "slow"}}}],
-                "fault": {"delay": {"fixedDelay": "400ms", "percentage": {"value": 100}}},
+                "fault": {"delay": {"fixedDelay": "500ms", "percentage": {"value": 100}}},
                 "route": [{"destination": {"host": "ratings"}}],
             },
             {
@@ -63,10 +63,11 @@ async def test_abort_delay_and_grpc_status_on_the_matching_route_only(
 
     started = time.monotonic()
     r = await harness.get(client, url, {"end-user": "slow"})
-    assert r.status == 200 and time.monotonic() - started >= 0.4
+    # Envoy's timer and ours differ by a millisecond or so: bounds with margin.
+    assert r.status == 200 and time.monotonic() - started >= 0.45
     started = time.monotonic()
     r = await harness.get(client, url)
-    assert r.status == 200 and time.monotonic() - started < 0.4
+    assert r.status == 200 and time.monotonic() - started < 0.3
 
     # A gRPC client (content-type application/grpc) gets the gRPC status.
     r = await harness.get(client, url, {"end-user": "grpc", "content-type": "application/grpc"})
