@@ -346,6 +346,47 @@ class LoadBalancer:
 
 
 @dataclass(frozen=True, slots=True)
+class TcpKeepalive:
+    probes: int | None = None
+    time: timedelta | None = None
+    interval: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPool:
+    """Istio's connectionPool (and retryBudget): None means unlimited (Istio's default)."""
+
+    max_connections: int | None = None
+    max_pending_requests: int | None = None
+    max_requests: int | None = None
+    max_retries: int | None = None
+    retry_budget: tuple[float, int | None] | None = None
+    """(percent of active requests, minimum retry concurrency)"""
+    max_requests_per_connection: int | None = None
+    idle_timeout: timedelta | None = None
+    max_connection_duration: timedelta | None = None
+    keepalive: TcpKeepalive | None = None
+    http2: bool = False
+    """h2UpgradePolicy UPGRADE: speak HTTP/2 to the upstream."""
+    use_client_protocol: bool = False
+    max_concurrent_streams: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outlier:
+    """Istio's outlierDetection."""
+
+    consecutive_5xx: int | None = None
+    consecutive_gateway: int | None = None
+    consecutive_local_origin: int | None = None
+    split_local_origin: bool = False
+    interval: timedelta | None = None
+    base_ejection_time: timedelta | None = None
+    max_ejection_percent: int | None = None
+    min_health_percent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterPolicy:
     """A DestinationRule's traffic policy as it applies to one cluster (merged for its
     port and subset as Istio merges it). Each field is one feature module on the
@@ -353,6 +394,8 @@ class ClusterPolicy:
 
     lb: LoadBalancer = LoadBalancer()
     connect_timeout: timedelta = timedelta(seconds=10)
+    connection_pool: ConnectionPool | None = None
+    outlier: Outlier | None = None
 
 
 @_hash_once

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from pilotfish_xds import ir
 
-from ..api import DestinationRule, LoadBalancerSettings, TrafficPolicy
+from ..api import DestinationRule, LoadBalancerSettings, OutlierDetection, TrafficPolicy
 from ..store import Store
 from .hosts import Names
 
@@ -82,7 +82,68 @@ def _at_port(policy: TrafficPolicy, port: int) -> TrafficPolicy:
 
 
 def cluster_policy(policy: TrafficPolicy) -> ir.ClusterPolicy:
-    return ir.ClusterPolicy(lb=load_balancer(policy.load_balancer))
+    pool = policy.connection_pool
+    tcp = pool.tcp if pool is not None else None
+    connect_timeout = tcp.connect_timeout if tcp is not None else None
+    return ir.ClusterPolicy(
+        lb=load_balancer(policy.load_balancer),
+        connect_timeout=connect_timeout or ir.ClusterPolicy().connect_timeout,
+        connection_pool=connection_pool(policy),
+        outlier=outlier(policy.outlier_detection),
+    )
+
+
+def _positive(value: int | None) -> int | None:
+    """Istio reads 0 as "not set" for the connection pool's limits."""
+    return value if value else None
+
+
+def connection_pool(policy: TrafficPolicy) -> ir.ConnectionPool | None:
+    pool, budget = policy.connection_pool, policy.retry_budget
+    if pool is None and budget is None:
+        return None
+    tcp = pool.tcp if pool is not None else None
+    http = pool.http if pool is not None else None
+    keepalive = None
+    if tcp is not None and tcp.tcp_keepalive is not None:
+        k = tcp.tcp_keepalive
+        keepalive = ir.TcpKeepalive(k.probes, k.time, k.interval)
+    return ir.ConnectionPool(
+        max_connections=_positive(tcp.max_connections) if tcp else None,
+        max_pending_requests=_positive(http.http1_max_pending_requests) if http else None,
+        max_requests=_positive(http.http2_max_requests) if http else None,
+        max_retries=_positive(http.max_retries) if http else None,
+        retry_budget=(
+            (budget.percent if budget.percent is not None else 20.0, budget.min_retry_concurrency)
+            if budget is not None
+            else None
+        ),
+        max_requests_per_connection=_positive(http.max_requests_per_connection) if http else None,
+        idle_timeout=http.idle_timeout if http else None,
+        max_connection_duration=tcp.max_connection_duration if tcp else None,
+        keepalive=keepalive,
+        http2=http is not None and http.h2_upgrade_policy == "UPGRADE",
+        use_client_protocol=bool(http and http.use_client_protocol),
+        max_concurrent_streams=_positive(http.max_concurrent_streams) if http else None,
+    )
+
+
+def outlier(od: OutlierDetection | None) -> ir.Outlier | None:
+    if od is None:
+        return None
+    five_xx = od.consecutive_5xx_errors
+    if five_xx is None:
+        five_xx = od.consecutive_errors  # Istio's deprecated name for it
+    return ir.Outlier(
+        consecutive_5xx=five_xx,
+        consecutive_gateway=od.consecutive_gateway_errors,
+        consecutive_local_origin=od.consecutive_local_origin_failures,
+        split_local_origin=bool(od.split_external_local_origin_errors),
+        interval=od.interval,
+        base_ejection_time=od.base_ejection_time,
+        max_ejection_percent=od.max_ejection_percent or None,
+        min_health_percent=od.min_health_percent or 0,
+    )
 
 
 _SIMPLE: dict[str, ir.LbPolicy] = {

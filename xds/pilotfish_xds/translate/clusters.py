@@ -23,6 +23,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
 from envoy_data_plane.envoy.type.v3 import Percent
 
 from .. import ir, wire
+from . import circuit_breakers, outlier_detection
 
 _POLICY = {
     "ROUND_ROBIN": cluster.ClusterLbPolicy.ROUND_ROBIN,
@@ -65,6 +66,8 @@ def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
         if local:
             out.original_dst_lb_config = cluster.ClusterOriginalDstLbConfig(use_http_header=True)
         return out
+    circuit_breakers.apply(out, c.policy.connection_pool)
+    outlier_detection.apply(out, c.policy.outlier)
     out.type = cluster.ClusterDiscoveryType.EDS
     out.eds_cluster_config = cluster.ClusterEdsClusterConfig(eds_config=ads(), service_name=c.name)
     out.lb_policy = _POLICY[c.policy.lb.policy]
