@@ -339,10 +339,21 @@ LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RIN
 
 
 @dataclass(frozen=True, slots=True)
+class Warmup:
+    """Slow start: a new endpoint's share ramps up over `duration`."""
+
+    duration: timedelta
+    min_percent: float | None = None
+    aggression: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LoadBalancer:
     policy: LbPolicy = "ROUND_ROBIN"
     ring_size: int | None = None
     table_size: int | None = None
+    warmup: Warmup | None = None
+    """ROUND_ROBIN and LEAST_REQUEST only (Envoy's slow start, as Istio)."""
 
 
 @dataclass(frozen=True, slots=True)

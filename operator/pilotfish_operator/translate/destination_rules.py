@@ -165,7 +165,16 @@ def load_balancer(settings: LoadBalancerSettings | None) -> ir.LoadBalancer:
             return ir.LoadBalancer("MAGLEV", table_size=ch.maglev.table_size or None)
         ring = ch.ring_hash.minimum_ring_size if ch.ring_hash else ch.minimum_ring_size
         return ir.LoadBalancer("RING_HASH", ring_size=ring or None)
-    return ir.LoadBalancer(_SIMPLE[settings.simple or "ROUND_ROBIN"])
+    policy = _SIMPLE[settings.simple or "ROUND_ROBIN"]
+    warmup = None
+    if settings.warmup is not None:
+        w = settings.warmup
+        warmup = ir.Warmup(w.duration, w.minimum_percent, w.aggression)
+    elif settings.warmup_duration_secs is not None:
+        warmup = ir.Warmup(settings.warmup_duration_secs)
+    if policy not in ("ROUND_ROBIN", "LEAST_REQUEST"):
+        warmup = None  # Envoy's slow start exists for these two only
+    return ir.LoadBalancer(policy, warmup=warmup)
 
 
 def hash_policy(settings: LoadBalancerSettings | None) -> tuple[ir.HashPolicy, ...]:

@@ -23,7 +23,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
 from envoy_data_plane.envoy.type.v3 import Percent
 
 from .. import ir, wire
-from . import circuit_breakers, outlier_detection
+from . import circuit_breakers, outlier_detection, warmup
 
 _POLICY = {
     "ROUND_ROBIN": cluster.ClusterLbPolicy.ROUND_ROBIN,
@@ -71,6 +71,8 @@ def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
     out.type = cluster.ClusterDiscoveryType.EDS
     out.eds_cluster_config = cluster.ClusterEdsClusterConfig(eds_config=ads(), service_name=c.name)
     out.lb_policy = _POLICY[c.policy.lb.policy]
+    if c.policy.lb.warmup is not None:
+        warmup.apply(out, c.policy.lb.policy, c.policy.lb.warmup)
     if c.policy.lb.policy == "RING_HASH" and c.policy.lb.ring_size:
         out.ring_hash_lb_config = cluster.ClusterRingHashLbConfig(
             minimum_ring_size=c.policy.lb.ring_size
