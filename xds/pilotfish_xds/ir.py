@@ -398,6 +398,19 @@ class Outlier:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalityLb:
+    """Istio's locality load balancing, evaluated per client proxy (its own locality):
+    `distribute` weights localities; otherwise endpoints are prioritised nearest first
+    (same zone and subzone, same zone, same region, elsewhere; `failover` names the
+    region to fall back to), which needs outlier detection to ever fail over."""
+
+    distribute: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()
+    """(from, ((to, weight), ...)) with Istio's region/zone/subzone wildcards."""
+    failover: tuple[tuple[str, str], ...] = ()
+    """(from region, to region)"""
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterPolicy:
     """A DestinationRule's traffic policy as it applies to one cluster (merged for its
     port and subset as Istio merges it). Each field is one feature module on the
@@ -407,6 +420,8 @@ class ClusterPolicy:
     connect_timeout: timedelta = timedelta(seconds=10)
     connection_pool: ConnectionPool | None = None
     outlier: Outlier | None = None
+    locality: LocalityLb | None = None
+    """None: endpoints are balanced without regard to where the client is."""
 
 
 @_hash_once

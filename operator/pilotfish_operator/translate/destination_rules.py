@@ -90,7 +90,37 @@ def cluster_policy(policy: TrafficPolicy) -> ir.ClusterPolicy:
         connect_timeout=connect_timeout or ir.ClusterPolicy().connect_timeout,
         connection_pool=connection_pool(policy),
         outlier=outlier(policy.outlier_detection),
+        locality=locality_lb(policy),
     )
+
+
+def _specific_first(item: tuple[str, int]) -> tuple[int, str]:
+    """Overlapping `to` patterns claim localities most specific first (Istio walks a
+    map, in no particular order): `eu-west/eu-west-a/*` before `eu-west/*`."""
+    concrete = sum(1 for part in item[0].split("/") if part not in ("", "*"))
+    return (-concrete, item[0])
+
+
+def locality_lb(policy: TrafficPolicy) -> ir.LocalityLb | None:
+    """Istio's rule: locality load balancing is on (the mesh default) unless the rule
+    says `enabled: false`; `distribute` applies as is, failover only with outlier
+    detection (without it Envoy never leaves the nearest priority)."""
+    setting = policy.load_balancer.locality_lb_setting if policy.load_balancer else None
+    if setting is not None and setting.enabled is False:
+        return None
+    if setting is not None and setting.distribute:
+        return ir.LocalityLb(
+            distribute=tuple(
+                (d.from_ or "*", tuple(sorted(d.to.items(), key=_specific_first)))
+                for d in setting.distribute
+            )
+        )
+    if policy.outlier_detection is None:
+        return None
+    failover = tuple(
+        (f.from_, f.to) for f in (setting.failover if setting else ()) if f.from_ and f.to
+    )
+    return ir.LocalityLb(failover=failover)
 
 
 def _positive(value: int | None) -> int | None:

@@ -23,7 +23,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
 from envoy_data_plane.envoy.type.v3 import Percent
 
 from .. import ir, wire
-from . import circuit_breakers, outlier_detection, warmup
+from . import circuit_breakers, locality, outlier_detection, warmup
 
 _POLICY = {
     "ROUND_ROBIN": cluster.ClusterLbPolicy.ROUND_ROBIN,
@@ -68,6 +68,12 @@ def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
         return out
     circuit_breakers.apply(out, c.policy.connection_pool)
     outlier_detection.apply(out, c.policy.outlier)
+    if c.policy.locality is not None and c.policy.locality.distribute:
+        panic = out.common_lb_config.healthy_panic_threshold if out.common_lb_config else None
+        out.common_lb_config = cluster.ClusterCommonLbConfig(
+            healthy_panic_threshold=panic,
+            locality_weighted_lb_config=cluster.ClusterCommonLbConfigLocalityWeightedLbConfig(),
+        )
     out.type = cluster.ClusterDiscoveryType.EDS
     out.eds_cluster_config = cluster.ClusterEdsClusterConfig(eds_config=ads(), service_name=c.name)
     out.lb_policy = _POLICY[c.policy.lb.policy]
@@ -93,6 +99,9 @@ _LOCALITY_LB_ENDPOINTS = _n(LocalityLbEndpoints, "lb_endpoints")
 _REGION = _n(EnvoyLocality, "region")
 _ZONE = _n(EnvoyLocality, "zone")
 _SUBZONE = _n(EnvoyLocality, "sub_zone")
+_LB_WEIGHT = _n(LocalityLbEndpoints, "load_balancing_weight")
+_PRIORITY = wire.tag(_n(LocalityLbEndpoints, "priority"), 0)
+_UINT32_VALUE = wire.tag(1, 0)  # google.protobuf.UInt32Value.value
 _LB_ENDPOINT = _n(LbEndpoint, "endpoint")
 _LB_HEALTH = wire.tag(_n(LbEndpoint, "health_status"), 0)
 _ENDPOINT_ADDRESS = _n(EnvoyEndpoint, "address")
@@ -118,17 +127,38 @@ def _locality(where: ir.Locality | None) -> bytes:
     return wire.length_delimited(_LOCALITY, body)
 
 
-def load_assignment(name: str, endpoints: tuple[ir.Endpoint, ...]) -> bytes:
-    """An encoded ClusterLoadAssignment: endpoints grouped by locality (first seen first)."""
+def load_assignment(
+    name: str,
+    endpoints: tuple[ir.Endpoint, ...],
+    lb: ir.LocalityLb | None = None,
+    client: ir.Locality | None = None,
+) -> bytes:
+    """An encoded ClusterLoadAssignment: endpoints grouped by locality (first seen first);
+    with locality load balancing, each group's priority or weight for a client in
+    `client` (so it is shared by every proxy in that locality)."""
     groups: dict[ir.Locality | None, list[ir.Endpoint]] = {}
     for e in endpoints:
         groups.setdefault(e.locality, []).append(e)
+    where_list = list(groups)
+    prios: list[int] = [0] * len(where_list)
+    weights: list[int] | None = None
+    if lb is not None:
+        weights = locality.weights(lb, client, where_list) if lb.distribute else None
+        if weights is None and not lb.distribute:
+            prios = locality.priorities(lb, client, where_list)
     out = wire.length_delimited(_CLA_NAME, name.encode())
-    for where, members in groups.items():
+    for i, (where, members) in enumerate(groups.items()):
+        if weights is not None and weights[i] == 0:
+            continue  # a locality `distribute` sends nothing to
         hosts = b"".join(
             wire.length_delimited(_LOCALITY_LB_ENDPOINTS, _lb_endpoint(e)) for e in members
         )
-        out += wire.length_delimited(_CLA_ENDPOINTS, _locality(where) + hosts)
+        extra = b""
+        if weights is not None:
+            extra += wire.length_delimited(_LB_WEIGHT, _UINT32_VALUE + wire.varint(weights[i]))
+        if prios[i]:
+            extra += _PRIORITY + wire.varint(prios[i])
+        out += wire.length_delimited(_CLA_ENDPOINTS, _locality(where) + hosts + extra)
     return out
 
 

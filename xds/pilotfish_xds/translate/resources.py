@@ -56,8 +56,13 @@ def outbound_clusters(
         out.add(types.CLUSTER, cache.build(c.name, clusters.outbound_cluster, c, local))
         if c.policy.lb.policy != "PASSTHROUGH":
             out.eds_names.add(c.name)
+            # With locality load balancing the endpoints depend on where the client is:
+            # shared by the proxies of one locality rather than by all.
+            lb = c.policy.locality
+            client = proxy.locality if lb is not None else None
             out.add(
-                types.ENDPOINT, cache.build(c.name, clusters.load_assignment, c.name, c.endpoints)
+                types.ENDPOINT,
+                cache.build(c.name, clusters.load_assignment, c.name, c.endpoints, lb, client),
             )
 
 
