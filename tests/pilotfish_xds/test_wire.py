@@ -86,3 +86,17 @@ def test_varint_matches_protobuf() -> None:
     assert wire.varint(0) == b"\x00"
     assert wire.varint(300) == b"\xac\x02"
     assert wire.varint(-1) == b"\xff" * 9 + b"\x01"
+
+
+def test_shared_messages_encode_once_and_to_the_same_bytes() -> None:
+    from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterCommonLbConfig
+    from envoy_data_plane.envoy.type.v3 import Percent
+
+    from pilotfish_xds import wire
+
+    part = wire.shared(ClusterCommonLbConfig(healthy_panic_threshold=Percent(value=0.0)))
+    fresh = ClusterCommonLbConfig(healthy_panic_threshold=Percent(value=0.0))
+    assert wire.encode(part) == bytes(fresh)
+    assert wire.encode(part) is wire.encode(part)  # computed once
+    parent = Cluster(name="a", common_lb_config=part)
+    assert wire.encode(parent) == bytes(Cluster(name="a", common_lb_config=fresh))

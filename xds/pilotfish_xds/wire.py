@@ -11,10 +11,11 @@ every golden resource and on messages exercising each field kind).
 
 from __future__ import annotations
 
+import functools
 import struct
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import betterproto2 as bp
 
@@ -64,8 +65,41 @@ def field_number(cls: type, name: str) -> int:
     return number
 
 
+_M = TypeVar("_M")
+_SHARED: dict[int, tuple[Any, bytes]] = {}
+"""id -> (message, its bytes) for messages built once and reused (see `shared`)."""
+_SHARED_MAX = 1 << 16
+
+
+def shared(message: _M) -> _M:
+    """Mark a message that is built once and reused across resources (never mutated):
+    its bytes are computed once, and every resource embedding it reuses them. The
+    message is kept alive here, so its id cannot be reused by another object."""
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()  # bounded: distinct shared parts are few; this is a backstop
+    _SHARED[id(message)] = (message, encode(message))
+    return message
+
+
+def built_once(maxsize: int) -> Callable[[Callable[..., _M]], Callable[..., _M]]:
+    """`functools.lru_cache` for builders of messages that are reused and never mutated,
+    whose bytes are then computed once too (`shared`)."""
+
+    def decorate(build: Callable[..., _M]) -> Callable[..., _M]:
+        @functools.lru_cache(maxsize=maxsize)
+        def cached(*args: Any) -> _M:
+            return shared(build(*args))
+
+        return functools.wraps(build)(cached)
+
+    return decorate
+
+
 def encode(message: Any) -> bytes:
     """`bytes(message)`, the same bytes, several times faster."""
+    known = _SHARED.get(id(message))
+    if known is not None and known[0] is message:
+        return known[1]
     cls = type(message)
     plan = _PLANS.get(cls)
     if plan is None:

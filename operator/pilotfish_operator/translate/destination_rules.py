@@ -34,9 +34,9 @@ def merge_traffic_policy(dr: DestinationRule | None, port: int, subset: str) -> 
     detection and TLS as a whole (omitted ones fall back to defaults, not to the
     rule's); then the subset's policy, field by field; then the subset's settings for
     this port, again as a whole."""
-    merged = TrafficPolicy()
     if dr is None:
-        return merged
+        return _NO_POLICY
+    merged = _NO_POLICY
     top = dr.spec.traffic_policy
     if top is not None:
         merged = _at_port(top, port)
@@ -81,7 +81,13 @@ def _at_port(policy: TrafficPolicy, port: int) -> TrafficPolicy:
     return policy.model_copy(update=update)
 
 
+_NO_POLICY = TrafficPolicy()
+_DEFAULT = ir.ClusterPolicy()
+
+
 def cluster_policy(policy: TrafficPolicy) -> ir.ClusterPolicy:
+    if policy is _NO_POLICY:
+        return _DEFAULT  # most services have no DestinationRule
     pool = policy.connection_pool
     tcp = pool.tcp if pool is not None else None
     connect_timeout = tcp.connect_timeout if tcp is not None else None

@@ -41,11 +41,14 @@ def parse_retry_on(value: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return tuple(conditions), tuple(codes)
 
 
+DEFAULT_HASHED = ir.Retry(
+    DEFAULT.attempts, DEFAULT.retry_on, DEFAULT.status_codes, other_hosts=False
+)
+
+
 def retry(spec: HTTPRetry | None, hashed: bool = False) -> ir.Retry | None:
     if spec is None:
-        return ir.Retry(
-            DEFAULT.attempts, DEFAULT.retry_on, DEFAULT.status_codes, other_hosts=not hashed
-        )
+        return DEFAULT_HASHED if hashed else DEFAULT
     if spec.attempts <= 0:
         return None
     retry_on, codes = DEFAULT.retry_on, DEFAULT.status_codes

@@ -23,7 +23,7 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.type.v3 import Percent
 from envoy_data_plane.google.protobuf import Any
 
-from .. import ir
+from .. import ir, wire
 
 UNLIMITED = 2**32 - 1
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -40,7 +40,7 @@ def apply(out: cluster.Cluster, pool: ir.ConnectionPool | None) -> None:
         out.typed_extension_protocol_options = {HTTP_OPTIONS: options}
 
 
-@functools.lru_cache(maxsize=1 << 10)
+@wire.built_once(1 << 10)
 def _breakers(pool: ir.ConnectionPool) -> cluster.CircuitBreakers:
     def limit(value: int | None) -> int:
         return UNLIMITED if value is None else value
@@ -65,7 +65,7 @@ def _breakers(pool: ir.ConnectionPool) -> cluster.CircuitBreakers:
     )
 
 
-@functools.lru_cache(maxsize=1 << 10)
+@wire.built_once(1 << 10)
 def _keepalive(k: ir.TcpKeepalive) -> cluster.UpstreamConnectionOptions:
     return cluster.UpstreamConnectionOptions(
         tcp_keepalive=TcpKeepalive(

@@ -37,10 +37,10 @@ _POLICY = {
 # Envoy's default 50 % panic threshold spreads traffic over unready endpoints once most
 # are unready; with few pods per service that is the common case, so, like Istio's
 # default (outlierDetection.minHealthPercent 0), panic mode is off.
-_NO_PANIC = cluster.ClusterCommonLbConfig(healthy_panic_threshold=Percent(value=0.0))
+_NO_PANIC = wire.shared(cluster.ClusterCommonLbConfig(healthy_panic_threshold=Percent(value=0.0)))
 
 
-_ADS = ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
+_ADS = wire.shared(ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3))
 
 
 def ads() -> ConfigSource:

@@ -4,16 +4,14 @@ counted as sampled for tracing."""
 
 from __future__ import annotations
 
-import functools
-
 from envoy_data_plane.envoy.config.core.v3 import RuntimeFractionalPercent
 from envoy_data_plane.envoy.config.route.v3 import RouteActionRequestMirrorPolicy
 from envoy_data_plane.envoy.type.v3 import FractionalPercent, FractionalPercentDenominatorType
 
-from .. import ir
+from .. import ir, wire
 
 
-@functools.lru_cache(maxsize=1 << 10)
+@wire.built_once(1 << 10)
 def mirror_policy(m: ir.Mirror) -> RouteActionRequestMirrorPolicy:
     return RouteActionRequestMirrorPolicy(
         cluster=m.cluster,

@@ -4,12 +4,10 @@ error kind that is set; `minHealthPercent` as the panic threshold)."""
 
 from __future__ import annotations
 
-import functools
-
 from envoy_data_plane.envoy.config.cluster import v3 as cluster
 from envoy_data_plane.envoy.type.v3 import Percent
 
-from .. import ir
+from .. import ir, wire
 
 
 def apply(out: cluster.Cluster, outlier: ir.Outlier | None) -> None:
@@ -19,7 +17,7 @@ def apply(out: cluster.Cluster, outlier: ir.Outlier | None) -> None:
     out.common_lb_config = _panic_threshold(outlier.min_health_percent)
 
 
-@functools.lru_cache(maxsize=1 << 10)
+@wire.built_once(1 << 10)
 def _detection(o: ir.Outlier) -> cluster.OutlierDetection:
     def enforcing(count: int | None) -> int | None:
         return None if count is None else (100 if count > 0 else 0)
@@ -43,6 +41,6 @@ def _detection(o: ir.Outlier) -> cluster.OutlierDetection:
     return out
 
 
-@functools.lru_cache(maxsize=128)
+@wire.built_once(128)
 def _panic_threshold(percent: int) -> cluster.ClusterCommonLbConfig:
     return cluster.ClusterCommonLbConfig(healthy_panic_threshold=Percent(value=float(percent)))

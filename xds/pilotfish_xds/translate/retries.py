@@ -3,8 +3,6 @@ side resolves Istio's mesh default and `attempts: 0`)."""
 
 from __future__ import annotations
 
-import functools
-
 from envoy_data_plane.envoy.config.route.v3 import (
     RetryPolicy,
     RetryPolicyRetryBackOff,
@@ -17,7 +15,7 @@ from envoy_data_plane.envoy.extensions.retry.priority.previous_priorities.v3 imp
 )
 from envoy_data_plane.google.protobuf import Any
 
-from .. import ir
+from .. import ir, wire
 
 # Istio's values: try another host up to 5 times before settling for one tried already;
 # recompute priorities every 2 attempts when retrying in other localities.
@@ -25,7 +23,7 @@ HOST_SELECTION_ATTEMPTS = 5
 PRIORITY_UPDATE_FREQUENCY = 2
 
 
-@functools.lru_cache(maxsize=1 << 10)
+@wire.built_once(1 << 10)
 def retry_policy(r: ir.Retry) -> RetryPolicy:
     """Built once per distinct policy (most routes share the mesh default); built
     messages are never mutated."""

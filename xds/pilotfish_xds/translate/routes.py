@@ -13,7 +13,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
 from envoy_data_plane.envoy.config.route import v3 as route
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatchAndSubstitute
 
-from .. import ir
+from .. import ir, wire
 from . import filters
 from .listeners import INBOUND_HEADER
 from .matchers import regex, route_match
@@ -36,7 +36,8 @@ _shared = functools.lru_cache(maxsize=1 << 14)
 @_shared
 def _header_options(ops: ir.HeaderOps) -> tuple[HeaderValueOption, ...]:
     return tuple(
-        [
+        wire.shared(o)
+        for o in [
             HeaderValueOption(header=HeaderValue(key=k, value=v), append_action=_SET)
             for k, v in ops.set
         ]
@@ -47,7 +48,7 @@ def _header_options(ops: ir.HeaderOps) -> tuple[HeaderValueOption, ...]:
     )
 
 
-@_shared
+@wire.built_once(1 << 14)
 def _hash_policy(h: ir.HashPolicy) -> route.RouteActionHashPolicy:
     if h.kind == "header":
         return route.RouteActionHashPolicy(
@@ -68,7 +69,7 @@ def _hash_policy(h: ir.HashPolicy) -> route.RouteActionHashPolicy:
     )
 
 
-@_shared
+@wire.built_once(1 << 14)
 def _inbound_tag(cluster: str) -> HeaderValueOption:
     """Local mode: which service port the request is for, since every injected peer
     listens on one inbound port (`outbound|<port>|<subset>|<host>` → `<host>:<port>`)."""
@@ -142,7 +143,7 @@ def _redirect(r: ir.Redirect) -> route.RedirectAction:
     return action
 
 
-_route_match = _shared(route_match)
+_route_match = wire.built_once(1 << 14)(route_match)
 
 
 def envoy_route(r: ir.Route, tag_inbound: bool = False) -> route.Route:

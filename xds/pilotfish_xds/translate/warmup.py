@@ -3,13 +3,11 @@ a new endpoint's share of traffic ramps up instead of taking its full share at o
 
 from __future__ import annotations
 
-import functools
-
 from envoy_data_plane.envoy.config.cluster import v3 as cluster
 from envoy_data_plane.envoy.config.core.v3 import RuntimeDouble
 from envoy_data_plane.envoy.type.v3 import Percent
 
-from .. import ir
+from .. import ir, wire
 
 AGGRESSION_KEY = "upstream.lb.slow_start.aggression"
 
@@ -23,7 +21,7 @@ def apply(out: cluster.Cluster, policy: str, w: ir.Warmup) -> None:
         )
 
 
-@functools.lru_cache(maxsize=256)
+@wire.built_once(256)
 def _slow(w: ir.Warmup) -> cluster.ClusterSlowStartConfig:
     return cluster.ClusterSlowStartConfig(
         slow_start_window=w.duration,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-
 from envoy_data_plane.envoy.config.core.v3 import RuntimeFractionalPercent
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.type.v3 import FractionalPercent
 
-from ... import ir
+from ... import ir, wire
 from ..matchers import string_matcher
 from .base import HttpFilter
 
@@ -22,7 +20,7 @@ def _per_route(route: ir.Route) -> CorsPolicy | None:
     return _policy(action.traffic.cors)
 
 
-@functools.lru_cache(maxsize=1 << 10)
+@wire.built_once(1 << 10)
 def _policy(c: ir.Cors) -> CorsPolicy:
     return CorsPolicy(
         allow_origin_string_match=[string_matcher(m) for m in c.origins],

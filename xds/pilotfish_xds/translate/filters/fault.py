@@ -3,13 +3,11 @@ and a route with a fault configures it for that route only."""
 
 from __future__ import annotations
 
-import functools
-
 from envoy_data_plane.envoy.extensions.filters.common.fault.v3 import FaultDelay
 from envoy_data_plane.envoy.extensions.filters.http.fault.v3 import FaultAbort, HttpFault
 from envoy_data_plane.envoy.type.v3 import FractionalPercent, FractionalPercentDenominatorType
 
-from ... import ir
+from ... import ir, wire
 from .base import HttpFilter
 
 _MILLION = FractionalPercentDenominatorType.MILLION
@@ -22,7 +20,7 @@ def _per_route(route: ir.Route) -> HttpFault | None:
     return _fault(action.traffic.fault)
 
 
-@functools.lru_cache(maxsize=1 << 10)
+@wire.built_once(1 << 10)
 def _fault(f: ir.Fault) -> HttpFault:
     out = HttpFault()
     if f.delay is not None:
