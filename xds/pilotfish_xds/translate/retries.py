@@ -23,6 +23,10 @@ HOST_SELECTION_ATTEMPTS = 5
 PRIORITY_UPDATE_FREQUENCY = 2
 
 
+NO_RETRIES = wire.shared(RetryPolicy(num_retries=0))
+"""For a route that must not retry under a virtual host whose policy does."""
+
+
 @wire.built_once(1 << 10)
 def retry_policy(r: ir.Retry) -> RetryPolicy:
     """Built once per distinct policy (most routes share the mesh default); built

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 
 from envoy_data_plane.envoy.config.core.v3 import (
     DataSource,
@@ -18,6 +19,7 @@ from . import filters
 from .listeners import INBOUND_HEADER
 from .matchers import regex, route_match
 from .mirrors import mirror_policy
+from .retries import NO_RETRIES as _NO_RETRIES
 from .retries import retry_policy
 
 _SET = HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
@@ -79,13 +81,18 @@ def _inbound_tag(cluster: str) -> HeaderValueOption:
     )
 
 
-def _forward(f: ir.Forward, tag_inbound: bool) -> route.RouteAction:
+def _forward(
+    f: ir.Forward, tag_inbound: bool, host_retry: ir.Retry | None = None
+) -> route.RouteAction:
     action = route.RouteAction(
         hash_policy=[_hash_policy(h) for h in f.hash_policy],
         timeout=f.traffic.timeout,
     )
-    if f.traffic.retry is not None:
-        action.retry_policy = retry_policy(f.traffic.retry)
+    if f.traffic.retry != host_retry:
+        # None under a host that retries: an explicit policy with no retries.
+        action.retry_policy = (
+            retry_policy(f.traffic.retry) if f.traffic.retry is not None else _NO_RETRIES
+        )
     if f.traffic.mirrors:
         action.request_mirror_policies = [mirror_policy(m) for m in f.traffic.mirrors]
     # One destination without its own header ops is a plain cluster; Istio does the same.
@@ -146,7 +153,11 @@ def _redirect(r: ir.Redirect) -> route.RedirectAction:
 _route_match = wire.built_once(1 << 14)(route_match)
 
 
-def envoy_route(r: ir.Route, tag_inbound: bool = False) -> route.Route:
+def envoy_route(
+    r: ir.Route, tag_inbound: bool = False, host_retry: ir.Retry | None = None
+) -> route.Route:
+    """One route. `host_retry` is the retry policy its virtual host carries: a route
+    with the same one leaves its own out (Envoy applies the host's)."""
     out = route.Route(
         name=r.name,
         match=_route_match(r.match),
@@ -160,7 +171,7 @@ def envoy_route(r: ir.Route, tag_inbound: bool = False) -> route.Route:
         out.typed_per_filter_config = per_filter
     a = r.action
     if isinstance(a, ir.Forward):
-        out.route = _forward(a, tag_inbound)
+        out.route = _forward(a, tag_inbound, host_retry)
     elif isinstance(a, ir.Redirect):
         out.redirect = _redirect(a)
     else:
@@ -173,6 +184,18 @@ def envoy_route(r: ir.Route, tag_inbound: bool = False) -> route.Route:
 def virtual_host(
     name: str, domains: tuple[str, ...], routes: tuple[ir.Route, ...], tag_inbound: bool = False
 ) -> route.VirtualHost:
+    """The retry policy most of its routes share goes on the virtual host, once (Envoy
+    applies it to every route without its own): the mesh default would otherwise be
+    repeated on every route of a large route table."""
+    retries = Counter(
+        r.action.traffic.retry
+        for r in routes
+        if isinstance(r.action, ir.Forward) and r.action.traffic.retry is not None
+    )
+    host_retry = retries.most_common(1)[0][0] if retries else None
     return route.VirtualHost(
-        name=name, domains=list(domains), routes=[envoy_route(r, tag_inbound) for r in routes]
+        name=name,
+        domains=list(domains),
+        routes=[envoy_route(r, tag_inbound, host_retry) for r in routes],
+        retry_policy=retry_policy(host_retry) if host_retry is not None else None,
     )
