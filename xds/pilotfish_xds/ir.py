@@ -436,10 +436,16 @@ class Cluster:
     endpoints: tuple[Endpoint, ...]
     policy: ClusterPolicy = ClusterPolicy()
     export_to: tuple[str, ...] = ("*",)
+    protocol: str = "http"
+    """The service port's protocol (Istio's selection from appProtocol or the port
+    name): http2, grpc and grpc-web are spoken to the upstream over HTTP/2."""
 
     @functools.cached_property
     def name(self) -> str:
         return outbound_cluster_name(self.hostname, self.port, self.subset)
+
+
+HTTP2_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web"})
 
 
 def outbound_cluster_name(hostname: str, port: int, subset: str = "") -> str:
@@ -472,6 +478,9 @@ class Inbound:
     short_name: str | None
     service_port: int
     target_port: int
+    protocol: str = "http"
+    """The service port's protocol (Istio's selection): HTTP/2 and gRPC reach the app
+    over HTTP/2."""
 
 
 @_hash_once

@@ -413,8 +413,10 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
                 destination_rules.merge_traffic_policy(rule, port, subset)
             ),
             export_to=svc.export_to,
+            protocol=protocol,
         )
 
+    protocol = next((p.protocol for p in svc.ports if p.port == port), "http")
     out = [cluster("", {})]
     if rule is not None:
         out += [cluster(s.name, dict(s.labels)) for s in rule.spec.subsets]
@@ -443,6 +445,7 @@ def _proxy(
                         svc.name,
                         sp.port,
                         port,
+                        sp.protocol,
                     )
                 )
     return ir.Proxy(

@@ -16,6 +16,7 @@ from ..api import EndpointSlice, Pod, Service
 from ..injection import decide
 from ..store import Store
 from .hosts import Names
+from .protocols import protocol_of
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 INBOUND_PORT = 15006
@@ -41,6 +42,7 @@ class ServicePort:
     name: str
     port: int
     target: int | str
+    protocol: str = "http"
 
 
 @dataclass
@@ -215,7 +217,12 @@ def service_info(
     local: bool,
 ) -> ServiceInfo:
     ports = [
-        ServicePort(p.name or "", p.port, p.target_port if p.target_port is not None else p.port)
+        ServicePort(
+            p.name or "",
+            p.port,
+            p.target_port if p.target_port is not None else p.port,
+            protocol_of(p.name, p.app_protocol),
+        )
         for p in svc.spec.ports
         if (p.protocol or "TCP") == "TCP"
     ]

@@ -7,6 +7,7 @@ As Istio, every threshold not set is effectively unlimited (Envoy's own defaults
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 from envoy_data_plane.envoy.config.cluster import v3 as cluster
 from envoy_data_plane.envoy.config.core.v3 import (
@@ -30,11 +31,14 @@ HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HTTP1 = Http1ProtocolOptions()
 
 
-def apply(out: cluster.Cluster, pool: ir.ConnectionPool | None) -> None:
+def apply(out: cluster.Cluster, pool: ir.ConnectionPool | None, http2: bool = False) -> None:
+    """`http2`: the service port speaks HTTP/2 (or gRPC), so the upstream does too."""
     pool = pool or ir.ConnectionPool()
     out.circuit_breakers = _breakers(pool)
     if pool.keepalive is not None:
         out.upstream_connection_options = _keepalive(pool.keepalive)
+    if http2 and not pool.http2 and not pool.use_client_protocol:
+        pool = replace(pool, http2=True)
     options = _http_options(pool)
     if options is not None:
         out.typed_extension_protocol_options = {HTTP_OPTIONS: options}
@@ -63,6 +67,13 @@ def _breakers(pool: ir.ConnectionPool) -> cluster.CircuitBreakers:
             )
         ]
     )
+
+
+def http2_only() -> dict[str, Any]:
+    """typed_extension_protocol_options of a cluster that speaks HTTP/2 upstream."""
+    options = _http_options(ir.ConnectionPool(http2=True))
+    assert options is not None
+    return {HTTP_OPTIONS: options}
 
 
 @wire.built_once(1 << 10)

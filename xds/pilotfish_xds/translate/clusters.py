@@ -66,7 +66,7 @@ def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
         if local:
             out.original_dst_lb_config = cluster.ClusterOriginalDstLbConfig(use_http_header=True)
         return out
-    circuit_breakers.apply(out, c.policy.connection_pool)
+    circuit_breakers.apply(out, c.policy.connection_pool, c.protocol in ir.HTTP2_PROTOCOLS)
     outlier_detection.apply(out, c.policy.outlier)
     if c.policy.locality is not None and c.policy.locality.distribute:
         panic = out.common_lb_config.healthy_panic_threshold if out.common_lb_config else None
@@ -162,9 +162,10 @@ def load_assignment(
     return out
 
 
-def inbound_cluster(ip: str, port: int) -> cluster.Cluster:
+def inbound_cluster(ip: str, port: int, http2: bool = False) -> cluster.Cluster:
+    """The app's port; `http2` when the service port reaching it is HTTP/2 or gRPC."""
     name = ir.inbound_cluster_name(port)
-    return cluster.Cluster(
+    out = cluster.Cluster(
         name=name,
         type=cluster.ClusterDiscoveryType.STATIC,
         connect_timeout=timedelta(seconds=10),
@@ -172,3 +173,6 @@ def inbound_cluster(ip: str, port: int) -> cluster.Cluster:
             load_assignment(name, (ir.Endpoint(ip, port),))
         ),
     )
+    if http2:
+        out.typed_extension_protocol_options = circuit_breakers.http2_only()
+    return out

@@ -69,9 +69,13 @@ def outbound_clusters(
 def inbound_clusters(proxy: ir.Proxy, ports: list[int], cache: EncodeCache, out: Resources) -> None:
     """The app's ports. The sidecar sends to the pod's own address, and its uid is
     exempt from capture, so these connections are not redirected again."""
+    http2 = {i.target_port for i in proxy.inbound if i.protocol in ir.HTTP2_PROTOCOLS}
     for port in ports:
         name = ir.inbound_cluster_name(port)
-        out.add(types.CLUSTER, cache.build(name, clusters.inbound_cluster, proxy.ip, port))
+        out.add(
+            types.CLUSTER,
+            cache.build(name, clusters.inbound_cluster, proxy.ip, port, port in http2),
+        )
 
 
 def to_app(port: int, header: tuple[str, str] | None = None) -> ir.Route:
