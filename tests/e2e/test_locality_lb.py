@@ -68,3 +68,33 @@ async def test_nearest_zone_first_then_failover_and_distribute(harness: Harness)
     counts = await harness.split(client, url, n)
     assert counts.get("web-a", 0) + counts.get("web-b", 0) == n, counts
     assert abs(counts["web-b"] - 0.8 * n) < 5 * math.sqrt(n * 0.8 * 0.2), counts
+
+
+async def test_failover_priority_by_label(harness: Harness) -> None:
+    """failoverPriority on a workload label: endpoints sharing the client's `tier` first."""
+    client, gold, silver = harness.ip(10), harness.ip(11), harness.ip(12)
+    harness.backend("web-gold", gold, 8080)
+    harness.backend("web-silver", silver, 8080)
+    outlier = {
+        "consecutive5xxErrors": 2,
+        "interval": "200ms",
+        "baseEjectionTime": "30s",
+        "maxEjectionPercent": 100,  # Envoy ejects none of two hosts at its default 10 %
+    }
+    lb = {"localityLbSetting": {"failoverPriority": ["tier"]}}
+    dr = {"host": "web", "trafficPolicy": {"outlierDetection": outlier, "loadBalancer": lb}}
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        service("web", "shop", {"app": "web"}, (8080,)),
+        pod("client", "shop", client, {"app": "client", "tier": "gold"}),
+        pod("web-gold", "shop", gold, {"app": "web", "tier": "gold"}, (8080,), inject=False),
+        pod("web-silver", "shop", silver, {"app": "web", "tier": "silver"}, (8080,), inject=False),
+        istio("DestinationRule", "web", "shop", dr),
+    )
+    await harness.start()
+    url = "http://web:8080/"
+    assert await harness.split(client, url, 40) == {"web-gold": 40}
+    await harness.behave(f"{gold}:8080", status=500)
+    seen = await harness.split(client, url, 40)
+    assert seen.get("web-silver", 0) >= 37, seen

@@ -333,6 +333,9 @@ class Endpoint:
     port: int
     healthy: bool = True
     locality: Locality | None = None
+    failover: tuple[str, ...] = ()
+    """The endpoint's values of its cluster's `failoverPriority` labels, in order (only
+    when the cluster has them)."""
 
 
 LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RING_HASH", "MAGLEV"]
@@ -408,6 +411,9 @@ class LocalityLb:
     """(from, ((to, weight), ...)) with Istio's region/zone/subzone wildcards."""
     failover: tuple[tuple[str, str], ...] = ()
     """(from region, to region)"""
+    failover_priority: tuple[str, ...] = ()
+    """Label keys, most important first: an endpoint matching the client on all of them
+    comes first, then on all but the last, and so on (Istio's failoverPriority)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +452,21 @@ class Cluster:
 
 
 HTTP2_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web"})
+
+REGION_LABEL = "topology.kubernetes.io/region"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+SUBZONE_LABEL = "topology.istio.io/subzone"
+
+
+def label_value(labels: Labels, locality: Locality | None, key: str) -> str:
+    """A label as Istio's failoverPriority reads it: the workload's own labels, with its
+    node's topology (region, zone, subzone) added."""
+    if locality is not None:
+        topology = {REGION_LABEL: locality.region, ZONE_LABEL: locality.zone}
+        topology[SUBZONE_LABEL] = locality.subzone
+        if key in topology:
+            return topology[key]
+    return dict(labels).get(key, "")
 
 
 def outbound_cluster_name(hostname: str, port: int, subset: str = "") -> str:

@@ -403,15 +403,26 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
 
     def cluster(subset: str, selector: dict[str, str]) -> ir.Cluster:
         chosen = [b for b in backends if all(b.labels.get(k) == v for k, v in selector.items())]
+        policy = destination_rules.cluster_policy(
+            destination_rules.merge_traffic_policy(rule, port, subset)
+        )
+        keys = policy.locality.failover_priority if policy.locality else ()
         return ir.Cluster(
             hostname=svc.hostname,
             port=port,
             subset=subset,
             namespace=svc.namespace,
-            endpoints=tuple(ir.Endpoint(b.address, b.port, b.healthy, b.locality) for b in chosen),
-            policy=destination_rules.cluster_policy(
-                destination_rules.merge_traffic_policy(rule, port, subset)
+            endpoints=tuple(
+                ir.Endpoint(
+                    b.address,
+                    b.port,
+                    b.healthy,
+                    b.locality,
+                    tuple(ir.label_value(ir.labels_of(b.labels), b.locality, k) for k in keys),
+                )
+                for b in chosen
             ),
+            policy=policy,
             export_to=svc.export_to,
             protocol=protocol,
         )

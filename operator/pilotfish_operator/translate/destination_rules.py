@@ -126,7 +126,8 @@ def locality_lb(policy: TrafficPolicy) -> ir.LocalityLb | None:
     failover = tuple(
         (f.from_, f.to) for f in (setting.failover if setting else ()) if f.from_ and f.to
     )
-    return ir.LocalityLb(failover=failover)
+    priority = tuple(setting.failover_priority) if setting else ()
+    return ir.LocalityLb(failover=failover, failover_priority=priority)
 
 
 def _positive(value: int | None) -> int | None:

@@ -132,22 +132,29 @@ def load_assignment(
     endpoints: tuple[ir.Endpoint, ...],
     lb: ir.LocalityLb | None = None,
     client: ir.Locality | None = None,
+    client_values: tuple[str, ...] = (),
 ) -> bytes:
     """An encoded ClusterLoadAssignment: endpoints grouped by locality (first seen first);
     with locality load balancing, each group's priority or weight for a client in
     `client` (so it is shared by every proxy in that locality)."""
-    groups: dict[ir.Locality | None, list[ir.Endpoint]] = {}
+    keys = lb.failover_priority if lb is not None and not lb.distribute else ()
+    groups: dict[tuple[ir.Locality | None, int], list[ir.Endpoint]] = {}
     for e in endpoints:
-        groups.setdefault(e.locality, []).append(e)
-    where_list = list(groups)
+        by_labels = locality.label_priority(keys, client_values, e.failover) if keys else 0
+        groups.setdefault((e.locality, by_labels), []).append(e)
+    where_list = [where for where, _ in groups]
     prios: list[int] = [0] * len(where_list)
     weights: list[int] | None = None
-    if lb is not None:
+    if keys:
+        raw = [p for _, p in groups]
+        order = {p: i for i, p in enumerate(sorted(set(raw)))}
+        prios = [order[p] for p in raw]
+    elif lb is not None:
         weights = locality.weights(lb, client, where_list) if lb.distribute else None
         if weights is None and not lb.distribute:
             prios = locality.priorities(lb, client, where_list)
     out = wire.length_delimited(_CLA_NAME, name.encode())
-    for i, (where, members) in enumerate(groups.items()):
+    for i, ((where, _), members) in enumerate(groups.items()):
         if weights is not None and weights[i] == 0:
             continue  # a locality `distribute` sends nothing to
         hosts = b"".join(

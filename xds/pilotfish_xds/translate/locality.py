@@ -68,3 +68,14 @@ def weights(
                 out[i] = max(1, -(-weight // len(claimed))) if weight else 0
         return out
     return None
+
+
+def label_priority(
+    keys: tuple[str, ...], client: tuple[str, ...], endpoint: tuple[str, ...]
+) -> int:
+    """Istio's failoverPriority: 0 when the endpoint matches the client on every key,
+    else the number of keys from the first one that differs to the end."""
+    for i, (mine, theirs) in enumerate(zip(client, endpoint, strict=True)):
+        if mine != theirs:
+            return len(keys) - i
+    return 0

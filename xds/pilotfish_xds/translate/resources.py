@@ -60,9 +60,15 @@ def outbound_clusters(
             # shared by the proxies of one locality rather than by all.
             lb = c.policy.locality
             client = proxy.locality if lb is not None else None
+            values = tuple(
+                ir.label_value(proxy.labels, proxy.locality, key)
+                for key in (lb.failover_priority if lb is not None else ())
+            )
             out.add(
                 types.ENDPOINT,
-                cache.build(c.name, clusters.load_assignment, c.name, c.endpoints, lb, client),
+                cache.build(
+                    c.name, clusters.load_assignment, c.name, c.endpoints, lb, client, values
+                ),
             )
 
 
