@@ -94,6 +94,7 @@ class Harness:
         pattern: tuple[int, ...] = (),
         stall: bool = False,
         reset: bool = False,
+        tls: tuple[str, ...] = (),
     ) -> None:
         """An echo server that answers with its name (header x-served-by); it can
         misbehave (see pilotfish_operator.local.echo)."""
@@ -101,6 +102,8 @@ class Harness:
         args += ["--listen", f"{ip}:{port}", "--delay", str(delay), "--status", str(status)]
         args += ["--pattern", ",".join(map(str, pattern))]
         args += ["--stall"] * stall + ["--reset"] * reset
+        for flag, value in zip(("--tls-cert", "--tls-key", "--tls-client-ca"), tls, strict=False):
+            args += [flag, value]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready", f"backend {name} did not start"

@@ -417,6 +417,20 @@ class LocalityLb:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    """TLS the sidecar originates to a non-mesh upstream (DestinationRule `tls` SIMPLE or
+    MUTUAL, with files; ISTIO_MUTUAL belongs to the security issue)."""
+
+    ca_file: str | None = None
+    """None: the server certificate is not verified (insecureSkipVerify)."""
+    cert_file: str | None = None
+    key_file: str | None = None
+    sni: str | None = None
+    subject_alt_names: tuple[str, ...] = ()
+    crl_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterPolicy:
     """A DestinationRule's traffic policy as it applies to one cluster (merged for its
     port and subset as Istio merges it). Each field is one feature module on the
@@ -428,6 +442,7 @@ class ClusterPolicy:
     outlier: Outlier | None = None
     locality: LocalityLb | None = None
     """None: endpoints are balanced without regard to where the client is."""
+    tls: UpstreamTls | None = None
 
 
 @_hash_once

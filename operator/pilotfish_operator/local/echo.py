@@ -7,8 +7,10 @@ request arrived (path, headers) after the mesh routed it.
 It can also misbehave, as the resilience features need a backend to: answer a chosen
 status (`--status 503`), cycle through statuses (`--pattern 500,500,200`: fails two
 requests of three), take its time (`--delay 0.5`), never answer (`--stall`), or drop
-the connection without a response (`--reset`). The behaviour can be changed while it
-runs, and what it received counted, on its own control paths (not through the mesh):
+the connection without a response (`--reset`); it can serve HTTPS (`--tls-cert`,
+`--tls-key`, and `--tls-client-ca` to require client certificates). The behaviour can
+be changed while it runs, and what it received counted, on its own control paths (not
+through the mesh):
 
     POST /_echo/behave  {"status": 500}        GET /_echo/stats
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -148,6 +151,9 @@ def main() -> None:
     p.add_argument("--pattern", default="", help="statuses answered in turn, e.g. 500,500,200")
     p.add_argument("--stall", action="store_true", help="never answer")
     p.add_argument("--reset", action="store_true", help="reset the connection, no answer")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM) …")
+    p.add_argument("--tls-key", help="… and this key")
+    p.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
     args = p.parse_args()
     behaviour = Behaviour(
         status=args.status,
@@ -159,6 +165,13 @@ def main() -> None:
     host, port = args.listen.rsplit(":", 1)
     backend = Backend(args.name, behaviour)
     server = Server((host, int(port)), make_handler(args.name, args.delay, backend))
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(args.tls_client_ca)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()
 

@@ -23,7 +23,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
 from envoy_data_plane.envoy.type.v3 import Percent
 
 from .. import ir, wire
-from . import circuit_breakers, locality, outlier_detection, warmup
+from . import circuit_breakers, locality, outlier_detection, upstream_tls, warmup
 
 _POLICY = {
     "ROUND_ROBIN": cluster.ClusterLbPolicy.ROUND_ROBIN,
@@ -68,6 +68,7 @@ def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
         return out
     circuit_breakers.apply(out, c.policy.connection_pool, c.protocol in ir.HTTP2_PROTOCOLS)
     outlier_detection.apply(out, c.policy.outlier)
+    upstream_tls.apply(out, c.policy.tls)
     if c.policy.locality is not None and c.policy.locality.distribute:
         panic = out.common_lb_config.healthy_panic_threshold if out.common_lb_config else None
         out.common_lb_config = cluster.ClusterCommonLbConfig(
