@@ -17,7 +17,7 @@ from pilotfish_xds import ir
 
 from ..api import Destination, DestinationRule, Pod, Service, VirtualService
 from ..store import Key, Store
-from . import destination_rules, routes
+from . import delegation, destination_rules, routes
 from .failures import Failures, blame, isolate
 from .hosts import Names
 from .services import (
@@ -105,7 +105,9 @@ def _vs_by_host(store: Store, names: Names, warnings: list[str]) -> dict[str, li
 
     out: dict[str, list[VirtualService]] = {}
     all_vs = [v for v in store.of_kind("VirtualService") if isinstance(v, VirtualService)]
-    for vs in sorted(all_vs, key=age):
+    by_name = {(v.namespace, v.name): v for v in all_vs}
+    for stored in sorted(all_vs, key=age):
+        vs = delegation.expand(stored, lambda ns, name: by_name.get((ns, name)), warnings)
         if vs.spec.gateways and "mesh" not in vs.spec.gateways:
             continue  # bound to gateways only
         for host in vs.spec.hosts:
