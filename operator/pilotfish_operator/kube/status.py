@@ -133,14 +133,16 @@ class StatusWriter:
             self._wake.set()
 
     async def flush(self) -> None:
-        errors = {**self._failures, **self.store.errors()}
         for key in sorted(self._dirty):
             self._dirty.discard(key)
             seen = self._seen.get(key)
-            if seen is None or (key not in errors and self.store.get(key) is None):
+            # Read the object's error now, not once per flush: a failure reported while an
+            # earlier write was awaited must not be overwritten with a stale verdict.
+            error = self.store.errors().get(key) or self._failures.get(key)
+            if seen is None or (error is None and self.store.get(key) is None):
                 continue
             try:
-                await self._write(key, seen, errors.get(key))
+                await self._write(key, seen, error)
             except (ApiError, OSError, TimeoutError) as err:
                 if isinstance(err, ApiError) and err.status == 404:
                     continue  # deleted meanwhile
