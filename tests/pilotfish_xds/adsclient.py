@@ -7,6 +7,8 @@ what Envoy would (ACKs, NACKs, stale nonces) and see exactly what comes back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -22,7 +24,8 @@ from envoy_data_plane.google.protobuf import Struct
 from envoy_data_plane.google.rpc import Status
 
 from pilotfish_xds.cache import SnapshotCache
-from pilotfish_xds.server import XdsServer
+from pilotfish_xds.protocol import Backoff
+from pilotfish_xds.server import XdsServer, serve
 from pilotfish_xds.status import StatusRegistry
 
 
@@ -34,6 +37,19 @@ class Running:
     cache: SnapshotCache
     status: StatusRegistry
     server: XdsServer
+
+
+@contextlib.asynccontextmanager
+async def running(
+    cache: SnapshotCache | None = None, backoff: Backoff | None = None
+) -> AsyncIterator[Running]:
+    """An ADS server on a free loopback port, stopped on exit."""
+    cache, status = cache or SnapshotCache(), StatusRegistry()
+    server, port = await serve("127.0.0.1:0", cache, status, backoff)
+    try:
+        yield Running(f"127.0.0.1:{port}", cache, status, server)
+    finally:
+        await server.stop(grace=None)
 
 
 _ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"

@@ -24,7 +24,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from adsclient import Running
+from adsclient import Running, running
 from envoy_data_plane.envoy.config.cluster.v3 import (
     Cluster,
     ClusterDiscoveryType,
@@ -61,9 +61,7 @@ from test_envoy import ENVOY, http_get, poll
 from pilotfish_operator.local.echo import make_handler
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.codec import encode
-from pilotfish_xds.server import serve
 from pilotfish_xds.snapshot import Snapshot
-from pilotfish_xds.status import StatusRegistry
 from pilotfish_xds.types import CLUSTER, LISTENER
 
 pytestmark = pytest.mark.envoy
@@ -180,12 +178,8 @@ class LateWakeCache(SnapshotCache):
 
 @pytest.fixture
 async def late_xds() -> AsyncIterator[Running]:
-    cache, status = LateWakeCache(), StatusRegistry()
-    server, port = await serve("127.0.0.1:0", cache, status)
-    try:
-        yield Running(f"127.0.0.1:{port}", cache, status, server)
-    finally:
-        await server.stop(grace=None)
+    async with running(LateWakeCache()) as server:
+        yield server
 
 
 @contextlib.contextmanager

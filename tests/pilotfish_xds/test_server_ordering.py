@@ -11,16 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from adsclient import DeltaClient, Running, SotwClient
+from adsclient import DeltaClient, Running, SotwClient, running
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from test_server import NODE, names, poll, snapshot
 
-from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.codec import encode
 from pilotfish_xds.protocol import Backoff
-from pilotfish_xds.server import serve
 from pilotfish_xds.snapshot import Snapshot
-from pilotfish_xds.status import StatusRegistry
 from pilotfish_xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 FAST = Backoff(first=0.05, factor=2.0, cap=0.2, retries=3)
@@ -28,12 +25,8 @@ FAST = Backoff(first=0.05, factor=2.0, cap=0.2, retries=3)
 
 @pytest.fixture
 async def fast_xds() -> AsyncIterator[Running]:
-    cache, status = SnapshotCache(), StatusRegistry()
-    server, port = await serve("127.0.0.1:0", cache, status, FAST)
-    try:
-        yield Running(f"127.0.0.1:{port}", cache, status, server)
-    finally:
-        await server.stop(grace=None)
+    async with running(backoff=FAST) as server:
+        yield server
 
 
 def with_clusters(base: Snapshot, **alt: str) -> Snapshot:

@@ -147,9 +147,7 @@ def load_assignment(
     prios: list[int] = [0] * len(where_list)
     weights: list[int] | None = None
     if keys:
-        raw = [p for _, p in groups]
-        order = {p: i for i, p in enumerate(sorted(set(raw)))}
-        prios = [order[p] for p in raw]
+        prios = locality.compact([p for _, p in groups])
     elif lb is not None:
         weights = locality.weights(lb, client, where_list) if lb.distribute else None
         if weights is None and not lb.distribute:

@@ -46,6 +46,11 @@ def priorities(
                         p = 4  # not the failover region: after it
                     break
         raw.append(p)
+    return compact(raw)
+
+
+def compact(raw: list[int]) -> list[int]:
+    """Priorities renumbered 0, 1, 2… in the same order (Envoy wants them consecutive)."""
     order = {p: i for i, p in enumerate(sorted(set(raw)))}
     return [order[p] for p in raw]
 

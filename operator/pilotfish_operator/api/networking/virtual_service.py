@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self, get_args
 
 from pydantic import AfterValidator, Field, Strict, model_validator
 
@@ -212,26 +212,6 @@ class Delay(IstioModel):
         return self
 
 
-# gRPC status names in code order (the index is the code).
-GRPC_STATUS: tuple[str, ...] = (
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-)
 GrpcStatus = Literal[
     "OK",
     "CANCELLED",
@@ -251,6 +231,8 @@ GrpcStatus = Literal[
     "DATA_LOSS",
     "UNAUTHENTICATED",
 ]
+GRPC_STATUS: tuple[str, ...] = get_args(GrpcStatus)
+"""gRPC status names in code order (the index is the code)."""
 
 
 class Abort(IstioModel):

@@ -11,13 +11,12 @@ fault injection, CORS, telemetry, and the router last.
 
 from __future__ import annotations
 
-import betterproto2
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpFilter as EnvoyHttpFilter,
 )
 from envoy_data_plane.google.protobuf import Any
 
-from ... import ir, wire
+from ... import ir
 
 # The one place filters are registered: import the module, add it here.
 from . import cors, fault, router
@@ -44,19 +43,5 @@ def per_route(route: ir.Route) -> dict[str, Any]:
     for f in FILTERS:
         config = f.per_route(route)
         if config is not None:
-            out[f.name] = _packed(config)
+            out[f.name] = config
     return out
-
-
-_PACKED: dict[int, tuple[betterproto2.Message, Any]] = {}
-
-
-def _packed(config: betterproto2.Message) -> Any:
-    """Per-route configs are built once per distinct value (`wire.built_once`): pack
-    each once too, rather than once per route."""
-    known = _PACKED.get(id(config))
-    if known is None or known[0] is not config:
-        if len(_PACKED) >= 1 << 14:
-            _PACKED.clear()
-        known = _PACKED[id(config)] = (config, wire.shared(Any.pack(config)))
-    return known[1]

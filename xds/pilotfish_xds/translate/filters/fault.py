@@ -6,6 +6,7 @@ from __future__ import annotations
 from envoy_data_plane.envoy.extensions.filters.common.fault.v3 import FaultDelay
 from envoy_data_plane.envoy.extensions.filters.http.fault.v3 import FaultAbort, HttpFault
 from envoy_data_plane.envoy.type.v3 import FractionalPercent, FractionalPercentDenominatorType
+from envoy_data_plane.google.protobuf import Any
 
 from ... import ir, wire
 from .base import HttpFilter
@@ -13,7 +14,7 @@ from .base import HttpFilter
 _MILLION = FractionalPercentDenominatorType.MILLION
 
 
-def _per_route(route: ir.Route) -> HttpFault | None:
+def _per_route(route: ir.Route) -> Any | None:
     action = route.action
     if not isinstance(action, ir.Forward) or action.traffic.fault is None:
         return None
@@ -21,7 +22,7 @@ def _per_route(route: ir.Route) -> HttpFault | None:
 
 
 @wire.built_once(1 << 10)
-def _fault(f: ir.Fault) -> HttpFault:
+def _fault(f: ir.Fault) -> Any:
     out = HttpFault()
     if f.delay is not None:
         out.delay = FaultDelay(
@@ -34,7 +35,7 @@ def _fault(f: ir.Fault) -> HttpFault:
             grpc_status=f.abort.grpc_status,
             percentage=FractionalPercent(numerator=f.abort.per_million, denominator=_MILLION),
         )
-    return out
+    return Any.pack(out)
 
 
 FILTER = HttpFilter(
