@@ -81,3 +81,66 @@ async def test_outlier_detection_ejects_a_failing_host_until_it_recovers(
         if after.get("web-2"):
             break
     assert after.get("web-2", 0) >= 3, after
+
+
+async def test_every_policy_field_is_accepted_by_envoy_and_traffic_flows(
+    harness: Harness,
+) -> None:
+    """Fields whose effect no other test observes (keepalive, idle timeouts, HTTP/2
+    upgrade, retry budget, local-origin ejection, retry back-off and priorities):
+    Envoy must take them (harness.apply waits for every ACK; a NACK times out) and
+    requests still reach the app."""
+    harness.backend("web-1", harness.ip(11), 8080)
+    _mesh(harness, 1)
+    await harness.start()
+    pool = {
+        "tcp": {
+            "maxConnections": 100,
+            "connectTimeout": "250ms",
+            "tcpKeepalive": {"probes": 3, "time": "60s", "interval": "10s"},
+            "maxConnectionDuration": "1h",
+        },
+        "http": {
+            "http1MaxPendingRequests": 10,
+            "http2MaxRequests": 200,
+            "maxRequestsPerConnection": 50,
+            "maxRetries": 3,
+            "idleTimeout": "30s",
+        },
+    }
+    outlier = {
+        "consecutive5xxErrors": 5,
+        "consecutiveGatewayErrors": 3,
+        "consecutiveLocalOriginFailures": 2,
+        "splitExternalLocalOriginErrors": True,
+        "interval": "5s",
+        "baseEjectionTime": "30s",
+        "maxEjectionPercent": 50,
+        "minHealthPercent": 25,
+    }
+    policy = {
+        "connectionPool": pool,
+        "outlierDetection": outlier,
+        "retryBudget": {"percent": 25, "minRetryConcurrency": 5},
+        "loadBalancer": {"simple": "LEAST_REQUEST", "warmup": {"duration": "30s"}},
+    }
+    dr = {"host": "web", "trafficPolicy": policy}
+    retries = {
+        "attempts": 3,
+        "perTryTimeout": "2s",
+        "retryOn": "gateway-error,reset,503",
+        "retryRemoteLocalities": True,
+        "retryIgnorePreviousHosts": False,
+        "backoff": "50ms",
+    }
+    vs = {
+        "hosts": ["web"],
+        "http": [{"retries": retries, "route": [{"destination": {"host": "web"}}]}],
+    }
+    await harness.apply(
+        "policy.yaml",
+        istio("DestinationRule", "web", "shop", dr),
+        istio("VirtualService", "web", "shop", vs),
+    )
+    assert harness.mesh is not None and harness.mesh.status.nacks_total == 0
+    assert await harness.split(harness.ip(10), "http://web:8080/", 20) == {"web-1": 20}
