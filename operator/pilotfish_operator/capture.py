@@ -22,12 +22,11 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
+from pilotfish_xds.ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 
 PROXY_UID = 1337
 HEALTH_PORT = 15021
 STATS_PORT = 15090
-SIDECAR_PORTS = (ADMIN_PORT, OUTBOUND_PORT, INBOUND_PORT, HEALTH_PORT, STATS_PORT)
 """Never captured inbound: the sidecar's admin, listeners, readiness and stats."""
 
 ALL = "*"

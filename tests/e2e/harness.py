@@ -95,13 +95,14 @@ class Harness:
         stall: bool = False,
         reset: bool = False,
         tls: tuple[str, ...] = (),
+        tcp: bool = False,
     ) -> None:
         """An echo server that answers with its name (header x-served-by); it can
         misbehave (see pilotfish_operator.local.echo)."""
         args = [sys.executable, "-m", "pilotfish_operator.local.echo", "--name", name]
         args += ["--listen", f"{ip}:{port}", "--delay", str(delay), "--status", str(status)]
         args += ["--pattern", ",".join(map(str, pattern))]
-        args += ["--stall"] * stall + ["--reset"] * reset
+        args += ["--stall"] * stall + ["--reset"] * reset + ["--tcp"] * tcp
         for flag, value in zip(("--tls-cert", "--tls-key", "--tls-client-ca"), tls, strict=False):
             args += [flag, value]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -264,9 +265,14 @@ def pod(
 
 
 def service(
-    name: str, ns: str, selector: dict[str, str], ports: dict[int, int] | tuple[int, ...]
+    name: str,
+    ns: str,
+    selector: dict[str, str],
+    ports: dict[int, int] | tuple[int, ...],
+    protocol: str = "http",
 ) -> dict[str, Any]:
-    """ports: service port → target port (or a tuple of ports that are both)."""
+    """ports: service port → target port (or a tuple of ports that are both), each
+    named `<protocol>-<port>` (Istio selects the protocol by the name's prefix)."""
     mapping = ports if isinstance(ports, dict) else {p: p for p in ports}
     return {
         "apiVersion": "v1",
@@ -275,7 +281,7 @@ def service(
         "spec": {
             "selector": selector,
             "ports": [
-                {"name": f"http-{p}", "port": p, "targetPort": t} for p, t in mapping.items()
+                {"name": f"{protocol}-{p}", "port": p, "targetPort": t} for p, t in mapping.items()
             ],
         },
     }

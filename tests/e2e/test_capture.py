@@ -13,9 +13,7 @@ This file is also the helper the namespaces run (`python test_capture.py ads|get
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import http.client
 import json
 import os
 import re
@@ -29,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import in_netns
 import pytest
 
 pytestmark = pytest.mark.envoy
 
-HERE = Path(__file__).resolve()
+HERE = Path(in_netns.__file__).resolve()
+"""The script the namespaces run (their control plane, requests, the init step)."""
 PYTHON = sys.executable
 T = TypeVar("T")
 
@@ -41,12 +41,7 @@ T = TypeVar("T")
 # ---------------------------------------------------------------- rules as data
 
 
-def _capture_args(*argv: str) -> argparse.Namespace:
-    from pilotfish_operator import capture
-
-    p = argparse.ArgumentParser()
-    capture.add_parser(p.add_subparsers(dest="command", required=True))
-    return p.parse_args(["capture-init", *argv])
+_capture_args = in_netns.capture_args
 
 
 def test_dry_run_prints_rules_for_iptables_restore(capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,6 +152,8 @@ class Net:
     cluster_ip: str
     client_ip: str
     """The cluster IP of the Service in front of the pod's own app."""
+    db_ip: str
+    """The cluster IP of a TCP Service whose pod (no sidecar) is on the peer."""
 
     def exec(self, ns: str, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", ns, *argv]
@@ -173,6 +170,7 @@ def _namespaces() -> Iterator[Net]:
         peer_ip=f"{subnet}.2",
         cluster_ip=f"{subnet}.100",
         client_ip=f"{subnet}.101",
+        db_ip=f"{subnet}.102",
     )
     created = []
     try:
@@ -188,7 +186,7 @@ def _namespaces() -> Iterator[Net]:
             _sh(*net.exec(ns, "ip", "link", "set", dev, "up"))
         # The cluster IPs exist, on the peer: a connection that escaped capture would
         # reach the peer and be refused there (nothing listens on the service ports).
-        for ip in (net.cluster_ip, net.client_ip):
+        for ip in (net.cluster_ip, net.client_ip, net.db_ip):
             _sh(*net.exec(net.peer, "ip", "addr", "add", f"{ip}/32", "dev", "lo"))
         yield net
     finally:
@@ -197,16 +195,17 @@ def _namespaces() -> Iterator[Net]:
 
 
 def _objects(net: Net) -> list[dict[str, Any]]:
-    def pod(name: str, ip: str, labels: dict[str, str], port: int) -> dict[str, Any]:
+    def pod(name: str, ip: str, labels: dict[str, str], *ports: int) -> dict[str, Any]:
+        container = {"name": "app", "ports": [{"containerPort": p} for p in ports]}
         return {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": "shop", "labels": labels},
-            "spec": {"containers": [{"name": "app", "ports": [{"containerPort": port}]}]},
+            "spec": {"containers": [container]},
             "status": {"podIP": ip, "phase": "Running"},
         }
 
-    def service(name: str, ip: str, port: int, target: int) -> dict[str, Any]:
+    def service(name: str, ip: str, *ports: tuple[str, int, int]) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "Service",
@@ -214,7 +213,7 @@ def _objects(net: Net) -> list[dict[str, Any]]:
             "spec": {
                 "clusterIP": ip,
                 "selector": {"app": name},
-                "ports": [{"name": "http", "port": port, "targetPort": target}],
+                "ports": [{"name": n, "port": p, "targetPort": t} for n, p, t in ports],
             },
         }
 
@@ -224,10 +223,12 @@ def _objects(net: Net) -> list[dict[str, Any]]:
             "kind": "Namespace",
             "metadata": {"name": "shop", "labels": {"mesh-injection": "enabled"}},
         },
-        service("web", net.cluster_ip, 80, 8080),
-        service("client", net.client_ip, 9080, 9080),
+        service("web", net.cluster_ip, ("http", 80, 8080)),
+        service("client", net.client_ip, ("http", 9080, 9080), ("tcp-feed", 7000, 7000)),
+        service("db", net.db_ip, ("tcp-postgres", 5432, 5432)),
         pod("web-1", net.peer_ip, {"app": "web", "sidecar.pilotfish.io/inject": "false"}, 8080),
-        pod("client-1", net.pod_ip, {"app": "client"}, 9080),
+        pod("db-1", net.peer_ip, {"app": "db", "sidecar.pilotfish.io/inject": "false"}, 5432),
+        pod("client-1", net.pod_ip, {"app": "client"}, 9080, 7000),
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",
@@ -335,6 +336,15 @@ def _get(net: Net, ns: str, url: str, host: str | None = None) -> dict[str, Any]
     return result
 
 
+def _tcp(net: Net, ns: str, host: str, port: int) -> dict[str, Any]:
+    """One TCP exchange made from inside `ns`: the server's greeting and an echo."""
+    argv = [PYTHON, str(HERE), "tcp", host, str(port)]
+    done = subprocess.run(net.exec(ns, *argv), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def _stats(net: Net) -> dict[str, int]:
     body = _get(net, net.pod, "http://127.0.0.1:15000/stats?usedonly")["body"]
     out = {}
@@ -376,6 +386,9 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
             procs.start(
                 "web", net.exec(net.peer, *echo, "web-1", "--listen", f"{net.peer_ip}:8080")
             )
+            tcp_echo = ("--tcp", "--listen")
+            procs.start("feed", net.exec(net.pod, *echo, "feed", *tcp_echo, "0.0.0.0:7000"))
+            procs.start("db", net.exec(net.peer, *echo, "db-1", *tcp_echo, f"{net.peer_ip}:5432"))
             procs.start("ads", net.exec(net.peer, PYTHON, str(HERE), "ads", str(objects), xds))
 
             # The sidecar container's exact arguments (its bootstrap is inline), as uid 1337.
@@ -459,6 +472,21 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
             assert after["listener.0.0.0.0_15001.downstream_cx_total"] == 1
             assert after["listener.0.0.0.0_15006.downstream_cx_total"] == 1
 
+            # TCP: the app connects to the TCP Service's cluster IP; the sidecar picks the
+            # service by that address and proxies bytes (a server-first protocol works:
+            # nothing waits for the client to speak).
+            db = _tcp(net, net.pod, net.db_ip, 5432)
+            assert db == {"greeting": "db-1", "echo": "ping\n", "error": None}, db
+            # Inbound TCP on a port only a TCP service declares: through the sidecar to
+            # the app, as bytes.
+            feed = _tcp(net, net.peer, net.pod_ip, 7000)
+            assert feed["greeting"] == "feed" and feed["echo"] == "ping\n", feed
+            tcp_stats = _stats(net)
+            assert (
+                tcp_stats["cluster.outbound|5432||db.shop.svc.cluster.local.upstream_cx_total"] == 1
+            )
+            assert tcp_stats["cluster.inbound|7000||.upstream_cx_total"] == 1
+
             # Re-running the init step (a restarted init container) changes nothing.
             again = subprocess.run(
                 net.exec(net.pod, PYTHON, str(HERE), "capture-init"), capture_output=True
@@ -470,73 +498,3 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
     finally:
         procs.stop()
         shutil.rmtree(shared, ignore_errors=True)
-
-
-# ---------------------------------------------------------------- helpers run in namespaces
-
-
-def _serve_ads(objects: str, address: str) -> None:
-    """The control plane for the test: one translation of the objects, served."""
-    import asyncio
-
-    import yaml
-
-    from pilotfish_operator.store import Store
-    from pilotfish_operator.translate import Options, Translator
-    from pilotfish_xds.cache import SnapshotCache
-    from pilotfish_xds.codec import EncodeCache
-    from pilotfish_xds.server import serve
-    from pilotfish_xds.status import StatusRegistry
-    from pilotfish_xds.translate import translate
-
-    store = Store()
-    for obj in yaml.safe_load_all(Path(objects).read_text()):
-        store.apply(obj)
-    assert not store.errors(), store.errors()
-    mesh = Translator(Options(local=False)).translate(store).mesh
-    cache, encode = SnapshotCache(), EncodeCache()
-    for proxy in mesh.proxies:
-        assert proxy.capture == "iptables"
-        cache.set(proxy.id, translate(mesh, proxy, encode))
-
-    async def main() -> None:
-        server, _ = await serve(address, cache, StatusRegistry())
-        print("ready", flush=True)
-        await server.grpc.wait_for_termination()
-
-    asyncio.run(main())
-
-
-def _request(url: str, host: str | None) -> dict[str, Any]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
-    try:
-        headers = {"Host": host} if host else {}
-        conn.request(
-            "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers
-        )
-        response = conn.getresponse()
-        return {
-            "status": response.status,
-            "headers": {k.lower(): v for k, v in response.getheaders()},
-            "body": response.read().decode(errors="replace"),
-            "error": None,
-        }
-    except OSError as err:
-        return {"status": None, "headers": {}, "body": "", "error": repr(err)}
-    finally:
-        conn.close()
-
-
-if __name__ == "__main__":
-    command, *rest = sys.argv[1:]
-    if command == "ads":
-        _serve_ads(*rest)
-    elif command == "get":
-        print(json.dumps(_request(rest[0], rest[1] if len(rest) > 1 else None)))
-    elif command == "capture-init":
-        from pilotfish_operator import capture
-
-        sys.exit(capture.run(_capture_args(*rest)))

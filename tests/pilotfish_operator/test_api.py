@@ -256,6 +256,23 @@ INVALID = {
         "VirtualService default/reviews: spec.gateways: "
         "must be empty in a delegate VirtualService (no hosts)",
     ),
+    "SNI host not among the VirtualService's hosts": (
+        _VS
+        + "spec:\n  hosts: ['*.shop.example']\n  tls:\n"
+        + "  - match: [{sniHosts: [api.shop.example, db.other.example]}]\n"
+        + "    route: [{destination: {host: db}}]\n",
+        "VirtualService default/reviews: spec.tls[0].match[0].sniHosts[1]: "
+        "SNI host 'db.other.example' is not one of the VirtualService's hosts",
+    ),
+    "destination subnet that is not a CIDR block": (
+        _VS
+        + "spec:\n  hosts: [db]\n  tcp:\n"
+        + "  - match: [{destinationSubnets: [10.0.0.0/33]}]\n"
+        + "    route: [{destination: {host: db}}]\n",
+        "VirtualService default/reviews: spec.tcp[0].match[0].destinationSubnets[0]: "
+        "not an IP address or CIDR block: '10.0.0.0/33' does not appear to be an IPv4 or "
+        'IPv6 network (got "10.0.0.0/33")',
+    ),
     "apiVersion": (
         _VS.replace("networking.istio.io/v1", "networking.istio.io/v2") + "spec: {hosts: [a]}\n",
         "VirtualService default/reviews: apiVersion: must be one of networking.istio.io/v1, "

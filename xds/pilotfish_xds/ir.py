@@ -272,6 +272,27 @@ class Route:
 # ---------------------------------------------------------------- services
 
 
+@dataclass(frozen=True, slots=True)
+class L4Match:
+    """One match block of a VirtualService `tcp` or `tls` route (its port is already
+    applied). The destination subnets and SNI names become a filter chain's match;
+    the source is evaluated per client proxy."""
+
+    destination_subnets: tuple[str, ...] = ()
+    sni_hosts: tuple[str, ...] = ()
+    source: SourceSelector | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class L4Route:
+    """A `tcp` or `tls` route for one match block: connections it matches go to
+    weighted clusters as a TCP proxy (no HTTP is parsed)."""
+
+    name: str
+    match: L4Match
+    clusters: tuple[WeightedCluster, ...]
+
+
 @_hash_once
 @dataclass(frozen=True)
 class RouteTable:
@@ -282,12 +303,14 @@ class RouteTable:
     namespace: str
     routes: tuple[Route, ...]
     export_to: tuple[str, ...] = ("*",)
+    l4_routes: tuple[L4Route, ...] = ()
+    """Its `tcp` routes (TCP ports) or `tls` routes (TLS ports)."""
 
 
 @_hash_once
 @dataclass(frozen=True)
 class VirtualHost:
-    """HTTP routing for one service port, as seen by clients."""
+    """One service port as clients see it: HTTP routing, or TCP/TLS routes."""
 
     hostname: str
     """Fully qualified: reviews.default.svc.cluster.local"""
@@ -306,16 +329,34 @@ class VirtualHost:
     addresses: tuple[str, ...] = ()
     """The service's virtual IPs (spec.clusterIP): with iptables capture a client may
     call the address itself, so it is a domain too. Local mode has no use for them."""
+    protocol: str = "http"
+    """The port's protocol (Istio's selection). TCP and TLS ports are not routed by
+    HTTP: their `l4_routes` become filter chains of a TCP proxy."""
+    l4_routes: tuple[L4Route, ...] = ()
+    """The default for a TCP or TLS port (to the service), like `routes` for HTTP."""
 
     @functools.cached_property
     def name(self) -> str:
         return f"{self.hostname}:{self.port}"
 
+    @property
+    def proxying(self) -> Proxying:
+        return proxying_of(self.protocol)
+
     def routes_for(self, namespace: str) -> tuple[Route, ...]:
+        table = self.table_for(namespace)
+        return self.routes if table is None else table.routes
+
+    def l4_routes_for(self, namespace: str) -> tuple[L4Route, ...]:
+        table = self.table_for(namespace)
+        return self.l4_routes if table is None else table.l4_routes
+
+    def table_for(self, namespace: str) -> RouteTable | None:
+        """The first VirtualService for this host exported to `namespace`."""
         for table in self.tables:
             if visible(table.export_to, table.namespace, namespace):
-                return table.routes
-        return self.routes
+                return table
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +508,21 @@ class Cluster:
 
 
 HTTP2_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web"})
+TLS_PROTOCOLS = frozenset({"tls", "https"})
+"""Proxied as TLS: routed by SNI (VirtualService `tls` routes), never decrypted."""
+TCP_PROTOCOLS = frozenset({"tcp", "mongo", "mysql", "redis"})
+"""Proxied as plain TCP (VirtualService `tcp` routes), as Istio does by default."""
+Proxying = Literal["http", "tcp", "tls"]
+
+
+def proxying_of(protocol: str) -> Proxying:
+    """How a port's connections are proxied: HTTP routing, a TCP proxy, or by SNI."""
+    if protocol in TLS_PROTOCOLS:
+        return "tls"
+    if protocol in TCP_PROTOCOLS:
+        return "tcp"
+    return "http"
+
 
 REGION_LABEL = "topology.kubernetes.io/region"
 ZONE_LABEL = "topology.kubernetes.io/zone"

@@ -13,3 +13,5 @@ PROXY_UID = 1337
 """Envoy runs as this user; its own traffic is never captured."""
 XDS_PORT = 15010
 WEBHOOK_PORT = 15017
+SIDECAR_PORTS = (ADMIN_PORT, OUTBOUND_PORT, INBOUND_PORT, HEALTH_PORT, STATS_PORT)
+"""The ports the sidecar itself listens on: never captured, never a service's."""

@@ -8,7 +8,9 @@ It can also misbehave, as the resilience features need a backend to: answer a ch
 status (`--status 503`), cycle through statuses (`--pattern 500,500,200`: fails two
 requests of three), take its time (`--delay 0.5`), never answer (`--stall`), or drop
 the connection without a response (`--reset`); it can serve HTTPS (`--tls-cert`,
-`--tls-key`, and `--tls-client-ca` to require client certificates). The behaviour can
+`--tls-key`, and `--tls-client-ca` to require client certificates). With `--tcp` it
+speaks no HTTP: it greets each connection with its name and a newline (the server
+speaks first, as databases do) and echoes back every line it receives. The behaviour can
 be changed while it runs, and what it received counted, on its own control paths (not
 through the mesh):
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -142,6 +145,23 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+class TcpEcho(socketserver.StreamRequestHandler):
+    """`--tcp`: the name first, then every line back."""
+
+    name = ""
+
+    def handle(self) -> None:
+        self.wfile.write(f"{self.name}\n".encode())
+        for line in self.rfile:
+            self.wfile.write(line)
+
+
+class TcpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--name", required=True)
@@ -154,7 +174,15 @@ def main() -> None:
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM) …")
     p.add_argument("--tls-key", help="… and this key")
     p.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
+    p.add_argument("--tcp", action="store_true", help="plain TCP: greet with the name, echo lines")
     args = p.parse_args()
+    host, port = args.listen.rsplit(":", 1)
+    if args.tcp:
+        handler = type("Handler", (TcpEcho,), {"name": args.name})
+        tcp = TcpServer((host, int(port)), handler)
+        print("ready", flush=True)
+        tcp.serve_forever()
+        return
     behaviour = Behaviour(
         status=args.status,
         pattern=[int(s) for s in args.pattern.split(",") if s],
@@ -162,7 +190,6 @@ def main() -> None:
         stall=args.stall,
         reset=args.reset,
     )
-    host, port = args.listen.rsplit(":", 1)
     backend = Backend(args.name, behaviour)
     server = Server((host, int(port)), make_handler(args.name, args.delay, backend))
     if args.tls_cert:

@@ -17,7 +17,7 @@ from pilotfish_xds import ir
 
 from ..api import Destination, DestinationRule, Pod, Service, VirtualService
 from ..store import Key, Store
-from . import delegation, destination_rules, routes
+from . import delegation, destination_rules, l4_routes, routes
 from .failures import Failures, blame, isolate
 from .hosts import Names
 from .services import (
@@ -204,6 +204,8 @@ class Translator:
                     f"VirtualService {vs.namespace}/{vs.name}: host {host} is not a known "
                     "service; ignored"
                 )
+        if self.options.local:
+            warnings += _local_port_conflicts(vhosts, proxies)
         for w in warnings:
             log.warning("%s", w)
         return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings, failures)
@@ -325,16 +327,24 @@ class Translator:
             clusters += _clusters(info, sp.port, dr)
             default = ir.outbound_cluster_name(info.hostname, sp.port)
             lb = destination_rules.merge_traffic_policy(dr, sp.port, "").load_balancer
+            proxying = ir.proxying_of(sp.protocol)
             tables = tuple(
                 ir.RouteTable(
                     source=f"{vs.namespace}/{vs.name}",
                     namespace=vs.namespace,
                     routes=routes.virtual_service_routes(
                         vs, sp.port, partial(cluster_for, vs.namespace)
-                    ),
+                    )
+                    if proxying == "http"
+                    else (),
                     export_to=_export_to(vs.spec.export_to),
+                    l4_routes=l4_routes.l4_routes(
+                        vs, sp.port, proxying, partial(cluster_for, vs.namespace)
+                    ),
                 )
                 for vs in vss
+                # As Istio, a VirtualService routes a port only with routes of its kind.
+                if getattr(vs.spec, proxying)
             )
             vhosts.append(
                 ir.VirtualHost(
@@ -343,10 +353,14 @@ class Translator:
                     namespace=info.namespace,
                     aliases=names.aliases(info.name, info.namespace),
                     short_name=info.name,
-                    routes=(routes.default_route(default, destination_rules.hash_policy(lb)),),
+                    routes=(routes.default_route(default, destination_rules.hash_policy(lb)),)
+                    if proxying == "http"
+                    else (),
                     tables=tables,
                     export_to=info.export_to,
                     addresses=info.addresses,
+                    protocol=sp.protocol,
+                    l4_routes=(l4_routes.default_l4_route(default),) if proxying != "http" else (),
                 )
             )
         return vhosts, clusters
@@ -379,6 +393,35 @@ class Translator:
         return tuple(out)
 
 
+def _local_port_conflicts(vhosts: list[ir.VirtualHost], proxies: tuple[ir.Proxy, ...]) -> list[str]:
+    """Local mode reaches a TCP or TLS service port P at the client pod's own
+    address:P (no capture): say where that cannot work rather than fail silently."""
+    out = []
+    tcp: dict[int, list[str]] = {}
+    l4_ports: dict[int, str] = {}
+    for vh in vhosts:
+        if vh.proxying == "tcp":
+            tcp.setdefault(vh.port, []).append(vh.hostname)
+        if vh.proxying != "http":
+            l4_ports.setdefault(vh.port, vh.hostname)
+    for port, hosts in sorted(tcp.items()):
+        if len(hosts) > 1:
+            out.append(
+                f"TCP port {port} is served by {', '.join(hosts)}: in local mode a client "
+                f"reaches a TCP service at its own address:{port}, so only {hosts[0]} is "
+                "reachable there (a cluster tells them apart by their cluster IPs)"
+            )
+    for proxy in proxies:
+        for port in sorted(set(proxy.app_ports) & l4_ports.keys()):
+            if any(i.hostname == l4_ports[port] for i in proxy.inbound):
+                continue  # the service's own pod: it serves the port, it need not call it
+            out.append(
+                f"Pod {proxy.namespace}/{proxy.name} listens on port {port} itself: in local "
+                f"mode its sidecar cannot listen there for {l4_ports[port]}:{port}"
+            )
+    return out
+
+
 def translate(store: Store, options: Options | None = None) -> Translation:
     """Translate from scratch (goldens, tools); long-lived callers keep a Translator."""
     return Translator(options).translate(store)
@@ -397,6 +440,8 @@ def _destinations(vs: VirtualService, names: Names) -> set[str]:
         if http.mirror is not None:
             dests.append(http.mirror)
         out.update(names.fqdn(d.host, vs.namespace) for d in dests)
+    l4 = [rd for r in vs.spec.tcp for rd in r.route] + [rd for r in vs.spec.tls for rd in r.route]
+    out.update(names.fqdn(rd.destination.host, vs.namespace) for rd in l4)
     return out
 
 

@@ -132,6 +132,13 @@ def pod_ready(pod: Pod) -> bool:
     return all(c.status == "True" for c in pod.status.conditions if c.type == "Ready")
 
 
+def _through_sidecar(sp: ServicePort) -> bool:
+    """Local mode: HTTP reaches an injected pod through its sidecar's inbound listener,
+    which picks the app port by Host. A TCP or TLS connection carries nothing to pick
+    by, and nothing captures it, so it goes to the app's port directly."""
+    return ir.proxying_of(sp.protocol) == "http"
+
+
 def _from_pods(
     ports: list[ServicePort], pods: list[tuple[str, str]], workloads: Workloads, local: bool
 ) -> dict[int, list[Backend]]:
@@ -145,7 +152,7 @@ def _from_pods(
             port = target_port(pod, sp.target)
             if port is None:
                 continue
-            if local and key in workloads.injected:
+            if local and key in workloads.injected and _through_sidecar(sp):
                 port = INBOUND_PORT  # local mode: peers reach the app through its sidecar
             where = workloads.locality(pod.spec.node_name)
             out[sp.port].append(Backend(pod.status.pod_ip, port, pod_ready(pod), labels, where))
@@ -173,7 +180,7 @@ def _from_slices(
                     pod = workloads.pods.get(pod_key)
                     labels = dict(pod.metadata.labels) if pod else {}
                 port = slice_port
-                if local and pod_key in workloads.injected:
+                if local and pod_key in workloads.injected and _through_sidecar(sp):
                     port = INBOUND_PORT
                 where = workloads.locality(ep.node_name, ep.zone)
                 for address in ep.addresses:

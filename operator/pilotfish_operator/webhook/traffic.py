@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
+from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 
 from ..capture import (
     ALL,
     HEALTH_PORT,
     PROXY_UID,
-    SIDECAR_PORTS,
     STATS_PORT,
     CaptureError,
     parse_cidrs,

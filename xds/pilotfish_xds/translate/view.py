@@ -31,7 +31,9 @@ def outbound_virtual_hosts(
 ) -> list[tuple[ir.VirtualHost, Domains, tuple[ir.Route, ...]]]:
     """Each visible virtual host with the domains and routes it has for this proxy."""
     seen = [
-        vh for vh in mesh.virtual_hosts if ir.visible(vh.export_to, vh.namespace, proxy.namespace)
+        vh
+        for vh in mesh.virtual_hosts
+        if vh.proxying == "http" and ir.visible(vh.export_to, vh.namespace, proxy.namespace)
     ]
     defaults = _default_ports((vh.hostname, vh.port) for vh in seen)
     return [
@@ -75,7 +77,7 @@ def outbound_by_port(
     """
     out: dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.Route, ...]]]] = {}
     for vh in mesh.virtual_hosts:
-        if ir.visible(vh.export_to, vh.namespace, proxy.namespace):
+        if vh.proxying == "http" and ir.visible(vh.export_to, vh.namespace, proxy.namespace):
             domains, routes = _port_view(vh, proxy.namespace, proxy.labels)
             out.setdefault(vh.port, []).append((vh, domains, routes))
     return dict(sorted(out.items()))
@@ -89,6 +91,24 @@ def _port_view(
     return _domains(names, vh.port, True), _routes(vh, namespace, labels)
 
 
+def outbound_l4_by_port(
+    mesh: ir.Mesh, proxy: ir.Proxy
+) -> dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.L4Route, ...]]]]:
+    """The visible TCP and TLS service ports, grouped by port: each with its names
+    (the SNI a client may send for it) and its routes for this proxy."""
+    out: dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.L4Route, ...]]]] = {}
+    for vh in mesh.virtual_hosts:
+        if vh.proxying != "http" and ir.visible(vh.export_to, vh.namespace, proxy.namespace):
+            names = tuple(dict.fromkeys(_names(vh, proxy.namespace)))
+            routes = tuple(
+                r
+                for r in vh.l4_routes_for(proxy.namespace)
+                if r.match.source is None or r.match.source.selects(proxy.namespace, proxy.labels)
+            )
+            out.setdefault(vh.port, []).append((vh, names, routes))
+    return dict(sorted(out.items()))
+
+
 def visible_clusters(mesh: ir.Mesh, proxy: ir.Proxy) -> list[ir.Cluster]:
     return [c for c in mesh.clusters if ir.visible(c.export_to, c.namespace, proxy.namespace)]
 
@@ -99,6 +119,8 @@ def inbound_virtual_hosts(proxy: ir.Proxy) -> list[tuple[str, Domains, int]]:
     taken: set[str] = set()
     out = []
     for i in proxy.inbound:
+        if ir.proxying_of(i.protocol) != "http":
+            continue  # not routed by Host: TCP and TLS reach the app by port
         names = [i.hostname, *i.aliases, *([i.short_name] if i.short_name else [])]
         bare = defaults[i.hostname] == i.service_port
         domains = tuple(d for d in _domains(names, i.service_port, bare) if d not in taken)

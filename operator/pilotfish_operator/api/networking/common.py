@@ -3,6 +3,7 @@ matches, header operations, selectors, and the validators for regexes and weight
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Self
 
 import re2
@@ -58,6 +59,18 @@ def _check_re2(pattern: str) -> str:
 
 
 Regex = Annotated[str, Strict(), AfterValidator(_check_re2)]
+
+
+def _check_subnet(value: str) -> str:
+    # Istio accepts an address or a CIDR block (host bits set, as Go's ParseCIDR does).
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"not an IP address or CIDR block: {exc}") from None
+    return value
+
+
+Subnet = Annotated[str, Strict(), AfterValidator(_check_subnet)]
 
 
 def _is_set(value: object) -> bool:

@@ -30,6 +30,7 @@ from .common import (
     RedirectCode,
     Regex,
     StringMatch,
+    Subnet,
     Weight,
     WholePercent,
     _one_of,
@@ -292,7 +293,7 @@ class HTTPRoute(IstioModel):
 
 
 class L4MatchAttributes(IstioModel):
-    destination_subnets: tuple[Str, ...] = ()
+    destination_subnets: tuple[Subnet, ...] = ()
     port: Port | None = None
     source_subnet: Str | None = None
     source_labels: StrMap = {}
@@ -302,7 +303,7 @@ class L4MatchAttributes(IstioModel):
 
 class TLSMatchAttributes(IstioModel):
     sni_hosts: tuple[NonEmptyStr, ...] = Field(min_length=1)
-    destination_subnets: tuple[Str, ...] = ()
+    destination_subnets: tuple[Subnet, ...] = ()
     port: Port | None = None
     source_labels: StrMap = {}
     gateways: tuple[Str, ...] = ()
@@ -351,7 +352,30 @@ class VirtualServiceSpec(IstioModel):
             for i, route in enumerate(self.http):
                 if route.delegate is not None:
                     raise invalid("a delegate VirtualService cannot delegate again", "http", i)
+        for i, tls in enumerate(self.tls):
+            for j, m in enumerate(tls.match):
+                for k, sni in enumerate(m.sni_hosts):
+                    if not any(_covers(h, sni) for h in self.hosts):
+                        raise invalid(
+                            f"SNI host {sni!r} is not one of the VirtualService's hosts",
+                            "tls",
+                            i,
+                            "match",
+                            j,
+                            "sniHosts",
+                            k,
+                        )
         return self
+
+
+def _covers(host: str, sni: str) -> bool:
+    """Istio's check that a TLS route's SNI name is a host of the VirtualService: equal,
+    or within a wildcard host (`*.example.com` covers `api.example.com`)."""
+    if host == "*" or host == sni:
+        return True
+    if host.startswith("*."):
+        return sni.endswith(host[1:]) or (sni.startswith("*.") and sni.endswith(host[1:]))
+    return False
 
 
 class VirtualService(IstioResource):

@@ -4,7 +4,9 @@
 destination port (`0.0.0.0_<port>`, which never binds and routes by Host or service
 address through RDS `<port>`); what no listener takes passes through untouched.
 `virtualInbound` (15006) picks the filter chain of the app port the peer called; ports
-no service declares go straight to the app as TCP.
+no service declares go straight to the app as TCP, and so do ports only TCP or TLS
+services declare. TCP and TLS service ports get chains of their own on the port
+listener, matched by the service's virtual IP and SNI (`l4`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import routes, view
+from .. import l4, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -57,13 +59,21 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
 
     # Outbound: per service port, a listener that never binds and its route configuration.
     allow = cache.build("allow_any", allow_any).body
-    for port, hosts in view.outbound_by_port(mesh, proxy).items():
-        parts = [
-            cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, False).body
-            for vh, domains, rs in hosts
-        ]
-        out.add(types.ROUTE, route_configuration(port_route_name(port), [*parts, allow]))
-        out.add(types.LISTENER, cache.build(port_listener_name(port), port_listener, port))
+    http_ports = view.outbound_by_port(mesh, proxy)
+    l4_ports = view.outbound_l4_by_port(mesh, proxy)
+    for port in sorted(http_ports.keys() | l4_ports.keys()):
+        hosts = http_ports.get(port, [])
+        if hosts:
+            parts = [
+                cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, False).body
+                for vh, domains, rs in hosts
+            ]
+            out.add(types.ROUTE, route_configuration(port_route_name(port), [*parts, allow]))
+        l4_views = tuple(l4_ports.get(port, ()))
+        if not hosts and not any(vh.addresses or rs for vh, _, rs in l4_views):
+            continue  # only headless TCP services: virtualOutbound passes them through
+        name = port_listener_name(port)
+        out.add(types.LISTENER, cache.build(name, port_listener, port, bool(hosts), l4_views))
     out.add(types.LISTENER, cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener))
     outbound_clusters(mesh, proxy, cache, out, local=False)
     for name in (PASSTHROUGH, INBOUND_PASSTHROUGH):
@@ -72,7 +82,18 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
     # Inbound: the original destination port picks the app port; the Host does not matter.
     ports = sorted({i.target_port for i in proxy.inbound} | set(proxy.app_ports))
     inbound_clusters(proxy, ports, cache, out)
-    out.add(types.LISTENER, cache.build(VIRTUAL_INBOUND, _virtual_inbound, tuple(ports)))
+    # A port any service declares as HTTP is routed as HTTP; one only TCP or TLS
+    # services declare is proxied as TCP.
+    http = {i.target_port for i in proxy.inbound if ir.proxying_of(i.protocol) == "http"}
+    l4_only = tuple(
+        p for p in ports if p not in http and any(i.target_port == p for i in proxy.inbound)
+    )
+    out.add(
+        types.LISTENER,
+        cache.build(
+            VIRTUAL_INBOUND, _virtual_inbound, tuple(p for p in ports if p not in l4_only), l4_only
+        ),
+    )
     return out.snapshot()
 
 
@@ -88,18 +109,28 @@ def virtual_outbound_listener() -> Listener:
     )
 
 
-def port_listener(port: int) -> Listener:
-    """HTTP to any address on one service port: the Host (a name or the service's
-    address) picks the virtual host in RDS `<port>`. It never binds: only
-    virtualOutbound hands it connections."""
+def port_listener(port: int, http: bool = True, l4_views: tuple[l4.PortView, ...] = ()) -> Listener:
+    """One service port, any address. It never binds: only virtualOutbound hands it
+    connections. TCP and TLS services on the port have chains matching their virtual
+    IPs (and SNI names); what else arrives is HTTP, where the Host (a name or the
+    service's address) picks the virtual host in RDS `<port>`, or, with no HTTP
+    service on the port, passes through."""
     name = port_listener_name(port)
+    chains = l4.filter_chains(l4_views, by_address=True)
+    fallback = FilterChain(
+        name=f"{name}|http" if http else PASSTHROUGH,
+        filters=[
+            http_connection_manager(name, rds=port_route_name(port))
+            if http
+            else tcp_proxy(PASSTHROUGH, PASSTHROUGH)
+        ],
+    )
     return Listener(
         name=name,
         address=socket_address(ANY_ADDRESS, port),
         bind_to_port=False,
-        filter_chains=[
-            FilterChain(filters=[http_connection_manager(name, rds=port_route_name(port))])
-        ],
+        listener_filters=[l4.tls_inspector()] if l4.needs_tls_inspector(chains) else [],
+        filter_chains=[*chains, fallback] if chains else [fallback],
     )
 
 
@@ -119,12 +150,14 @@ def allow_any(cluster: str = PASSTHROUGH) -> VirtualHost:
     )
 
 
-def _virtual_inbound(ports: tuple[int, ...]) -> Listener:
+def _virtual_inbound(ports: tuple[int, ...], tcp_ports: tuple[int, ...] = ()) -> Listener:
     chains = [(p, routes.virtual_host(f"inbound|http|{p}", ("*",), (to_app(p),))) for p in ports]
-    return virtual_inbound_listener(chains)
+    return virtual_inbound_listener(chains, tcp_ports)
 
 
-def virtual_inbound_listener(chains: list[tuple[int, VirtualHost]]) -> Listener:
+def virtual_inbound_listener(
+    chains: list[tuple[int, VirtualHost]], tcp_ports: tuple[int, ...] = ()
+) -> Listener:
     """Where iptables sends the pod's inbound TCP: one HTTP filter chain per app port
     the mesh knows (picked by the original destination port), the rest passed to the
     app as plain TCP. Inline route tables skip Envoy's cluster check (see
@@ -143,6 +176,14 @@ def virtual_inbound_listener(chains: list[tuple[int, VirtualHost]]) -> Listener:
             ],
         )
         for port, vhost in chains
+    ]
+    filter_chains += [
+        FilterChain(
+            name=f"inbound|{port}",
+            filter_chain_match=FilterChainMatch(destination_port=port),
+            filters=[tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port))],
+        )
+        for port in tcp_ports
     ]
     return Listener(
         name=VIRTUAL_INBOUND,

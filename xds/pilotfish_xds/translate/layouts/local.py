@@ -3,6 +3,8 @@
 Outbound `ip:15001` is an HTTP proxy routing every mesh service by Host (RDS
 `outbound`); inbound `ip:15006` is the only way peers reach the app, and the Host
 (or the `x-pilotfish-inbound` tag a peer's sidecar adds) picks the app port.
+A TCP or TLS service port P is a listener of its own at `ip:P`; those connections go
+to the peer's app port directly (nothing in them says which app port they are for).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, VirtualHo
 
 from ... import ir, types
 from ...codec import EncodeCache
-from ...ports import INBOUND_PORT, OUTBOUND_PORT
+from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import routes, view
+from .. import l4, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE
@@ -35,7 +37,25 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
     inbound_clusters(proxy, ports, cache, out)
     out.add(types.LISTENER, cache.build("inbound", _inbound, proxy, tuple(inbound)))
     out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
+    for port, views in view.outbound_l4_by_port(mesh, proxy).items():
+        if port in SIDECAR_PORTS or port in proxy.app_ports:
+            continue  # taken: the operator warns that this TCP/TLS port is unreachable here
+        name = f"{proxy.ip}_{port}"
+        out.add(types.LISTENER, cache.build(name, l4_listener, name, proxy.ip, port, tuple(views)))
     return out.snapshot()
+
+
+def l4_listener(name: str, ip: str, port: int, views: tuple[l4.PortView, ...]) -> Listener:
+    """A TCP or TLS service port, bound on the pod's own address (there is no capture
+    to bring the connection here): the app connects to `ip:port` to reach the service,
+    as with Istio's Sidecar egress listeners that bind without capture."""
+    chains = l4.filter_chains(views, by_address=False)
+    return Listener(
+        name=name,
+        address=socket_address(ip, port),
+        listener_filters=[l4.tls_inspector()] if l4.needs_tls_inspector(chains) else [],
+        filter_chains=chains,
+    )
 
 
 def outbound_listener(ip: str) -> Listener:
