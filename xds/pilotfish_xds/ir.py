@@ -486,6 +486,36 @@ class ClusterPolicy:
     tls: UpstreamTls | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RuleScope:
+    """Which clients a variant of a cluster is for, when DestinationRules for its host
+    differ by client (exportTo, workloadSelector, namespace). Istio's lookup, per
+    client: a rule in the client's own namespace (one whose workloadSelector matches
+    the client first), then the service's namespace, then the root namespace (rules
+    exported to the client's namespace), then no rule at all."""
+
+    namespace: str
+    """The DestinationRule's namespace; "" for the variant without a rule."""
+    selector: Labels = ()
+    export_to: tuple[str, ...] = ("*",)
+    root: bool = False
+    """The rule is in the mesh's root namespace."""
+
+    def rank(self, service_namespace: str, namespace: str, labels: Labels) -> int | None:
+        """How well this variant fits a client (lower wins); None: not for it."""
+        if not self.namespace:
+            return 4
+        if self.namespace == namespace:
+            if self.selector:
+                return 0 if labels_match(self.selector, labels) else None
+            return 1
+        if self.selector or not visible(self.export_to, self.namespace, namespace):
+            return None  # a workloadSelector rule is for its own namespace only
+        if self.namespace == service_namespace:
+            return 2
+        return 3 if self.root else None
+
+
 @_hash_once
 @dataclass(frozen=True)
 class Cluster:
@@ -501,6 +531,10 @@ class Cluster:
     protocol: str = "http"
     """The service port's protocol (Istio's selection from appProtocol or the port
     name): http2, grpc and grpc-web are spoken to the upstream over HTTP/2."""
+    scope: RuleScope | None = None
+    """None: the one variant of this cluster. Otherwise the mesh holds one variant per
+    DestinationRule that may apply (and one without), and each client gets the
+    variant whose scope ranks best for it."""
 
     @functools.cached_property
     def name(self) -> str:

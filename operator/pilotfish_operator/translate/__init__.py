@@ -41,6 +41,8 @@ class Options:
     local: bool = True
     """Local mode: no iptables, so injected pods are reached at podIP:15006. Otherwise
     (a cluster) endpoints are podIP:targetPort and sidecars capture with iptables."""
+    root_namespace: str = "pilotfish-system"
+    """The mesh's root namespace: its DestinationRules are a fallback for every host."""
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Translator:
                 self._passes[p.name] = p.run(self, store, changed)
             results[p.name] = self._passes[p.name]
         _, infos, proxies, workload_failures = results["workloads"]
-        rules: dict[str, DestinationRule] = results["destination_rules"]
+        rules: dict[str, destination_rules.Rules] = results["destination_rules"]
         vs_by_host, vs_warnings = results["virtual_services"]
         warnings = list(vs_warnings)
         failures: Failures = dict(workload_failures)
@@ -183,9 +185,9 @@ class Translator:
             dests = sorted({d for vs in vss for d in self._destinations(vs)})
             host_inputs = (
                 info,
-                rules.get(info.hostname),
+                rules.get(info.hostname, ()),
                 vss,
-                tuple((d, by_host.get(d), rules.get(d)) for d in dests),
+                tuple((d, by_host.get(d), rules.get(d, ())) for d in dests),
             )
             if seen is not None and seen[0] == host_inputs:
                 entry = seen
@@ -217,7 +219,7 @@ class Translator:
         workloads, infos = self._services_of(store, failures)
         return workloads, infos, self._proxies_of(workloads, infos, failures), failures
 
-    def _rules_pass(self, store: Store, _: set[str] | None) -> dict[str, DestinationRule]:
+    def _rules_pass(self, store: Store, _: set[str] | None) -> dict[str, destination_rules.Rules]:
         return destination_rules.rules_by_host(store, self.names)
 
     def _virtual_services_pass(self, store: Store, _: set[str] | None) -> Any:
@@ -231,7 +233,7 @@ class Translator:
         info: ServiceInfo,
         vss: tuple[VirtualService, ...],
         by_host: dict[str, ServiceInfo],
-        rules: dict[str, DestinationRule],
+        rules: dict[str, destination_rules.Rules],
     ) -> tuple[list[ir.VirtualHost], list[ir.Cluster], Failures]:
         """`_host`, with a failure pinned on the VirtualService, DestinationRule or
         Service that caused it; the host is served without the culprit."""
@@ -240,18 +242,23 @@ class Translator:
         except Exception:
             pass
         failures: Failures = {}
-        try:  # the service (with its rule) alone
+        try:  # the service (with its rules) alone
             self._host(info, (), by_host, rules)
         except Exception as exc:
-            rule = rules.get(info.hostname)
-            rules = {h: r for h, r in rules.items() if h != info.hostname}
+            own = rules.get(info.hostname, ())
+            without = {h: r for h, r in rules.items() if h != info.hostname}
             try:
-                self._host(info, (), by_host, rules)
+                self._host(info, (), by_host, without)
             except Exception:
                 blame(failures, ("Service", info.namespace, info.name), exc)
                 return [], [], failures
-            assert rule is not None
-            blame(failures, rule.key, exc)
+            kept = isolate(
+                lambda some: self._host(info, (), by_host, {**without, info.hostname: tuple(some)}),
+                own,
+                _rule_key,
+                failures,
+            )
+            rules = {**without, info.hostname: tuple(kept[1]) if kept else ()}
         found = isolate(
             lambda some: self._host(info, tuple(some), by_host, rules), vss, _key, failures
         )
@@ -301,9 +308,12 @@ class Translator:
         info: ServiceInfo,
         vss: tuple[VirtualService, ...],
         by_host: dict[str, ServiceInfo],
-        rules: dict[str, DestinationRule],
+        rules: dict[str, destination_rules.Rules],
     ) -> tuple[list[ir.VirtualHost], list[ir.Cluster]]:
-        names = self.names
+        names, root = self.names, self.options.root_namespace
+
+        def public(host: str, namespace: str) -> DestinationRule | None:
+            return destination_rules.public_rule(rules.get(host, ()), namespace, root)
 
         def cluster_for(
             namespace: str, dest: Destination, port: int
@@ -315,16 +325,19 @@ class Translator:
             elif svc is not None and len(svc.ports) == 1:
                 port = svc.ports[0].port
             subset = dest.subset or ""
-            policy = destination_rules.merge_traffic_policy(rules.get(host), port, subset)
+            rule = public(host, svc.namespace if svc is not None else "")
+            policy = destination_rules.merge_traffic_policy(rule, port, subset)
             return (
                 ir.outbound_cluster_name(host, port, subset),
                 destination_rules.hash_policy(policy.load_balancer),
             )
 
-        dr = rules.get(info.hostname)
+        own = rules.get(info.hostname, ())
+        dr = public(info.hostname, info.namespace)
         vhosts, clusters = [], []
         for sp in info.ports:
-            clusters += _clusters(info, sp.port, dr)
+            for rule, scope in destination_rules.variants(own, info.namespace, root):
+                clusters += _clusters(info, sp.port, rule, scope)
             default = ir.outbound_cluster_name(info.hostname, sp.port)
             lb = destination_rules.merge_traffic_policy(dr, sp.port, "").load_balancer
             proxying = ir.proxying_of(sp.protocol)
@@ -431,6 +444,10 @@ def _key(vs: VirtualService) -> Key:
     return vs.key
 
 
+def _rule_key(dr: DestinationRule) -> Key:
+    return dr.key
+
+
 def _destinations(vs: VirtualService, names: Names) -> set[str]:
     """Hosts a VirtualService sends to (routes and mirrors): their services and rules
     shape its routes, so a change to one of them re-translates it."""
@@ -445,7 +462,9 @@ def _destinations(vs: VirtualService, names: Names) -> set[str]:
     return out
 
 
-def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list[ir.Cluster]:
+def _clusters(
+    svc: ServiceInfo, port: int, rule: DestinationRule | None, scope: ir.RuleScope | None
+) -> list[ir.Cluster]:
     backends = svc.backends.get(port, [])
 
     def cluster(subset: str, selector: dict[str, str]) -> ir.Cluster:
@@ -472,6 +491,7 @@ def _clusters(svc: ServiceInfo, port: int, rule: DestinationRule | None) -> list
             policy=policy,
             export_to=svc.export_to,
             protocol=protocol,
+            scope=scope,
         )
 
     protocol = next((p.protocol for p in svc.ports if p.port == port), "http")

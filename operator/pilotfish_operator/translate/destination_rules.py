@@ -25,12 +25,68 @@ def _age(obj: DestinationRule) -> tuple[datetime, str, str]:
     return (ts if ts.tzinfo else ts.replace(tzinfo=UTC), obj.namespace, obj.name)
 
 
-def rules_by_host(store: Store, names: Names) -> dict[str, DestinationRule]:
-    """One rule per host: the oldest wins (creation time, then namespace/name), as Istio."""
-    out: dict[str, DestinationRule] = {}
+Rules = tuple[DestinationRule, ...]
+"""The DestinationRules for one host, oldest first, at most one per namespace and
+workload selector (of several, the oldest wins: creation time, then namespace/name)."""
+
+
+def rules_by_host(store: Store, names: Names) -> dict[str, Rules]:
+    out: dict[str, dict[tuple[str, ir.Labels], DestinationRule]] = {}
     for dr in sorted((d for d in store.of_kind("DestinationRule")), key=lambda d: _age(d)):  # type: ignore[arg-type]
         assert isinstance(dr, DestinationRule)
-        out.setdefault(names.fqdn(dr.spec.host, dr.namespace), dr)
+        slot = (dr.namespace, _selector(dr))
+        out.setdefault(names.fqdn(dr.spec.host, dr.namespace), {}).setdefault(slot, dr)
+    return {host: tuple(found.values()) for host, found in out.items()}
+
+
+def _selector(dr: DestinationRule) -> ir.Labels:
+    ws = dr.spec.workload_selector
+    return ir.labels_of(dict(ws.match_labels)) if ws is not None else ()
+
+
+def _universal(dr: DestinationRule, service_namespace: str, root_namespace: str) -> bool:
+    """Seen by every client that has no closer rule: no selector, exported to all."""
+    export = tuple(dr.spec.export_to) or ("*",)
+    return (
+        not _selector(dr) and "*" in export and dr.namespace in (service_namespace, root_namespace)
+    )
+
+
+def public_rule(
+    rules: Rules, service_namespace: str, root_namespace: str
+) -> DestinationRule | None:
+    """The rule a client without a rule of its own sees: the service's namespace's,
+    else the root namespace's, when exported to every namespace. Routes take their
+    consistent-hash settings from it."""
+    found = [r for r in rules if _universal(r, service_namespace, root_namespace)]
+    found.sort(key=lambda r: r.namespace != service_namespace)
+    return found[0] if found else None
+
+
+def variants(
+    rules: Rules, service_namespace: str, root_namespace: str
+) -> list[tuple[DestinationRule | None, ir.RuleScope | None]]:
+    """The rule each variant of the host's clusters is built from, with the clients it
+    is for. One unscoped variant when every client sees the same rule (the common
+    case); otherwise one per rule, and one without a rule when some client may see
+    none (Istio's lookup is `ir.RuleScope.rank`)."""
+    public = public_rule(rules, service_namespace, root_namespace)
+    if not rules or rules == (public,):
+        return [(public, None)]
+    out: list[tuple[DestinationRule | None, ir.RuleScope | None]] = [
+        (
+            r,
+            ir.RuleScope(
+                namespace=r.namespace,
+                selector=_selector(r),
+                export_to=tuple(r.spec.export_to) or ("*",),
+                root=r.namespace == root_namespace,
+            ),
+        )
+        for r in rules
+    ]
+    if public is None:
+        out.append((None, ir.RuleScope(namespace="")))
     return out
 
 

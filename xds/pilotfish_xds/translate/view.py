@@ -110,7 +110,28 @@ def outbound_l4_by_port(
 
 
 def visible_clusters(mesh: ir.Mesh, proxy: ir.Proxy) -> list[ir.Cluster]:
-    return [c for c in mesh.clusters if ir.visible(c.export_to, c.namespace, proxy.namespace)]
+    """The clusters the proxy may call; of a cluster's variants (DestinationRules
+    scoped by namespace, exportTo or workloadSelector), the one that fits it best."""
+    out: list[ir.Cluster] = []
+    best: dict[str, tuple[int, int]] = {}
+    """cluster name → (rank, index in out) of the variant chosen so far"""
+    for c in mesh.clusters:
+        if not ir.visible(c.export_to, c.namespace, proxy.namespace):
+            continue
+        if c.scope is None:
+            out.append(c)
+            continue
+        rank = c.scope.rank(c.namespace, proxy.namespace, proxy.labels)
+        if rank is None:
+            continue
+        seen = best.get(c.name)
+        if seen is None:
+            best[c.name] = (rank, len(out))
+            out.append(c)
+        elif rank < seen[0]:
+            best[c.name] = (rank, seen[1])
+            out[seen[1]] = c
+    return out
 
 
 def inbound_virtual_hosts(proxy: ir.Proxy) -> list[tuple[str, Domains, int]]:
