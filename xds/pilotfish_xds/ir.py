@@ -333,13 +333,14 @@ class VirtualHost:
     """The port's protocol (Istio's selection). TCP and TLS ports are not routed by
     HTTP: their `l4_routes` become filter chains of a TCP proxy."""
     l4_routes: tuple[L4Route, ...] = ()
-    """The default for a TCP or TLS port (to the service), like `routes` for HTTP."""
+    """The default for a TCP or TLS port (to the service), like `routes` for HTTP;
+    never empty there, always empty on an HTTP port."""
 
     @functools.cached_property
     def name(self) -> str:
         return f"{self.hostname}:{self.port}"
 
-    @property
+    @functools.cached_property
     def proxying(self) -> Proxying:
         return proxying_of(self.protocol)
 

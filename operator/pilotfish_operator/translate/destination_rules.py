@@ -46,9 +46,11 @@ def _selector(dr: DestinationRule) -> ir.Labels:
 
 def _universal(dr: DestinationRule, service_namespace: str, root_namespace: str) -> bool:
     """Seen by every client that has no closer rule: no selector, exported to all."""
-    export = tuple(dr.spec.export_to) or ("*",)
+    export = dr.spec.export_to
     return (
-        not _selector(dr) and "*" in export and dr.namespace in (service_namespace, root_namespace)
+        (not export or "*" in export)
+        and dr.namespace in (service_namespace, root_namespace)
+        and dr.spec.workload_selector is None
     )
 
 
@@ -58,6 +60,9 @@ def public_rule(
     """The rule a client without a rule of its own sees: the service's namespace's,
     else the root namespace's, when exported to every namespace. Routes take their
     consistent-hash settings from it."""
+    if len(rules) == 1:  # the common case, on every route destination: keep it cheap
+        only = rules[0]
+        return only if _universal(only, service_namespace, root_namespace) else None
     found = [r for r in rules if _universal(r, service_namespace, root_namespace)]
     found.sort(key=lambda r: r.namespace != service_namespace)
     return found[0] if found else None

@@ -33,7 +33,8 @@ def outbound_virtual_hosts(
     seen = [
         vh
         for vh in mesh.virtual_hosts
-        if vh.proxying == "http" and ir.visible(vh.export_to, vh.namespace, proxy.namespace)
+        # HTTP ports have no L4 routes: the cheapest test in this per-proxy loop.
+        if not vh.l4_routes and ir.visible(vh.export_to, vh.namespace, proxy.namespace)
     ]
     defaults = _default_ports((vh.hostname, vh.port) for vh in seen)
     return [
@@ -77,7 +78,7 @@ def outbound_by_port(
     """
     out: dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.Route, ...]]]] = {}
     for vh in mesh.virtual_hosts:
-        if vh.proxying == "http" and ir.visible(vh.export_to, vh.namespace, proxy.namespace):
+        if not vh.l4_routes and ir.visible(vh.export_to, vh.namespace, proxy.namespace):
             domains, routes = _port_view(vh, proxy.namespace, proxy.labels)
             out.setdefault(vh.port, []).append((vh, domains, routes))
     return dict(sorted(out.items()))
@@ -98,7 +99,7 @@ def outbound_l4_by_port(
     (the SNI a client may send for it) and its routes for this proxy."""
     out: dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.L4Route, ...]]]] = {}
     for vh in mesh.virtual_hosts:
-        if vh.proxying != "http" and ir.visible(vh.export_to, vh.namespace, proxy.namespace):
+        if vh.l4_routes and ir.visible(vh.export_to, vh.namespace, proxy.namespace):
             names = tuple(dict.fromkeys(_names(vh, proxy.namespace)))
             routes = tuple(
                 r
