@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+
+from ..security import pki
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ WEBHOOKS: tuple[tuple[WebhookKind, str], ...] = (
 )
 CA_VALIDITY = datetime.timedelta(days=3650)
 LEAF_VALIDITY = datetime.timedelta(days=365)
-# Clock skew between nodes: certificates are valid from a little before they are made.
-_BACKDATE = datetime.timedelta(minutes=5)
 
 # Secret keys: the kubernetes.io/tls pair plus the CA that signs it and the trusted bundle.
 CA_CERT, CA_KEY, TLS_CERT, TLS_KEY, BUNDLE = (
@@ -90,10 +88,6 @@ class CertSource(Protocol):
         """The certificate to serve now, renewed or re-read as needed."""
 
 
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 def dns_names(
     service: str = SERVICE, namespace: str = NAMESPACE, domain: str = "cluster.local"
 ) -> list[str]:
@@ -105,63 +99,10 @@ def dns_names(
     ]
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pilotfish"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
 def new_ca(
     now: datetime.datetime, validity: datetime.timedelta = CA_VALIDITY
 ) -> tuple[bytes, bytes]:
-    key = _key()
-    subject = _name("pilotfish webhook CA")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return _pem(cert), _key_pem(key)
+    return pki.new_ca(now, validity, pki.name("pilotfish webhook CA"))
 
 
 def new_leaf(
@@ -171,49 +112,8 @@ def new_leaf(
     now: datetime.datetime,
     validity: datetime.timedelta = LEAF_VALIDITY,
 ) -> tuple[bytes, bytes]:
-    ca = x509.load_pem_x509_certificate(ca_pem)
-    ca_key = serialization.load_pem_private_key(ca_key_pem, None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ValueError("the CA key is not an EC key")
-    key = _key()
-    # Never outlive the CA that signs it.
-    not_after = min(now + validity, ca.not_valid_after_utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return _pem(cert), _key_pem(key)
-
-
-def _due(cert: x509.Certificate, now: datetime.datetime) -> bool:
-    """A third or less of its lifetime left (or already expired)."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return now >= end - (end - start) / 3
-
-
-def _bundle(pems: Sequence[bytes], now: datetime.datetime) -> bytes:
-    """The distinct, unexpired CAs among `pems` (each may hold several), newest first."""
-    seen: dict[bytes, x509.Certificate] = {}
-    for pem in pems:
-        for cert in x509.load_pem_x509_certificates(pem) if pem.strip() else ():
-            if cert.not_valid_after_utc > now:
-                seen.setdefault(cert.fingerprint(hashes.SHA256()), cert)
-    return b"".join(_pem(c) for c in seen.values())
+    sans = [x509.DNSName(n) for n in names]
+    return pki.new_leaf(ca_pem, ca_key_pem, sans, now, validity, subject=pki.name(names[0]))
 
 
 @dataclass
@@ -225,7 +125,7 @@ class SecretCerts:
     secret: str = SECRET
     names: Sequence[str] = field(default_factory=dns_names)
     webhooks: Sequence[tuple[WebhookKind, str]] = WEBHOOKS
-    now: Callable[[], datetime.datetime] = _utcnow
+    now: Callable[[], datetime.datetime] = pki.utcnow
     ca_validity: datetime.timedelta = CA_VALIDITY
     leaf_validity: datetime.timedelta = LEAF_VALIDITY
 
@@ -263,7 +163,7 @@ class SecretCerts:
         try:
             ca = x509.load_pem_x509_certificate(ca_pem)
             serialization.load_pem_private_key(ca_key, None)
-            ca_ok = not _due(ca, now)
+            ca_ok = not pki.due(ca, now)
         except ValueError:
             ca_ok = False
         if not ca_ok:
@@ -287,14 +187,14 @@ class SecretCerts:
             CA_KEY: ca_key,
             TLS_CERT: cert,
             TLS_KEY: key,
-            BUNDLE: _bundle([ca_pem, data.get(BUNDLE, b"")], now),
+            BUNDLE: pki.bundle([ca_pem, data.get(BUNDLE, b"")], now),
         }
 
     def _leaf_ok(self, data: Mapping[str, bytes], ca_pem: bytes, now: datetime.datetime) -> bool:
         try:
             leaf = x509.load_pem_x509_certificate(data[TLS_CERT])
             serialization.load_pem_private_key(data[TLS_KEY], None)
-            _bundle([data[BUNDLE]], now)
+            pki.bundle([data[BUNDLE]], now)
             san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             ca = x509.load_pem_x509_certificate(ca_pem)
             leaf.verify_directly_issued_by(ca)
@@ -302,7 +202,7 @@ class SecretCerts:
             return False
         except Exception:  # cryptography's InvalidSignature: another CA signed it
             return False
-        return not _due(leaf, now) and sorted(san.get_values_for_type(x509.DNSName)) == sorted(
+        return not pki.due(leaf, now) and sorted(san.get_values_for_type(x509.DNSName)) == sorted(
             self.names
         )
 
