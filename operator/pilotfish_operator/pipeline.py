@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pilotfish_xds import ir
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.codec import EncodeCache
+from pilotfish_xds.translate import WorkloadSecrets
 from pilotfish_xds.translate import translate as to_envoy
 
+from .security.issuer import Issuer
 from .store import Store
 from .translate import Options, Translator
 from .translate.failures import Failures
@@ -72,8 +74,11 @@ class Pipeline:
         debounce: float = 0.1,
         max_delay: float = 10.0,
         ready: asyncio.Event | None = None,
+        issuer: Issuer | None = None,
     ) -> None:
         self.store = store
+        self.issuer = issuer
+        """Signs each proxy's workload certificate; None: no mesh mTLS."""
         self.cache = cache
         self.options = options or Options()
         self.translator = Translator(self.options)
@@ -127,6 +132,8 @@ class Pipeline:
                 callback(self.failures)
         t1 = time.perf_counter()
         self._push(set(self.cache.connected()))
+        if self.issuer is not None:
+            self.issuer.forget({p.identity for p in self.mesh.proxies})
         self.encoder.sweep()
         self.built_generation = generation
         self.stats.translate_s = t1 - t0
@@ -152,13 +159,26 @@ class Pipeline:
                 # Unknown to the mesh (yet): it keeps what it has, or waits for its first config.
                 continue
             try:
-                snapshot = to_envoy(self.mesh, proxy, self.encoder)
+                snapshot = to_envoy(self.mesh, proxy, self.encoder, self._secrets(proxy))
             except Exception:
                 log.exception("building the config of %s failed; it keeps its last one", node)
                 self.stats.failed += 1
                 continue
             self.cache.set(node, snapshot)
             self.stats.proxies += 1
+
+    def _secrets(self, proxy: ir.Proxy) -> WorkloadSecrets | None:
+        if self.issuer is None or not proxy.identity:
+            return None
+        cert = self.issuer.certificate(proxy.identity)
+        return WorkloadSecrets(cert.chain_pem, cert.key_pem, cert.roots_pem)
+
+    def _until_renewal(self) -> float | None:
+        """Seconds until the first certificate is due (None: none issued)."""
+        due = self.issuer.next_renewal() if self.issuer is not None else None
+        if due is None:
+            return None
+        return max(0.0, (due - self.issuer.now()).total_seconds()) if self.issuer else None
 
     async def run(self) -> None:
         watcher = asyncio.create_task(self._watch_store())
@@ -167,7 +187,13 @@ class Pipeline:
                 await self.ready.wait()
             self.rebuild()
             while True:
-                await self._wake.wait()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._until_renewal())
+                except TimeoutError:
+                    # A certificate is due: every proxy's config is rebuilt (unchanged
+                    # resources are cached; the renewed secrets are the difference).
+                    self._push(set(self.cache.connected()))
+                    continue
                 self._wake.clear()
                 if self.store.generation != self.built_generation:
                     await self._settle()

@@ -248,6 +248,7 @@ def pod(
     labels: dict[str, str],
     ports: tuple[int, ...] = (),
     inject: bool | None = None,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
     labels = dict(labels)
     if inject is not None:
@@ -259,7 +260,10 @@ def pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "spec": {"containers": [container]},
+        "spec": {
+            "containers": [container],
+            **({"serviceAccountName": service_account} if service_account else {}),
+        },
         "status": {"podIP": ip, "phase": "Running"},
     }
 

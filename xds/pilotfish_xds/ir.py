@@ -378,6 +378,26 @@ class Endpoint:
     failover: tuple[str, ...] = ()
     """The endpoint's values of its cluster's `failoverPriority` labels, in order (only
     when the cluster has them)."""
+    mtls: bool = False
+    """A sidecar in front of it accepts mutual TLS (Istio's `tlsMode: istio` label):
+    auto mTLS originates mTLS to it, plaintext to the others."""
+
+
+MtlsMode = Literal["auto", "istio", "disable"]
+PeerMode = Literal["STRICT", "PERMISSIVE", "DISABLE"]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAuth:
+    """What the workload's sidecar accepts from peers (PeerAuthentication, resolved):
+    STRICT mutual TLS only, PERMISSIVE both on the same port, DISABLE plaintext only."""
+
+    mode: PeerMode = "PERMISSIVE"
+    ports: tuple[tuple[int, PeerMode], ...] = ()
+    """Per app port overrides (portLevelMtls)."""
+
+    def for_port(self, port: int) -> PeerMode:
+        return next((m for p, m in self.ports if p == port), self.mode)
 
 
 LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RING_HASH", "MAGLEV"]
@@ -485,6 +505,9 @@ class ClusterPolicy:
     locality: LocalityLb | None = None
     """None: endpoints are balanced without regard to where the client is."""
     tls: UpstreamTls | None = None
+    mtls: MtlsMode = "auto"
+    """Mesh mTLS to this upstream: `auto` (to endpoints with a sidecar), `istio`
+    (DestinationRule ISTIO_MUTUAL: always), `disable` (DISABLE, or SIMPLE/MUTUAL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,6 +555,9 @@ class Cluster:
     protocol: str = "http"
     """The service port's protocol (Istio's selection from appProtocol or the port
     name): http2, grpc and grpc-web are spoken to the upstream over HTTP/2."""
+    identities: tuple[str, ...] = ()
+    """The SPIFFE identities of its endpoints' workloads: the certificate an mTLS
+    peer presents must carry one of them."""
     scope: RuleScope | None = None
     """None: the one variant of this cluster. Otherwise the mesh holds one variant per
     DestinationRule that may apply (and one without), and each client gets the
@@ -634,6 +660,7 @@ class Proxy:
     locality: Locality | None = None
     """Where it runs (its node's topology labels): locality-aware load balancing
     prefers endpoints near it."""
+    peer_auth: PeerAuth = PeerAuth()
 
 
 @dataclass(frozen=True, slots=True)

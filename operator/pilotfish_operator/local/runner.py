@@ -24,6 +24,9 @@ from pilotfish_xds.status import StatusRegistry
 
 from ..api import Pod
 from ..pipeline import Pipeline
+from ..security.ca import MeshCA
+from ..security.issuer import Issuer
+from ..security.pki import utcnow
 from ..sources.files import DirectorySource
 from ..store import Store
 from ..translate import Options, proxy_id
@@ -54,7 +57,13 @@ class LocalMesh:
         self.source = DirectorySource(config, self.store)
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
-        self.pipeline = Pipeline(self.store, self.cache, Options(local=True), debounce=debounce)
+        options = Options(local=True)
+        # Local mode's CA lives only in this process: a restart re-keys every sidecar,
+        # and no key is ever written to disk.
+        ca = MeshCA.self_signed(options.trust_domain, utcnow())
+        self.pipeline = Pipeline(
+            self.store, self.cache, options, debounce=debounce, issuer=Issuer(ca)
+        )
         self._workdir = workdir
         self.delta = delta
         """Sidecars use Delta ADS instead of State-of-the-World."""

@@ -23,6 +23,7 @@ from .hosts import Names
 from .services import (
     ServiceInfo,
     Workloads,
+    identity_of,
     involved_pods,
     service_info,
     slices_by_service,
@@ -294,7 +295,9 @@ class Translator:
                 info = known[1]
             else:
                 try:
-                    info = service_info(svc, own, pods, names, workloads, local)
+                    info = service_info(
+                        svc, own, pods, names, workloads, local, self.options.trust_domain
+                    )
                 except Exception as exc:
                     blame(failures, svc.key, exc)
                     continue
@@ -485,9 +488,11 @@ def _clusters(
                     b.healthy,
                     b.locality,
                     tuple(ir.label_value(ir.labels_of(b.labels), b.locality, k) for k in keys),
+                    mtls=bool(b.identity),
                 )
                 for b in chosen
             ),
+            identities=tuple(sorted({b.identity for b in chosen if b.identity})),
             policy=policy,
             export_to=svc.export_to,
             protocol=protocol,
@@ -535,7 +540,7 @@ def _proxy(
         app_ports=tuple(p.container_port for c in pod.spec.containers for p in c.ports),
         inbound=tuple(inbound),
         capture="local" if options.local else "iptables",
-        identity=f"spiffe://{options.trust_domain}/ns/{pod.namespace}/sa/{pod.service_account}",
+        identity=identity_of(pod, options.trust_domain),
         locality=locality,
     )
 

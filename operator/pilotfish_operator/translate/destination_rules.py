@@ -165,13 +165,22 @@ def cluster_policy(policy: TrafficPolicy) -> ir.ClusterPolicy:
         outlier=outlier(policy.outlier_detection),
         locality=locality_lb(policy),
         tls=upstream_tls(policy.tls),
+        mtls=mesh_mtls(policy.tls),
     )
 
 
+def mesh_mtls(tls: ClientTLSSettings | None) -> ir.MtlsMode:
+    """Istio's auto mTLS unless the rule says otherwise: ISTIO_MUTUAL always originates
+    mesh mTLS, DISABLE never, SIMPLE and MUTUAL originate their own TLS instead."""
+    if tls is None:
+        return "auto"
+    return "istio" if tls.mode == "ISTIO_MUTUAL" else "disable"
+
+
 def upstream_tls(tls: ClientTLSSettings | None) -> ir.UpstreamTls | None:
-    """SIMPLE and MUTUAL with certificate files, as Istio. DISABLE and unset: plaintext.
-    ISTIO_MUTUAL (mesh mTLS) and `credentialName` (a Secret served over SDS) arrive with
-    the security issue: accepted, not applied yet."""
+    """SIMPLE and MUTUAL with certificate files, as Istio (ISTIO_MUTUAL and DISABLE are
+    `mesh_mtls`). `credentialName` (a Secret served over SDS) is accepted, not applied
+    yet."""
     if tls is None or tls.mode not in ("SIMPLE", "MUTUAL") or tls.credential_name:
         return None
     mutual = tls.mode == "MUTUAL"

@@ -35,6 +35,9 @@ class Backend:
     healthy: bool
     labels: dict[str, str] = field(hash=False)  # compared: subsets select on them
     locality: ir.Locality | None = None
+    identity: str = ""
+    """The SPIFFE identity of its sidecar when the traffic reaches one (auto mTLS);
+    empty for a pod without a sidecar or a port its sidecar is bypassed on."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,27 @@ def _through_sidecar(sp: ServicePort) -> bool:
     return ir.proxying_of(sp.protocol) == "http"
 
 
+def identity_of(pod: Pod, trust_domain: str) -> str:
+    return f"spiffe://{trust_domain}/ns/{pod.namespace}/sa/{pod.service_account}"
+
+
+def _sidecar_identity(
+    pod_key: tuple[str, str] | None, sp: ServicePort, workloads: Workloads, local: bool, td: str
+) -> str:
+    """The identity to expect when this port of this pod is reached through its sidecar."""
+    if pod_key is None or pod_key not in workloads.injected:
+        return ""
+    if local and not _through_sidecar(sp):
+        return ""
+    return identity_of(workloads.pods[pod_key], td)
+
+
 def _from_pods(
-    ports: list[ServicePort], pods: list[tuple[str, str]], workloads: Workloads, local: bool
+    ports: list[ServicePort],
+    pods: list[tuple[str, str]],
+    workloads: Workloads,
+    local: bool,
+    td: str,
 ) -> dict[int, list[Backend]]:
     out: dict[int, list[Backend]] = {p.port: [] for p in ports}
     for key in pods:
@@ -155,12 +177,19 @@ def _from_pods(
             if local and key in workloads.injected and _through_sidecar(sp):
                 port = INBOUND_PORT  # local mode: peers reach the app through its sidecar
             where = workloads.locality(pod.spec.node_name)
-            out[sp.port].append(Backend(pod.status.pod_ip, port, pod_ready(pod), labels, where))
+            identity = _sidecar_identity(key, sp, workloads, local, td)
+            out[sp.port].append(
+                Backend(pod.status.pod_ip, port, pod_ready(pod), labels, where, identity)
+            )
     return out
 
 
 def _from_slices(
-    slices: list[EndpointSlice], ports: list[ServicePort], workloads: Workloads, local: bool
+    slices: list[EndpointSlice],
+    ports: list[ServicePort],
+    workloads: Workloads,
+    local: bool,
+    td: str,
 ) -> dict[int, list[Backend]]:
     out: dict[int, list[Backend]] = {p.port: [] for p in ports}
     for sl in slices:
@@ -183,8 +212,9 @@ def _from_slices(
                 if local and pod_key in workloads.injected and _through_sidecar(sp):
                     port = INBOUND_PORT
                 where = workloads.locality(ep.node_name, ep.zone)
+                identity = _sidecar_identity(pod_key, sp, workloads, local, td)
                 for address in ep.addresses:
-                    out[sp.port].append(Backend(address, port, healthy, labels, where))
+                    out[sp.port].append(Backend(address, port, healthy, labels, where, identity))
     return out
 
 
@@ -222,6 +252,7 @@ def service_info(
     names: Names,
     workloads: Workloads,
     local: bool,
+    trust_domain: str = "cluster.local",
 ) -> ServiceInfo:
     ports = [
         ServicePort(
@@ -234,9 +265,9 @@ def service_info(
         if (p.protocol or "TCP") == "TCP"
     ]
     backends = (
-        _from_slices(slices, ports, workloads, local)
+        _from_slices(slices, ports, workloads, local, trust_domain)
         if slices
-        else _from_pods(ports, pods, workloads, local)
+        else _from_pods(ports, pods, workloads, local, trust_domain)
     )
     return ServiceInfo(
         name=svc.name,

@@ -13,7 +13,15 @@ from .. import ir
 from ..codec import EncodeCache
 from ..snapshot import Snapshot
 from .layouts import LAYOUTS
+from .mtls import WorkloadSecrets
 
 
-def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
-    return LAYOUTS[proxy.capture](mesh, proxy, cache)
+def translate(
+    mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: WorkloadSecrets | None = None
+) -> Snapshot:
+    """`secrets`: the proxy's workload certificate; with it, mesh mTLS is on (auto mTLS
+    out, the PeerAuthentication mode in)."""
+    return LAYOUTS[proxy.capture](mesh, proxy, cache, secrets)
+
+
+__all__ = ["WorkloadSecrets", "translate"]

@@ -7,9 +7,6 @@ from datetime import timedelta
 from envoy_data_plane.envoy.config.cluster import v3 as cluster
 from envoy_data_plane.envoy.config.core.v3 import (
     Address,
-    AggregatedConfigSource,
-    ApiVersion,
-    ConfigSource,
     HealthStatus,
     SocketAddress,
 )
@@ -23,7 +20,8 @@ from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
 from envoy_data_plane.envoy.type.v3 import Percent
 
 from .. import ir, wire
-from . import circuit_breakers, locality, outlier_detection, upstream_tls, warmup
+from . import circuit_breakers, locality, mtls, outlier_detection, upstream_tls, warmup
+from .config_source import ads
 
 _POLICY = {
     "ROUND_ROBIN": cluster.ClusterLbPolicy.ROUND_ROBIN,
@@ -40,20 +38,12 @@ _POLICY = {
 _NO_PANIC = wire.shared(cluster.ClusterCommonLbConfig(healthy_panic_threshold=Percent(value=0.0)))
 
 
-_ADS = wire.shared(ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3))
-
-
-def ads() -> ConfigSource:
-    """The one ADS config source. Messages here are never mutated after construction,
-    so constant parts are built once and shared (construction is most of the cost)."""
-    return _ADS
-
-
 def socket_address(address: str, port: int) -> Address:
     return Address(socket_address=SocketAddress(address=address, port_value=port))
 
 
-def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
+def outbound_cluster(c: ir.Cluster, local: bool = False, mesh_tls: bool = False) -> cluster.Cluster:
+    """`mesh_tls`: the proxy holds a workload certificate, so mesh mTLS applies."""
     out = cluster.Cluster(
         name=c.name, connect_timeout=c.policy.connect_timeout, common_lb_config=_NO_PANIC
     )
@@ -69,6 +59,8 @@ def outbound_cluster(c: ir.Cluster, local: bool = False) -> cluster.Cluster:
     circuit_breakers.apply(out, c.policy.connection_pool, c.protocol in ir.HTTP2_PROTOCOLS)
     outlier_detection.apply(out, c.policy.outlier)
     upstream_tls.apply(out, c.policy.tls)
+    if mesh_tls:
+        mtls.apply(out, c)
     if c.policy.locality is not None and c.policy.locality.distribute:
         panic = out.common_lb_config.healthy_panic_threshold if out.common_lb_config else None
         out.common_lb_config = cluster.ClusterCommonLbConfig(
@@ -110,6 +102,7 @@ _ADDRESS_SOCKET = _n(Address, "socket_address")
 _SOCKET_ADDRESS = _n(SocketAddress, "address")
 _SOCKET_PORT = wire.tag(_n(SocketAddress, "port_value"), 0)
 _HEALTH = {True: wire.varint(HealthStatus.HEALTHY), False: wire.varint(HealthStatus.UNHEALTHY)}
+_MTLS_METADATA = wire.length_delimited(_n(LbEndpoint, "metadata"), mtls.ENDPOINT_METADATA)
 
 
 def _lb_endpoint(e: ir.Endpoint) -> bytes:
@@ -117,7 +110,8 @@ def _lb_endpoint(e: ir.Endpoint) -> bytes:
     socket += _SOCKET_PORT + wire.varint(e.port)
     address = wire.length_delimited(_ADDRESS_SOCKET, socket)
     endpoint = wire.length_delimited(_ENDPOINT_ADDRESS, address)
-    return wire.length_delimited(_LB_ENDPOINT, endpoint) + _LB_HEALTH + _HEALTH[e.healthy]
+    out = wire.length_delimited(_LB_ENDPOINT, endpoint) + _LB_HEALTH + _HEALTH[e.healthy]
+    return out + _MTLS_METADATA if e.mtls else out
 
 
 def _locality(where: ir.Locality | None) -> bytes:

@@ -9,14 +9,18 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManager,
     HttpConnectionManagerCodecType,
+    HttpConnectionManagerForwardClientCertDetails,
+    HttpConnectionManagerSetCurrentClientCertDetails,
     Rds,
 )
 from envoy_data_plane.google.protobuf import Any
 
+from .. import wire
 from . import filters
-from .clusters import ads
+from .config_source import ads
 
 HCM = "envoy.filters.network.http_connection_manager"
+_PEER_IDENTITY = wire.shared(HttpConnectionManagerSetCurrentClientCertDetails(uri=True))
 
 
 @functools.cache
@@ -30,13 +34,20 @@ def http_connection_manager(
     *,
     rds: str | None = None,
     route_config: RouteConfiguration | None = None,
+    client_certs: bool = False,
 ) -> Filter:
-    """Routes from RDS `rds`, or inline `route_config`; the chain from `filters`."""
+    """Routes from RDS `rds`, or inline `route_config`; the chain from `filters`.
+    `client_certs`: the connection is mutual TLS, so the app is told the peer's identity
+    (x-forwarded-client-cert, set from the certificate; never trusted from the client);
+    otherwise any such header is removed."""
     hcm = HttpConnectionManager(
         codec_type=HttpConnectionManagerCodecType.AUTO,
         stat_prefix=stat_prefix,
         http_filters=list(_chain()),  # type: ignore[arg-type]
     )
+    if client_certs:
+        hcm.forward_client_cert_details = HttpConnectionManagerForwardClientCertDetails.SANITIZE_SET
+        hcm.set_current_client_cert_details = _PEER_IDENTITY
     if rds is not None:
         hcm.rds = Rds(config_source=ads(), route_config_name=rds)
     else:

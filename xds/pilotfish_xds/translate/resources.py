@@ -11,7 +11,7 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from .. import ir, types, wire
 from ..codec import EncodeCache, Encoded
 from ..snapshot import Snapshot
-from . import clusters, view
+from . import clusters, mtls, view
 
 _VIRTUAL_HOSTS_FIELD = 2  # RouteConfiguration.virtual_hosts
 
@@ -23,6 +23,8 @@ class Resources:
     by_type: dict[str, list[Encoded]] = field(
         default_factory=lambda: {t: [] for t in types.PUSH_ORDER if t != types.SECRET}
     )
+    mesh_tls: bool = False
+    """The proxy holds a workload certificate (`add_secrets`): mesh mTLS is on."""
     eds_names: set[str] = field(default_factory=set)
     route_names: set[str] = field(default_factory=set)
 
@@ -30,6 +32,15 @@ class Resources:
         self.by_type[type_url].append(resource)
         if type_url == types.ROUTE:
             self.route_names.add(resource.name)
+
+    def add_secrets(self, secrets: mtls.WorkloadSecrets | None, cache: EncodeCache) -> None:
+        if secrets is None:
+            return
+        self.mesh_tls = True
+        self.by_type[types.SECRET] = [
+            cache.build(mtls.CERTIFICATE, mtls.certificate_secret, secrets),
+            cache.build(mtls.ROOTS, mtls.roots_secret, secrets.roots_pem),
+        ]
 
     def snapshot(self) -> Snapshot:
         references = {
@@ -53,7 +64,10 @@ def outbound_clusters(
     """Every cluster the proxy may call, and the endpoints of each EDS one."""
     for c in view.visible_clusters(mesh, proxy):
         # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
-        out.add(types.CLUSTER, cache.build(c.name, clusters.outbound_cluster, c, local))
+        out.add(
+            types.CLUSTER,
+            cache.build(c.name, clusters.outbound_cluster, c, local, out.mesh_tls),
+        )
         if c.policy.lb.policy != "PASSTHROUGH":
             out.eds_names.add(c.name)
             # With locality load balancing the endpoints depend on where the client is:

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from ... import ir
 from ...codec import EncodeCache
 from ...snapshot import Snapshot
+from ..mtls import WorkloadSecrets
 from . import iptables, local
 
-Layout = Callable[[ir.Mesh, ir.Proxy, EncodeCache], Snapshot]
+Layout = Callable[[ir.Mesh, ir.Proxy, EncodeCache, WorkloadSecrets | None], Snapshot]
 
 LAYOUTS: dict[str, Layout] = {
     "local": local.translate,

@@ -11,6 +11,7 @@ listener, matched by the service's virtual IP and SNI (`l4`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from envoy_data_plane.envoy.config.cluster.v3 import (
@@ -19,6 +20,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterLbPolicy,
 )
 from envoy_data_plane.envoy.config.listener.v3 import (
+    Filter,
     FilterChain,
     FilterChainMatch,
     Listener,
@@ -38,7 +40,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import l4, routes, view
+from .. import l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -54,8 +56,11 @@ from ..listeners import (
 from ..resources import Resources, inbound_clusters, outbound_clusters, route_configuration, to_app
 
 
-def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
+def translate(
+    mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
+) -> Snapshot:
     out = Resources()
+    out.add_secrets(secrets, cache)
 
     # Outbound: per service port, a listener that never binds and its route configuration.
     allow = cache.build("allow_any", allow_any).body
@@ -91,7 +96,11 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
     out.add(
         types.LISTENER,
         cache.build(
-            VIRTUAL_INBOUND, _virtual_inbound, tuple(p for p in ports if p not in l4_only), l4_only
+            VIRTUAL_INBOUND,
+            _virtual_inbound,
+            tuple(p for p in ports if p not in l4_only),
+            l4_only,
+            proxy.peer_auth if out.mesh_tls else None,
         ),
     )
     return out.snapshot()
@@ -150,49 +159,60 @@ def allow_any(cluster: str = PASSTHROUGH) -> VirtualHost:
     )
 
 
-def _virtual_inbound(ports: tuple[int, ...], tcp_ports: tuple[int, ...] = ()) -> Listener:
+def _virtual_inbound(
+    ports: tuple[int, ...], tcp_ports: tuple[int, ...] = (), peer: ir.PeerAuth | None = None
+) -> Listener:
     chains = [(p, routes.virtual_host(f"inbound|http|{p}", ("*",), (to_app(p),))) for p in ports]
-    return virtual_inbound_listener(chains, tcp_ports)
+    return virtual_inbound_listener(chains, tcp_ports, peer)
 
 
 def virtual_inbound_listener(
-    chains: list[tuple[int, VirtualHost]], tcp_ports: tuple[int, ...] = ()
+    chains: list[tuple[int, VirtualHost]],
+    tcp_ports: tuple[int, ...] = (),
+    peer: ir.PeerAuth | None = None,
 ) -> Listener:
     """Where iptables sends the pod's inbound TCP: one HTTP filter chain per app port
     the mesh knows (picked by the original destination port), the rest passed to the
-    app as plain TCP. Inline route tables skip Envoy's cluster check (see
-    `layouts.local.inbound_listener`)."""
-    filter_chains = [
-        FilterChain(
-            name=f"inbound|{port}",
-            filter_chain_match=FilterChainMatch(destination_port=port),
-            filters=[
-                http_connection_manager(
-                    f"inbound_{port}",
-                    route_config=RouteConfiguration(
-                        name=f"inbound|{port}", virtual_hosts=[vhost], validate_clusters=False
-                    ),
+    app as plain TCP. With mesh mTLS (`peer`), each port's chain is split by the
+    port's PeerAuthentication mode into mutual TLS and plaintext (`mtls`). Inline route
+    tables skip Envoy's cluster check (see `layouts.local.inbound_listener`)."""
+
+    def http(port: int, vhost: VirtualHost) -> Callable[[bool], list[Filter]]:
+        config = RouteConfiguration(
+            name=f"inbound|{port}", virtual_hosts=[vhost], validate_clusters=False
+        )
+        return lambda certs: [
+            http_connection_manager(f"inbound_{port}", route_config=config, client_certs=certs)
+        ]
+
+    def tcp(port: int) -> Callable[[bool], list[Filter]]:
+        return lambda _: [tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port))]
+
+    per_port = [(p, http(p, vhost)) for p, vhost in chains] + [(p, tcp(p)) for p in tcp_ports]
+    filter_chains: list[FilterChain] = []
+    for port, filters in per_port:
+        match = FilterChainMatch(destination_port=port)
+        if peer is None:
+            filter_chains.append(
+                FilterChain(
+                    name=f"inbound|{port}", filter_chain_match=match, filters=filters(False)
                 )
-            ],
+            )
+        else:
+            filter_chains += mtls.inbound_chains(
+                peer.for_port(port), filters, match, f"inbound|{port}"
+            )
+    listener_filters = [
+        ListenerFilter(
+            name="envoy.filters.listener.original_dst", typed_config=Any.pack(OriginalDst())
         )
-        for port, vhost in chains
     ]
-    filter_chains += [
-        FilterChain(
-            name=f"inbound|{port}",
-            filter_chain_match=FilterChainMatch(destination_port=port),
-            filters=[tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port))],
-        )
-        for port in tcp_ports
-    ]
+    if peer is not None:
+        listener_filters.append(l4.tls_inspector())
     return Listener(
         name=VIRTUAL_INBOUND,
         address=socket_address(ANY_ADDRESS, INBOUND_PORT),
-        listener_filters=[
-            ListenerFilter(
-                name="envoy.filters.listener.original_dst", typed_config=Any.pack(OriginalDst())
-            )
-        ],
+        listener_filters=listener_filters,
         filter_chains=filter_chains,
         default_filter_chain=FilterChain(
             name="inbound|passthrough",

@@ -16,15 +16,18 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import l4, routes, view
+from .. import l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE
 from ..resources import Resources, inbound_clusters, outbound_clusters, route_configuration, to_app
 
 
-def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
+def translate(
+    mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
+) -> Snapshot:
     out = Resources()
+    out.add_secrets(secrets, cache)
     parts = [
         cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True).body
         for vh, domains, rs in view.outbound_virtual_hosts(mesh, proxy)
@@ -35,7 +38,8 @@ def translate(mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache) -> Snapshot:
     inbound = view.inbound_virtual_hosts(proxy)
     ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports))
     inbound_clusters(proxy, ports, cache, out)
-    out.add(types.LISTENER, cache.build("inbound", _inbound, proxy, tuple(inbound)))
+    peer = proxy.peer_auth.mode if out.mesh_tls else None
+    out.add(types.LISTENER, cache.build("inbound", _inbound, proxy, tuple(inbound), peer))
     out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
         if port in SIDECAR_PORTS or port in proxy.app_ports:
@@ -65,7 +69,11 @@ def outbound_listener(ip: str) -> Listener:
     )
 
 
-def _inbound(proxy: ir.Proxy, inbound: tuple[tuple[str, view.Domains, int], ...]) -> Listener:
+def _inbound(
+    proxy: ir.Proxy,
+    inbound: tuple[tuple[str, view.Domains, int], ...],
+    peer: ir.PeerMode | None = None,
+) -> Listener:
     # Mesh peers say which service port they called (INBOUND_HEADER); a request without
     # it is routed by Host, and anything else (a peer calling the pod by IP) lands on
     # the first app port.
@@ -83,10 +91,12 @@ def _inbound(proxy: ir.Proxy, inbound: tuple[tuple[str, view.Domains, int], ...]
         vhosts.append(
             routes.virtual_host("inbound|*", ("*",), (*tagged, to_app(proxy.app_ports[0])))
         )
-    return inbound_listener(proxy.ip, vhosts)
+    return inbound_listener(proxy.ip, vhosts, peer)
 
 
-def inbound_listener(ip: str, virtual_hosts: list[VirtualHost]) -> Listener:
+def inbound_listener(
+    ip: str, virtual_hosts: list[VirtualHost], peer: ir.PeerMode | None = None
+) -> Listener:
     """Peers reach the app only through ip:15006; the Host picks the app port.
 
     Envoy checks an inline route table's clusters when the listener arrives (RDS ones
@@ -99,8 +109,20 @@ def inbound_listener(ip: str, virtual_hosts: list[VirtualHost]) -> Listener:
         request_headers_to_remove=[INBOUND_HEADER],
         validate_clusters=False,
     )
-    return _listener(
-        "inbound", ip, INBOUND_PORT, http_connection_manager("inbound", route_config=config)
+    if peer is None:  # no workload certificate: plaintext only
+        return _listener(
+            "inbound", ip, INBOUND_PORT, http_connection_manager("inbound", route_config=config)
+        )
+    return Listener(
+        name="inbound",
+        address=socket_address(ip, INBOUND_PORT),
+        listener_filters=[l4.tls_inspector()],
+        filter_chains=mtls.inbound_chains(
+            peer,
+            lambda client_certs: [
+                http_connection_manager("inbound", route_config=config, client_certs=client_certs)
+            ],
+        ),
     )
 
 
