@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import http.client
 import ssl
 from pathlib import Path
 
 import pytest
-from harness import Harness, namespace, pod, service
+from harness import Harness, Response, namespace, pod, service
 
 from pilotfish_operator.security.ca import MeshCA
 
@@ -98,3 +99,58 @@ async def test_a_certificate_from_another_ca_is_refused(harness: Harness, tmp_pa
     plain = await harness.direct(f"{ips['web']}:15006", "/", {"host": "web.shop"})
     assert plain.served_by == "web-1"
     assert "x-forwarded-client-cert" not in plain.json["headers"]
+
+
+def _peer_auth(name: str, ns: str, spec: dict[str, object]) -> dict[str, object]:
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "PeerAuthentication",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
+
+
+async def _plain(harness: Harness, inbound: str) -> Response | None:
+    """A client outside the mesh calling the pod's inbound port in plaintext: the
+    answer, or None when the connection was closed without one."""
+    try:
+        return await harness.direct(inbound, "/", {"host": "web.shop"})
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+async def test_peer_authentication_modes(harness: Harness) -> None:
+    ips = await _setup(harness)
+    inbound = f"{ips['web']}:15006"
+    plain = await _plain(harness, inbound)
+    assert plain is not None and plain.served_by == "web-1"  # PERMISSIVE, Istio's default
+
+    # Mesh-wide STRICT: a plaintext client is refused, mesh clients are unaffected.
+    await harness.apply(
+        "pa-mesh.yaml", _peer_auth("default", "pilotfish-system", {"mtls": {"mode": "STRICT"}})
+    )
+    assert await _plain(harness, inbound) is None
+    r = await harness.get(ips["client"], "http://web/")
+    assert r.served_by == "web-1" and "URI=" in r.json["headers"]["x-forwarded-client-cert"]
+
+    # The workload DISABLEs mTLS: the client's sidecar notices (auto mTLS) and speaks
+    # plaintext to it, and the plaintext client is served again.
+    web = {"selector": {"matchLabels": {"app": "web"}}, "mtls": {"mode": "DISABLE"}}
+    await harness.apply("pa-web.yaml", _peer_auth("web", "shop", web))
+    r = await harness.get(ips["client"], "http://web/")
+    assert r.served_by == "web-1" and "x-forwarded-client-cert" not in r.json["headers"]
+    plain = await _plain(harness, inbound)
+    assert plain is not None and plain.served_by == "web-1"
+
+    # PERMISSIVE for the workload but STRICT on its app port 8080: mesh clients get
+    # through, a plaintext request for that port does not reach the app.
+    web = {
+        "selector": {"matchLabels": {"app": "web"}},
+        "mtls": {"mode": "PERMISSIVE"},
+        "portLevelMtls": {8080: {"mode": "STRICT"}},
+    }
+    await harness.apply("pa-web.yaml", _peer_auth("web", "shop", web))
+    r = await harness.get(ips["client"], "http://web/")
+    assert r.served_by == "web-1" and "URI=" in r.json["headers"]["x-forwarded-client-cert"]
+    blocked = await _plain(harness, inbound)
+    assert blocked is not None and (blocked.status, blocked.served_by) == (404, None)

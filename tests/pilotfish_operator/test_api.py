@@ -273,6 +273,23 @@ INVALID = {
         "not an IP address or CIDR block: '10.0.0.0/33' does not appear to be an IPv4 or "
         'IPv6 network (got "10.0.0.0/33")',
     ),
+    "PeerAuthentication mode": (
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: pa, namespace: shop}\nspec: {mtls: {mode: STRIC}}\n",
+        "PeerAuthentication shop/pa: spec.mtls.mode: must be one of 'UNSET', 'DISABLE', "
+        "'PERMISSIVE' or 'STRICT' (got \"STRIC\")",
+    ),
+    "portLevelMtls without a selector": (
+        "apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\n"
+        "metadata: {name: pa, namespace: shop}\nspec: {portLevelMtls: {8080: {mode: DISABLE}}}\n",
+        "PeerAuthentication shop/pa: spec.portLevelMtls: portLevelMtls requires a workload selector",
+    ),
+    "portLevelMtls port out of range": (
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: pa, namespace: shop}\n"
+        "spec: {selector: {matchLabels: {app: a}}, portLevelMtls: {'0': {mode: DISABLE}}}\n",
+        "PeerAuthentication shop/pa: spec.portLevelMtls.0.[key]: must be >= 1 (got \"0\")",
+    ),
     "apiVersion": (
         _VS.replace("networking.istio.io/v1", "networking.istio.io/v2") + "spec: {hosts: [a]}\n",
         "VirtualService default/reviews: apiVersion: must be one of networking.istio.io/v1, "
@@ -281,7 +298,8 @@ INVALID = {
     "kind": (
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n",
         "Gateway default/gw: kind: unknown kind 'Gateway'; expected one of VirtualService, "
-        "DestinationRule, Namespace, Service, Pod, EndpointSlice, ServiceAccount, Node",
+        "DestinationRule, PeerAuthentication, Namespace, Service, Pod, EndpointSlice, "
+        "ServiceAccount, Node",
     ),
 }
 

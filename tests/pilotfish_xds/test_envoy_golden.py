@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from pilotfish_xds import ir, types
 from pilotfish_xds.codec import EncodeCache, decode
-from pilotfish_xds.translate import translate
+from pilotfish_xds.translate import WorkloadSecrets, translate
 
 CASES = Path(__file__).parent / "testdata" / "envoy"
 MESH = TypeAdapter(ir.Mesh)
@@ -34,8 +34,12 @@ def test_envoy(case: str, golden: Callable[[Path, str], None]) -> None:
     mesh = MESH.validate_python(doc["mesh"])
     proxy = mesh.proxy(doc["proxy"])
     assert proxy is not None
-    snapshot = translate(mesh, proxy, EncodeCache())
+    # `mesh_tls: true`: the proxy holds a workload certificate (stand-in PEM bytes; the
+    # goldens show where secrets are referenced, never their content).
+    secrets = WorkloadSecrets(b"<chain>", b"<key>", b"<roots>") if doc.get("mesh_tls") else None
+    snapshot = translate(mesh, proxy, EncodeCache(), secrets)
     assert snapshot.consistent(), snapshot.missing()
+    assert sorted(snapshot.resources(types.SECRET)) == (["ROOTCA", "default"] if secrets else [])
     for short, type_url in OUTPUTS.items():
         resources = [
             decode(type_url, r.body).to_dict()

@@ -100,6 +100,9 @@ class RouteMatch:
     headers: tuple[HeaderMatch, ...] = ()
     query: tuple[QueryMatch, ...] = ()
     source: SourceSelector | None = None
+    peer_tls: bool | None = None
+    """Inbound only: True, the request came over mutual TLS with a valid peer
+    certificate; False, it did not (port-level PeerAuthentication in local mode)."""
 
 
 # ---------------------------------------------------------------- actions

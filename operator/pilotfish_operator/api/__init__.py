@@ -36,6 +36,8 @@ from .meta import Duration, IstioModel, IstioResource, KubeObject, ObjectMeta, R
 from .networking import *  # noqa: F403 - the Istio message classes are the public surface
 from .networking import NETWORKING_VERSIONS
 from .networking import __all__ as _networking_all
+from .security import *  # noqa: F403 - likewise for security.istio.io
+from .security import __all__ as _security_all
 
 # kind -> model (from the kind descriptors). Kinds are unique among what we read;
 # parse() checks the apiVersion.
@@ -138,4 +140,5 @@ __all__ = [
     "format_path",
     "parse",
     *_networking_all,
+    *_security_all,
 ]

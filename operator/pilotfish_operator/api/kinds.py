@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from .kube import EndpointSlice, Namespace, Node, Pod, Service, ServiceAccount
 from .meta import Resource
 from .networking import DestinationRule, DestinationRuleSpec, VirtualService, VirtualServiceSpec
+from .security import PeerAuthentication, PeerAuthenticationSpec
 
 Column = tuple[str, str, str]
 """An additionalPrinterColumn: (name, type, jsonPath)."""
@@ -77,6 +78,15 @@ SPECS: tuple[KindSpec, ...] = (
         spec=DestinationRuleSpec,
         short_names=("dr",),
         columns=(("Host", "string", ".spec.host"), _AGE),
+        status="accepted",
+    ),
+    KindSpec(
+        PeerAuthentication,
+        "peerauthentications",
+        owned=True,
+        spec=PeerAuthenticationSpec,
+        short_names=("pa",),
+        columns=(("Mode", "string", ".spec.mtls.mode"), _AGE),
         status="accepted",
     ),
     KindSpec(Namespace, "namespaces"),

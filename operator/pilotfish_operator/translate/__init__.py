@@ -68,7 +68,7 @@ class Pass:
 PASSES: tuple[Pass, ...] = (
     Pass(
         "workloads",
-        frozenset({"Pod", "Namespace", "Service", "EndpointSlice", "Node"}),
+        frozenset({"Pod", "Namespace", "Service", "EndpointSlice", "Node", "PeerAuthentication"}),
         lambda t, store, changed: t._workloads_pass(store, changed),
     ),
     Pass(
@@ -275,7 +275,7 @@ class Translator:
 
     def _services_of(self, store: Store, failures: Failures) -> tuple[Workloads, list[ServiceInfo]]:
         names, local = self.names, self.options.local
-        workloads = Workloads.of(store)
+        workloads = Workloads.of(store, self.options.root_namespace)
         slices = slices_by_service(store)
 
         infos: list[ServiceInfo] = []
@@ -288,7 +288,7 @@ class Translator:
             inputs = (
                 svc,
                 tuple(own),
-                tuple((workloads.pods[p], p in workloads.injected) for p in pods),
+                tuple((workloads.pods[p], workloads.peer.get(p)) for p in pods),
             )
             known = self._services.get(svc.key)
             if known is not None and known[0] == inputs:
@@ -394,12 +394,19 @@ class Translator:
             if not pod.status.pod_ip:
                 continue  # not scheduled yet: no address to bind
             where = workloads.locality(pod.spec.node_name)
-            inputs = (pod, tuple(by_namespace.get(pod.namespace, ())), where)
+            inputs = (
+                pod,
+                tuple(by_namespace.get(pod.namespace, ())),
+                where,
+                workloads.peer.get(key),
+            )
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
             if proxy is None:
                 try:
-                    proxy = _proxy(pod, inputs[1], self.names, self.options, where)
+                    proxy = _proxy(
+                        pod, inputs[1], self.names, self.options, where, workloads.peer.get(key)
+                    )
                 except Exception as exc:
                     blame(failures, pod.key, exc)
                     continue
@@ -512,6 +519,7 @@ def _proxy(
     names: Names,
     options: Options,
     locality: ir.Locality | None,
+    peer: ir.PeerAuth | None = None,
 ) -> ir.Proxy:
     labels = dict(pod.metadata.labels)
     inbound = []
@@ -542,6 +550,7 @@ def _proxy(
         capture="local" if options.local else "iptables",
         identity=identity_of(pod, options.trust_domain),
         locality=locality,
+        peer_auth=peer or ir.PeerAuth(),
     )
 
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from pilotfish_xds import ir
 
-from ..api import EndpointSlice, Pod, Service
+from ..api import EndpointSlice, PeerAuthentication, Pod, Service
 from ..injection import decide
 from ..store import Store
 from .hosts import Names
+from .peer_authentication import PeerPolicies
 from .protocols import protocol_of
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -72,6 +73,8 @@ class Workloads:
     """(namespace, label, value) → pods"""
     localities: dict[str, ir.Locality]
     """node name → its topology labels"""
+    peer: dict[tuple[str, str], ir.PeerAuth] = field(default_factory=dict)
+    """injected pod → what its sidecar accepts (PeerAuthentication, composed)"""
 
     def locality(self, node: str | None, zone: str | None = None) -> ir.Locality | None:
         """Where a node is; an EndpointSlice's own zone wins over the node's label."""
@@ -82,7 +85,7 @@ class Workloads:
         return ir.Locality(base.region, zone or base.zone, base.subzone)
 
     @classmethod
-    def of(cls, store: Store) -> Workloads:
+    def of(cls, store: Store, root_namespace: str = "pilotfish-system") -> Workloads:
         ns_labels = {n.name: dict(n.metadata.labels) for n in store.of_kind("Namespace")}
         pods = {(p.namespace, p.name): p for p in store.of_kind("Pod") if isinstance(p, Pod)}
         injected = set()
@@ -101,7 +104,14 @@ class Workloads:
             )
             for n in store.of_kind("Node")
         }
-        return cls(pods, injected, by_label, localities)
+        policies = PeerPolicies(
+            (p for p in store.of_kind("PeerAuthentication") if isinstance(p, PeerAuthentication)),
+            root_namespace,
+        )
+        peer = {
+            key: policies.for_workload(key[0], dict(pods[key].metadata.labels)) for key in injected
+        }
+        return cls(pods, injected, by_label, localities, peer)
 
     def select(self, namespace: str, selector: dict[str, str]) -> list[tuple[str, str]]:
         """Pods of `namespace` matching every label of a non-empty selector, sorted."""
@@ -147,12 +157,22 @@ def identity_of(pod: Pod, trust_domain: str) -> str:
 
 
 def _sidecar_identity(
-    pod_key: tuple[str, str] | None, sp: ServicePort, workloads: Workloads, local: bool, td: str
+    pod_key: tuple[str, str] | None,
+    sp: ServicePort,
+    port: int,
+    workloads: Workloads,
+    local: bool,
+    td: str,
 ) -> str:
-    """The identity to expect when this port of this pod is reached through its sidecar."""
+    """The identity to expect when app `port` of this pod is reached through its
+    sidecar speaking mTLS; empty (plaintext) when it has no sidecar, the sidecar is
+    bypassed, or its PeerAuthentication disables mTLS there (Istio's auto mTLS)."""
     if pod_key is None or pod_key not in workloads.injected:
         return ""
     if local and not _through_sidecar(sp):
+        return ""
+    peer = workloads.peer.get(pod_key)
+    if peer is not None and peer.for_port(port) == "DISABLE":
         return ""
     return identity_of(workloads.pods[pod_key], td)
 
@@ -174,10 +194,10 @@ def _from_pods(
             port = target_port(pod, sp.target)
             if port is None:
                 continue
+            identity = _sidecar_identity(key, sp, port, workloads, local, td)
             if local and key in workloads.injected and _through_sidecar(sp):
                 port = INBOUND_PORT  # local mode: peers reach the app through its sidecar
             where = workloads.locality(pod.spec.node_name)
-            identity = _sidecar_identity(key, sp, workloads, local, td)
             out[sp.port].append(
                 Backend(pod.status.pod_ip, port, pod_ready(pod), labels, where, identity)
             )
@@ -209,10 +229,10 @@ def _from_slices(
                     pod = workloads.pods.get(pod_key)
                     labels = dict(pod.metadata.labels) if pod else {}
                 port = slice_port
+                identity = _sidecar_identity(pod_key, sp, port, workloads, local, td)
                 if local and pod_key in workloads.injected and _through_sidecar(sp):
                     port = INBOUND_PORT
                 where = workloads.locality(ep.node_name, ep.zone)
-                identity = _sidecar_identity(pod_key, sp, workloads, local, td)
                 for address in ep.addresses:
                     out[sp.port].append(Backend(address, port, healthy, labels, where, identity))
     return out

@@ -18,6 +18,7 @@ import pytest
 # The in-process ADS client lives with the xDS tests; share it rather than copy it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pilotfish_xds"))
 
+from pilotfish_operator.api.kinds import SPECS
 from pilotfish_operator.kube.runner import Operator, Settings
 
 VS = "networking.istio.io/v1/virtualservices"
@@ -38,8 +39,12 @@ def _istio_kind(kind: str, plural: str, short: str) -> Any:
 @pytest.fixture
 def k8s(kmock: Any) -> Any:
     kmock.resources.load_bundled()
-    kmock.resources[VS] = _istio_kind("VirtualService", "virtualservices", "vs")
-    kmock.resources[DR] = _istio_kind("DestinationRule", "destinationrules", "dr")
+    # The Istio kinds the operator owns, as their CRDs would declare them.
+    for spec in SPECS:
+        if spec.owned:
+            kmock.resources[f"{spec.group}/{spec.versions[0]}/{spec.plural}"] = _istio_kind(
+                spec.kind, spec.plural, spec.short_names[0]
+            )
     return kmock
 
 

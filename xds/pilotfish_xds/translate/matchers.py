@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from envoy_data_plane.envoy.config.route.v3 import HeaderMatcher, QueryParameterMatcher
+from envoy_data_plane.envoy.config.route.v3 import (
+    HeaderMatcher,
+    QueryParameterMatcher,
+)
 from envoy_data_plane.envoy.config.route.v3 import RouteMatch as EnvoyRouteMatch
+from envoy_data_plane.envoy.config.route.v3 import (
+    RouteMatchTlsContextMatchOptions as TlsContextMatchOptions,
+)
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher, StringMatcher
 
 from .. import ir
@@ -35,6 +41,16 @@ def query_matcher(q: ir.QueryMatch) -> QueryParameterMatcher:
 
 
 def route_match(m: ir.RouteMatch) -> EnvoyRouteMatch:
+    out = _route_match(m)
+    if m.peer_tls is not None:
+        # Mutual TLS required (a validated peer certificate) or refused (none).
+        out.tls_context = TlsContextMatchOptions(
+            presented=m.peer_tls, validated=True if m.peer_tls else None
+        )
+    return out
+
+
+def _route_match(m: ir.RouteMatch) -> EnvoyRouteMatch:
     headers = [header_matcher(h) for h in m.headers]
     query = [query_matcher(q) for q in m.query]
     path = m.path

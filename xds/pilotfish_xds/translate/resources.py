@@ -98,13 +98,17 @@ def inbound_clusters(proxy: ir.Proxy, ports: list[int], cache: EncodeCache, out:
         )
 
 
-def to_app(port: int, header: tuple[str, str] | None = None) -> ir.Route:
-    """A route to the app's `port`; with `header` (name, value) only requests carrying it."""
+def to_app(
+    port: int, header: tuple[str, str] | None = None, peer_tls: bool | None = None
+) -> ir.Route:
+    """A route to the app's `port`; with `header` (name, value) only requests carrying it;
+    with `peer_tls` only requests over mutual TLS (True) or without it (False)."""
     cluster = ir.inbound_cluster_name(port)
-    match = ir.RouteMatch()
+    headers: tuple[ir.HeaderMatch, ...] = ()
     if header is not None:
         name, value = header
-        match = ir.RouteMatch(headers=(ir.HeaderMatch(name, ir.StringMatch("exact", value)),))
+        headers = (ir.HeaderMatch(name, ir.StringMatch("exact", value)),)
+    match = ir.RouteMatch(headers=headers, peer_tls=peer_tls)
     return ir.Route(
         name=f"{cluster}{header[1] if header else ''}",
         match=match,

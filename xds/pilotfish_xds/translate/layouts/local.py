@@ -38,7 +38,7 @@ def translate(
     inbound = view.inbound_virtual_hosts(proxy)
     ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports))
     inbound_clusters(proxy, ports, cache, out)
-    peer = proxy.peer_auth.mode if out.mesh_tls else None
+    peer = proxy.peer_auth if out.mesh_tls else None
     out.add(types.LISTENER, cache.build("inbound", _inbound, proxy, tuple(inbound), peer))
     out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
@@ -72,26 +72,39 @@ def outbound_listener(ip: str) -> Listener:
 def _inbound(
     proxy: ir.Proxy,
     inbound: tuple[tuple[str, view.Domains, int], ...],
-    peer: ir.PeerMode | None = None,
+    peer: ir.PeerAuth | None = None,
 ) -> Listener:
     # Mesh peers say which service port they called (INBOUND_HEADER); a request without
     # it is routed by Host, and anything else (a peer calling the pod by IP) lands on
     # the first app port.
+    #
+    # Every app port shares this listener, so port-level PeerAuthentication cannot pick
+    # filter chains here (it does in a cluster): the listener accepts what any port
+    # does, and a port's routes require (or refuse) a verified peer certificate.
+    modes = {peer.mode, *(m for _, m in peer.ports)} if peer is not None else set()
+    listener_mode: ir.PeerMode | None = None
+    if peer is not None:
+        tls, plain = any(m != "DISABLE" for m in modes), any(m != "STRICT" for m in modes)
+        listener_mode = "PERMISSIVE" if tls and plain else "STRICT" if tls else "DISABLE"
+
+    def app(port: int, header: tuple[str, str] | None = None) -> ir.Route:
+        need: bool | None = None
+        if peer is not None and listener_mode == "PERMISSIVE":
+            need = {"STRICT": True, "DISABLE": False}.get(peer.for_port(port))
+        return to_app(port, header, need)
+
     tagged = tuple(
         dict.fromkeys(
-            to_app(i.target_port, (INBOUND_HEADER, f"{i.hostname}:{i.service_port}"))
+            app(i.target_port, (INBOUND_HEADER, f"{i.hostname}:{i.service_port}"))
             for i in proxy.inbound
         )
     )
     vhosts = [
-        routes.virtual_host(name, domains, (*tagged, to_app(port)))
-        for name, domains, port in inbound
+        routes.virtual_host(name, domains, (*tagged, app(port))) for name, domains, port in inbound
     ]
     if proxy.app_ports:
-        vhosts.append(
-            routes.virtual_host("inbound|*", ("*",), (*tagged, to_app(proxy.app_ports[0])))
-        )
-    return inbound_listener(proxy.ip, vhosts, peer)
+        vhosts.append(routes.virtual_host("inbound|*", ("*",), (*tagged, app(proxy.app_ports[0]))))
+    return inbound_listener(proxy.ip, vhosts, listener_mode)
 
 
 def inbound_listener(
