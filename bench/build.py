@@ -133,21 +133,7 @@ def per_type(mesh: ir.Mesh, proxy: ir.Proxy, limit: int) -> dict[str, dict[str, 
 
     cs = view.visible_clusters(mesh, proxy)[:limit]
     vhs = view.outbound_virtual_hosts(mesh, proxy)[:limit]
-    inbound = view.inbound_virtual_hosts(proxy)
-    in_vhosts = [
-        routes.virtual_host(
-            name,
-            domains,
-            (
-                ir.Route(
-                    name="x",
-                    match=ir.RouteMatch(),
-                    action=ir.Forward((ir.WeightedCluster(ir.inbound_cluster_name(p), 100),)),
-                ),
-            ),
-        )
-        for name, domains, p in inbound
-    ]
+    inbound = tuple(view.inbound_virtual_hosts(proxy))
     reps = 200
     return {
         "cluster (EDS)": measure([lambda c=c: clusters.outbound_cluster(c) for c in cs]),
@@ -158,7 +144,8 @@ def per_type(mesh: ir.Mesh, proxy: ir.Proxy, limit: int) -> dict[str, dict[str, 
             [lambda v=v: routes.virtual_host(v[0].name, v[1], v[2]) for v in vhs]
         ),
         "listener outbound (RDS)": measure([lambda: local.outbound_listener(proxy.ip)] * reps),
-        "listener inbound": measure([lambda: local.inbound_listener(proxy.ip, in_vhosts)] * reps),
+        "listener inbound": measure([lambda: local.inbound_listener(proxy.ip)] * reps),
+        "inbound routes (RDS)": measure([lambda: local._inbound_routes(proxy, inbound)] * reps),
     }
 
 

@@ -282,13 +282,14 @@ INVALID = {
     "portLevelMtls without a selector": (
         "apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\n"
         "metadata: {name: pa, namespace: shop}\nspec: {portLevelMtls: {8080: {mode: DISABLE}}}\n",
-        "PeerAuthentication shop/pa: spec.portLevelMtls: portLevelMtls requires a workload selector",
+        "PeerAuthentication shop/pa: spec.portLevelMtls: "
+        "portLevelMtls requires a workload selector",
     ),
     "portLevelMtls port out of range": (
         "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
         "metadata: {name: pa, namespace: shop}\n"
         "spec: {selector: {matchLabels: {app: a}}, portLevelMtls: {'0': {mode: DISABLE}}}\n",
-        "PeerAuthentication shop/pa: spec.portLevelMtls.0.[key]: must be >= 1 (got \"0\")",
+        'PeerAuthentication shop/pa: spec.portLevelMtls.0.[key]: must be >= 1 (got "0")',
     ),
     "apiVersion": (
         _VS.replace("networking.istio.io/v1", "networking.istio.io/v2") + "spec: {hosts: [a]}\n",
@@ -298,8 +299,8 @@ INVALID = {
     "kind": (
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n",
         "Gateway default/gw: kind: unknown kind 'Gateway'; expected one of VirtualService, "
-        "DestinationRule, PeerAuthentication, Namespace, Service, Pod, EndpointSlice, "
-        "ServiceAccount, Node",
+        "DestinationRule, PeerAuthentication, AuthorizationPolicy, Namespace, Service, Pod, "
+        "EndpointSlice, ServiceAccount, Node",
     ),
 }
 

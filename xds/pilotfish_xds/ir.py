@@ -403,6 +403,64 @@ class PeerAuth:
         return next((m for p, m in self.ports if p == port), self.mode)
 
 
+@dataclass(frozen=True, slots=True)
+class AuthzSource:
+    """One `from.source` of an AuthorizationPolicy rule: every field set must hold."""
+
+    principals: tuple[str, ...] = ()
+    not_principals: tuple[str, ...] = ()
+    request_principals: tuple[str, ...] = ()
+    not_request_principals: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    not_namespaces: tuple[str, ...] = ()
+    ip_blocks: tuple[str, ...] = ()
+    not_ip_blocks: tuple[str, ...] = ()
+    remote_ip_blocks: tuple[str, ...] = ()
+    not_remote_ip_blocks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzOperation:
+    """One `to.operation`: every field set must hold."""
+
+    hosts: tuple[str, ...] = ()
+    not_hosts: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()
+    not_ports: tuple[int, ...] = ()
+    methods: tuple[str, ...] = ()
+    not_methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    not_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzCondition:
+    key: str
+    values: tuple[str, ...] = ()
+    not_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzRule:
+    """Matches when any source (or none given), any operation (or none given) and
+    every condition match."""
+
+    sources: tuple[AuthzSource, ...] = ()
+    operations: tuple[AuthzOperation, ...] = ()
+    conditions: tuple[AuthzCondition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzPolicy:
+    """An AuthorizationPolicy that applies to the proxy's workload."""
+
+    name: str
+    """namespace/name"""
+    action: Literal["ALLOW", "DENY", "AUDIT"]
+    rules: tuple[AuthzRule, ...] = ()
+    """None: matches nothing (an ALLOW policy without rules allows nothing)."""
+
+
 LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RING_HASH", "MAGLEV"]
 
 
@@ -664,6 +722,9 @@ class Proxy:
     """Where it runs (its node's topology labels): locality-aware load balancing
     prefers endpoints near it."""
     peer_auth: PeerAuth = PeerAuth()
+    authz: tuple[AuthzPolicy, ...] = ()
+    """AuthorizationPolicies selecting this workload, oldest first (Istio evaluates
+    DENY, then ALLOW: with any ALLOW policy, a request none allows is refused)."""
 
 
 @dataclass(frozen=True, slots=True)

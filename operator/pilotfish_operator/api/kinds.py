@@ -17,7 +17,12 @@ from pydantic import BaseModel
 from .kube import EndpointSlice, Namespace, Node, Pod, Service, ServiceAccount
 from .meta import Resource
 from .networking import DestinationRule, DestinationRuleSpec, VirtualService, VirtualServiceSpec
-from .security import PeerAuthentication, PeerAuthenticationSpec
+from .security import (
+    AuthorizationPolicy,
+    AuthorizationPolicySpec,
+    PeerAuthentication,
+    PeerAuthenticationSpec,
+)
 
 Column = tuple[str, str, str]
 """An additionalPrinterColumn: (name, type, jsonPath)."""
@@ -87,6 +92,15 @@ SPECS: tuple[KindSpec, ...] = (
         spec=PeerAuthenticationSpec,
         short_names=("pa",),
         columns=(("Mode", "string", ".spec.mtls.mode"), _AGE),
+        status="accepted",
+    ),
+    KindSpec(
+        AuthorizationPolicy,
+        "authorizationpolicies",
+        owned=True,
+        spec=AuthorizationPolicySpec,
+        short_names=("ap",),
+        columns=(("Action", "string", ".spec.action"), _AGE),
         status="accepted",
     ),
     KindSpec(Namespace, "namespaces"),

@@ -6,6 +6,7 @@ one translation path whatever the objects' source.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,7 +69,17 @@ class Pass:
 PASSES: tuple[Pass, ...] = (
     Pass(
         "workloads",
-        frozenset({"Pod", "Namespace", "Service", "EndpointSlice", "Node", "PeerAuthentication"}),
+        frozenset(
+            {
+                "Pod",
+                "Namespace",
+                "Service",
+                "EndpointSlice",
+                "Node",
+                "PeerAuthentication",
+                "AuthorizationPolicy",
+            }
+        ),
         lambda t, store, changed: t._workloads_pass(store, changed),
     ),
     Pass(
@@ -159,10 +170,10 @@ class Translator:
             if p.name not in self._passes or changed is None or not changed.isdisjoint(p.reads):
                 self._passes[p.name] = p.run(self, store, changed)
             results[p.name] = self._passes[p.name]
-        _, infos, proxies, workload_failures = results["workloads"]
+        workloads, infos, proxies, workload_failures = results["workloads"]
         rules: dict[str, destination_rules.Rules] = results["destination_rules"]
         vs_by_host, vs_warnings = results["virtual_services"]
-        warnings = list(vs_warnings)
+        warnings = list(vs_warnings) + workloads.warnings
         failures: Failures = dict(workload_failures)
 
         by_host = {i.hostname: i for i in infos}
@@ -399,6 +410,7 @@ class Translator:
                 tuple(by_namespace.get(pod.namespace, ())),
                 where,
                 workloads.peer.get(key),
+                workloads.authz.get(key, ()),
             )
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
@@ -407,6 +419,7 @@ class Translator:
                     proxy = _proxy(
                         pod, inputs[1], self.names, self.options, where, workloads.peer.get(key)
                     )
+                    proxy = dataclasses.replace(proxy, authz=workloads.authz.get(key, ()))
                 except Exception as exc:
                     blame(failures, pod.key, exc)
                     continue

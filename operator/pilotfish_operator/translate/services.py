@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from pilotfish_xds import ir
 
-from ..api import EndpointSlice, PeerAuthentication, Pod, Service
+from ..api import AuthorizationPolicy, EndpointSlice, PeerAuthentication, Pod, Service
 from ..injection import decide
 from ..store import Store
+from .authorization import AuthzPolicies
 from .hosts import Names
 from .peer_authentication import PeerPolicies
 from .protocols import protocol_of
@@ -75,6 +76,9 @@ class Workloads:
     """node name → its topology labels"""
     peer: dict[tuple[str, str], ir.PeerAuth] = field(default_factory=dict)
     """injected pod → what its sidecar accepts (PeerAuthentication, composed)"""
+    authz: dict[tuple[str, str], tuple[ir.AuthzPolicy, ...]] = field(default_factory=dict)
+    """injected pod → the AuthorizationPolicies that apply to it"""
+    warnings: list[str] = field(default_factory=list)
 
     def locality(self, node: str | None, zone: str | None = None) -> ir.Locality | None:
         """Where a node is; an EndpointSlice's own zone wins over the node's label."""
@@ -111,7 +115,15 @@ class Workloads:
         peer = {
             key: policies.for_workload(key[0], dict(pods[key].metadata.labels)) for key in injected
         }
-        return cls(pods, injected, by_label, localities, peer)
+        authz_policies = AuthzPolicies(
+            (a for a in store.of_kind("AuthorizationPolicy") if isinstance(a, AuthorizationPolicy)),
+            root_namespace,
+        )
+        authz = {
+            key: authz_policies.for_workload(key[0], dict(pods[key].metadata.labels))
+            for key in injected
+        }
+        return cls(pods, injected, by_label, localities, peer, authz, list(authz_policies.warnings))
 
     def select(self, namespace: str, selector: dict[str, str]) -> list[tuple[str, str]]:
         """Pods of `namespace` matching every label of a non-empty selector, sorted."""

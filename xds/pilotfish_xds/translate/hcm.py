@@ -11,6 +11,7 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManagerCodecType,
     HttpConnectionManagerForwardClientCertDetails,
     HttpConnectionManagerSetCurrentClientCertDetails,
+    HttpFilter,
     Rds,
 )
 from envoy_data_plane.google.protobuf import Any
@@ -35,15 +36,17 @@ def http_connection_manager(
     rds: str | None = None,
     route_config: RouteConfiguration | None = None,
     client_certs: bool = False,
+    first: tuple[HttpFilter, ...] = (),
 ) -> Filter:
     """Routes from RDS `rds`, or inline `route_config`; the chain from `filters`.
     `client_certs`: the connection is mutual TLS, so the app is told the peer's identity
     (x-forwarded-client-cert, set from the certificate; never trusted from the client);
-    otherwise any such header is removed."""
+    otherwise any such header is removed. `first`: filters of this listener alone that
+    run before the shared chain (a workload's authorization)."""
     hcm = HttpConnectionManager(
         codec_type=HttpConnectionManagerCodecType.AUTO,
         stat_prefix=stat_prefix,
-        http_filters=list(_chain()),  # type: ignore[arg-type]
+        http_filters=[*first, *_chain()],  # type: ignore[list-item]
     )
     if client_certs:
         hcm.forward_client_cert_details = HttpConnectionManagerForwardClientCertDetails.SANITIZE_SET

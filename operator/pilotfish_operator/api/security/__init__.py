@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from .authorization_policy import (
+    AuthorizationPolicy,
+    AuthorizationPolicySpec,
+    Condition,
+    Operation,
+    Rule,
+    Source,
+)
 from .peer_authentication import (
     SECURITY_VERSIONS,
     PeerAuthentication,
@@ -9,4 +17,15 @@ from .peer_authentication import (
     PeerMtls,
 )
 
-__all__ = ["SECURITY_VERSIONS", "PeerAuthentication", "PeerAuthenticationSpec", "PeerMtls"]
+__all__ = [
+    "SECURITY_VERSIONS",
+    "AuthorizationPolicy",
+    "AuthorizationPolicySpec",
+    "Condition",
+    "Operation",
+    "PeerAuthentication",
+    "PeerAuthenticationSpec",
+    "PeerMtls",
+    "Rule",
+    "Source",
+]

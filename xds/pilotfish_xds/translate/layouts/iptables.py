@@ -40,7 +40,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import l4, mtls, routes, view
+from .. import authz, l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -93,12 +93,16 @@ def translate(
     l4_only = tuple(
         p for p in ports if p not in http and any(i.target_port == p for i in proxy.inbound)
     )
+    http_in = tuple(p for p in ports if p not in l4_only)
+    for port in http_in:
+        name = inbound_route_name(port)
+        out.add(types.ROUTE, cache.build(name, inbound_routes, port, proxy.authz))
     out.add(
         types.LISTENER,
         cache.build(
             VIRTUAL_INBOUND,
-            _virtual_inbound,
-            tuple(p for p in ports if p not in l4_only),
+            virtual_inbound_listener,
+            http_in,
             l4_only,
             proxy.peer_auth if out.mesh_tls else None,
         ),
@@ -159,36 +163,43 @@ def allow_any(cluster: str = PASSTHROUGH) -> VirtualHost:
     )
 
 
-def _virtual_inbound(
-    ports: tuple[int, ...], tcp_ports: tuple[int, ...] = (), peer: ir.PeerAuth | None = None
-) -> Listener:
-    chains = [(p, routes.virtual_host(f"inbound|http|{p}", ("*",), (to_app(p),))) for p in ports]
-    return virtual_inbound_listener(chains, tcp_ports, peer)
+def inbound_route_name(port: int) -> str:
+    return f"inbound|{port}"
+
+
+def inbound_routes(port: int, policies: tuple[ir.AuthzPolicy, ...] = ()) -> RouteConfiguration:
+    """One app port's inbound route table (RDS, so a policy edit applies to the next
+    request), with the workload's AuthorizationPolicies on its virtual host."""
+    vhost = routes.virtual_host(f"inbound|http|{port}", ("*",), (to_app(port),))
+    vhost.typed_per_filter_config = authz.per_filter_config(policies)
+    return RouteConfiguration(name=inbound_route_name(port), virtual_hosts=[vhost])
 
 
 def virtual_inbound_listener(
-    chains: list[tuple[int, VirtualHost]],
+    http_ports: tuple[int, ...],
     tcp_ports: tuple[int, ...] = (),
     peer: ir.PeerAuth | None = None,
 ) -> Listener:
     """Where iptables sends the pod's inbound TCP: one HTTP filter chain per app port
-    the mesh knows (picked by the original destination port), the rest passed to the
-    app as plain TCP. With mesh mTLS (`peer`), each port's chain is split by the
-    port's PeerAuthentication mode into mutual TLS and plaintext (`mtls`). Inline route
-    tables skip Envoy's cluster check (see `layouts.local.inbound_listener`)."""
+    the mesh knows (picked by the original destination port, routed by RDS
+    `inbound|<port>`), the rest passed to the app as plain TCP. With mesh mTLS
+    (`peer`), each port's chain is split by the port's PeerAuthentication mode into
+    mutual TLS and plaintext (`mtls`)."""
 
-    def http(port: int, vhost: VirtualHost) -> Callable[[bool], list[Filter]]:
-        config = RouteConfiguration(
-            name=f"inbound|{port}", virtual_hosts=[vhost], validate_clusters=False
-        )
+    def http(port: int) -> Callable[[bool], list[Filter]]:
         return lambda certs: [
-            http_connection_manager(f"inbound_{port}", route_config=config, client_certs=certs)
+            http_connection_manager(
+                f"inbound_{port}",
+                rds=inbound_route_name(port),
+                client_certs=certs,
+                first=authz.FILTERS,
+            )
         ]
 
     def tcp(port: int) -> Callable[[bool], list[Filter]]:
         return lambda _: [tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port))]
 
-    per_port = [(p, http(p, vhost)) for p, vhost in chains] + [(p, tcp(p)) for p in tcp_ports]
+    per_port = [(p, http(p)) for p in http_ports] + [(p, tcp(p)) for p in tcp_ports]
     filter_chains: list[FilterChain] = []
     for port, filters in per_port:
         match = FilterChainMatch(destination_port=port)

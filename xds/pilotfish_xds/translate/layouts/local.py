@@ -9,14 +9,14 @@ to the peer's app port directly (nothing in them says which app port they are fo
 
 from __future__ import annotations
 
-from envoy_data_plane.envoy.config.listener.v3 import FilterChain, Listener
-from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, VirtualHost
+from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
 from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import l4, mtls, routes, view
+from .. import authz, l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE
@@ -39,7 +39,10 @@ def translate(
     ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports))
     inbound_clusters(proxy, ports, cache, out)
     peer = proxy.peer_auth if out.mesh_tls else None
-    out.add(types.LISTENER, cache.build("inbound", _inbound, proxy, tuple(inbound), peer))
+    out.add(types.ROUTE, cache.build("inbound", _inbound_routes, proxy, tuple(inbound), peer))
+    out.add(
+        types.LISTENER, cache.build("inbound", inbound_listener, proxy.ip, _listener_mode(peer))
+    )
     out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
         if port in SIDECAR_PORTS or port in proxy.app_ports:
@@ -69,27 +72,32 @@ def outbound_listener(ip: str) -> Listener:
     )
 
 
-def _inbound(
+def _listener_mode(peer: ir.PeerAuth | None) -> ir.PeerMode | None:
+    """Every app port shares the inbound listener, so port-level PeerAuthentication
+    cannot pick filter chains here (it does in a cluster): the listener accepts what
+    any port does, and a port's routes require (or refuse) a verified peer certificate."""
+    if peer is None:
+        return None
+    modes = {peer.mode, *(m for _, m in peer.ports)}
+    tls, plain = any(m != "DISABLE" for m in modes), any(m != "STRICT" for m in modes)
+    return "PERMISSIVE" if tls and plain else "STRICT" if tls else "DISABLE"
+
+
+def _inbound_routes(
     proxy: ir.Proxy,
     inbound: tuple[tuple[str, view.Domains, int], ...],
     peer: ir.PeerAuth | None = None,
-) -> Listener:
-    # Mesh peers say which service port they called (INBOUND_HEADER); a request without
-    # it is routed by Host, and anything else (a peer calling the pod by IP) lands on
-    # the first app port.
-    #
-    # Every app port shares this listener, so port-level PeerAuthentication cannot pick
-    # filter chains here (it does in a cluster): the listener accepts what any port
-    # does, and a port's routes require (or refuse) a verified peer certificate.
-    modes = {peer.mode, *(m for _, m in peer.ports)} if peer is not None else set()
-    listener_mode: ir.PeerMode | None = None
-    if peer is not None:
-        tls, plain = any(m != "DISABLE" for m in modes), any(m != "STRICT" for m in modes)
-        listener_mode = "PERMISSIVE" if tls and plain else "STRICT" if tls else "DISABLE"
+) -> RouteConfiguration:
+    """The inbound route table (RDS `inbound`, so a policy edit applies to the next
+    request, not only to new connections). Mesh peers say which service port they
+    called (INBOUND_HEADER); a request without it is routed by Host, and anything else
+    (a peer calling the pod by IP) lands on the first app port. The workload's
+    AuthorizationPolicies ride on every virtual host (`authz`)."""
+    mode = _listener_mode(peer)
 
     def app(port: int, header: tuple[str, str] | None = None) -> ir.Route:
         need: bool | None = None
-        if peer is not None and listener_mode == "PERMISSIVE":
+        if peer is not None and mode == "PERMISSIVE":
             need = {"STRICT": True, "DISABLE": False}.get(peer.for_port(port))
         return to_app(port, header, need)
 
@@ -104,38 +112,33 @@ def _inbound(
     ]
     if proxy.app_ports:
         vhosts.append(routes.virtual_host("inbound|*", ("*",), (*tagged, app(proxy.app_ports[0]))))
-    return inbound_listener(proxy.ip, vhosts, listener_mode)
-
-
-def inbound_listener(
-    ip: str, virtual_hosts: list[VirtualHost], peer: ir.PeerMode | None = None
-) -> Listener:
-    """Peers reach the app only through ip:15006; the Host picks the app port.
-
-    Envoy checks an inline route table's clusters when the listener arrives (RDS ones
-    it does not): a proxy still warming the inbound clusters would reject the listener.
-    As Istio does, the check is off; the server sends listeners only after the proxy
-    has acknowledged their clusters anyway (`protocol.SEND_AFTER`)."""
-    config = RouteConfiguration(
-        name="inbound",
-        virtual_hosts=virtual_hosts,
-        request_headers_to_remove=[INBOUND_HEADER],
-        validate_clusters=False,
+    policies = authz.per_filter_config(proxy.authz)
+    for vh in vhosts:
+        vh.typed_per_filter_config = policies
+    return RouteConfiguration(
+        name="inbound", virtual_hosts=vhosts, request_headers_to_remove=[INBOUND_HEADER]
     )
+
+
+def inbound_listener(ip: str, peer: ir.PeerMode | None = None) -> Listener:
+    """Peers reach the app only through ip:15006; the Host picks the app port (routes
+    from RDS `inbound`). With mesh mTLS, `peer` decides which of mutual TLS and
+    plaintext it accepts."""
+
+    def hcm(client_certs: bool) -> list[Filter]:
+        return [
+            http_connection_manager(
+                "inbound", rds="inbound", client_certs=client_certs, first=authz.FILTERS
+            )
+        ]
+
     if peer is None:  # no workload certificate: plaintext only
-        return _listener(
-            "inbound", ip, INBOUND_PORT, http_connection_manager("inbound", route_config=config)
-        )
+        return _listener("inbound", ip, INBOUND_PORT, hcm(False)[0])
     return Listener(
         name="inbound",
         address=socket_address(ip, INBOUND_PORT),
         listener_filters=[l4.tls_inspector()],
-        filter_chains=mtls.inbound_chains(
-            peer,
-            lambda client_certs: [
-                http_connection_manager("inbound", route_config=config, client_certs=client_certs)
-            ],
-        ),
+        filter_chains=mtls.inbound_chains(peer, hcm),
     )
 
 

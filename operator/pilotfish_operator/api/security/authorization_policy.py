@@ -1,0 +1,162 @@
+"""AuthorizationPolicy (security.istio.io): who may call a workload, and how.
+
+Checked as Istio checks it: ports are port numbers, IP blocks addresses or CIDR
+blocks, `when` keys among Istio's documented attributes, `{*}`/`{**}` path templates
+well formed, CUSTOM names a provider and only CUSTOM does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, ClassVar, Literal, Self
+
+from pydantic import AfterValidator, Field, model_validator
+
+from ..errors import invalid
+from ..meta import IstioModel, IstioResource, Str
+from ..networking.common import NonEmptyStr, Subnet, WorkloadSelector
+from .peer_authentication import SECURITY_VERSIONS
+
+
+def _port(value: str) -> str:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError("not a port number (1-65535)")
+    return value
+
+
+def _path(value: str) -> str:
+    # Istio's path templates: `{*}` one segment, `{**}` the rest; only whole segments.
+    if "{" in value or "}" in value:
+        segments = value.split("/")
+        for i, seg in enumerate(segments):
+            if ("{" in seg or "}" in seg) and seg not in ("{*}", "{**}"):
+                raise ValueError("a template must be a whole segment: {*} or {**}")
+            if seg == "{**}" and i != len(segments) - 1:
+                raise ValueError("{**} must be the last segment")
+    elif value.count("*") > 1 or (
+        "*" in value and not (value.startswith("*") or value.endswith("*"))
+    ):
+        raise ValueError("'*' only as the whole value, a prefix or a suffix")
+    return value
+
+
+PortStr = Annotated[str, AfterValidator(_port)]
+PathStr = Annotated[str, AfterValidator(_path)]
+
+# Istio's documented `when` keys (exact), and the ones with a bracketed name.
+_KEYS = frozenset(
+    {
+        "source.ip",
+        "remote.ip",
+        "source.namespace",
+        "source.principal",
+        "request.auth.principal",
+        "request.auth.audiences",
+        "request.auth.presenter",
+        "destination.ip",
+        "destination.port",
+        "connection.sni",
+        "experimental.envoy.filters.network.mysql_proxy",
+    }
+)
+_BRACKETED = re.compile(r"^(request\.headers|request\.auth\.claims)\[[^\[\]]+\](\[[^\[\]]+\])*$")
+
+
+def _key(value: str) -> str:
+    if value in _KEYS or _BRACKETED.match(value):
+        return value
+    raise ValueError(
+        "unknown attribute; one of request.headers[<name>], request.auth.claims[<claim>], "
+        + ", ".join(sorted(_KEYS - {"experimental.envoy.filters.network.mysql_proxy"}))
+    )
+
+
+class Source(IstioModel):
+    principals: tuple[Str, ...] = ()
+    not_principals: tuple[Str, ...] = ()
+    request_principals: tuple[Str, ...] = ()
+    not_request_principals: tuple[Str, ...] = ()
+    namespaces: tuple[Str, ...] = ()
+    not_namespaces: tuple[Str, ...] = ()
+    ip_blocks: tuple[Subnet, ...] = ()
+    not_ip_blocks: tuple[Subnet, ...] = ()
+    remote_ip_blocks: tuple[Subnet, ...] = ()
+    not_remote_ip_blocks: tuple[Subnet, ...] = ()
+
+
+class Operation(IstioModel):
+    hosts: tuple[Str, ...] = ()
+    not_hosts: tuple[Str, ...] = ()
+    ports: tuple[PortStr, ...] = ()
+    not_ports: tuple[PortStr, ...] = ()
+    methods: tuple[Str, ...] = ()
+    not_methods: tuple[Str, ...] = ()
+    paths: tuple[PathStr, ...] = ()
+    not_paths: tuple[PathStr, ...] = ()
+
+
+class RuleFrom(IstioModel):
+    source: Source = Source()
+
+
+class RuleTo(IstioModel):
+    operation: Operation = Operation()
+
+
+class Condition(IstioModel):
+    key: Annotated[str, AfterValidator(_key)]
+    values: tuple[Str, ...] = ()
+    not_values: tuple[Str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not self.values and not self.not_values:
+            raise invalid("needs values or notValues", "values")
+        if self.key == "destination.port":
+            for i, v in enumerate((*self.values, *self.not_values)):
+                if not v.isdigit() or not 1 <= int(v) <= 65535:
+                    raise invalid(f"{v!r} is not a port number", "values", i)
+        return self
+
+
+class Rule(IstioModel):
+    from_: tuple[RuleFrom, ...] = Field(default=(), alias="from")
+    to: tuple[RuleTo, ...] = ()
+    when: tuple[Condition, ...] = ()
+
+
+class PolicyTargetReference(IstioModel):
+    group: Str = ""
+    kind: NonEmptyStr
+    name: NonEmptyStr
+    namespace: Str = ""
+
+
+class ExtensionProvider(IstioModel):
+    name: NonEmptyStr
+
+
+class AuthorizationPolicySpec(IstioModel):
+    selector: WorkloadSelector | None = None
+    target_ref: PolicyTargetReference | None = None
+    target_refs: tuple[PolicyTargetReference, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    action: Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"] = "ALLOW"
+    provider: ExtensionProvider | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.action == "CUSTOM" and self.provider is None:
+            raise invalid("a CUSTOM policy needs a provider", "provider")
+        if self.action != "CUSTOM" and self.provider is not None:
+            raise invalid("only a CUSTOM policy has a provider", "provider")
+        if self.selector is not None and (self.target_ref is not None or self.target_refs):
+            raise invalid("selector and targetRefs cannot be combined", "targetRefs")
+        return self
+
+
+class AuthorizationPolicy(IstioResource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = SECURITY_VERSIONS
+    KIND: ClassVar[str] = "AuthorizationPolicy"
+
+    spec: AuthorizationPolicySpec = AuthorizationPolicySpec()

@@ -1,0 +1,87 @@
+"""AuthorizationPolicy → the policies that apply to each workload (ir.AuthzPolicy).
+
+A policy in the root namespace without a selector applies to every workload, one in
+a namespace without a selector to the workloads of that namespace, one with a
+selector to the matching workloads of its namespace. A policy with `targetRefs`
+binds to gateways and waypoints, not sidecars (Istio). CUSTOM (external
+authorization) is not applied yet: the translator warns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from pilotfish_xds import ir
+
+from ..api import AuthorizationPolicy, Rule
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def _age(p: AuthorizationPolicy) -> tuple[datetime, str, str]:
+    ts = p.metadata.creation_timestamp or _EPOCH
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC), p.namespace, p.name)
+
+
+def _rule(r: Rule) -> ir.AuthzRule:
+    return ir.AuthzRule(
+        sources=tuple(
+            ir.AuthzSource(
+                principals=f.source.principals,
+                not_principals=f.source.not_principals,
+                request_principals=f.source.request_principals,
+                not_request_principals=f.source.not_request_principals,
+                namespaces=f.source.namespaces,
+                not_namespaces=f.source.not_namespaces,
+                ip_blocks=f.source.ip_blocks,
+                not_ip_blocks=f.source.not_ip_blocks,
+                remote_ip_blocks=f.source.remote_ip_blocks,
+                not_remote_ip_blocks=f.source.not_remote_ip_blocks,
+            )
+            for f in r.from_
+        ),
+        operations=tuple(
+            ir.AuthzOperation(
+                hosts=t.operation.hosts,
+                not_hosts=t.operation.not_hosts,
+                ports=tuple(int(p) for p in t.operation.ports),
+                not_ports=tuple(int(p) for p in t.operation.not_ports),
+                methods=t.operation.methods,
+                not_methods=t.operation.not_methods,
+                paths=t.operation.paths,
+                not_paths=t.operation.not_paths,
+            )
+            for t in r.to
+        ),
+        conditions=tuple(ir.AuthzCondition(c.key, c.values, c.not_values) for c in r.when),
+    )
+
+
+class AuthzPolicies:
+    def __init__(self, policies: Iterable[AuthorizationPolicy], root_namespace: str) -> None:
+        self.root = root_namespace
+        self.warnings: list[str] = []
+        self._all: list[tuple[AuthorizationPolicy, ir.AuthzPolicy]] = []
+        for p in sorted(policies, key=_age):
+            if p.spec.target_ref is not None or p.spec.target_refs:
+                continue  # for gateways and waypoints
+            action = p.spec.action
+            if action == "CUSTOM":
+                self.warnings.append(
+                    f"AuthorizationPolicy {p.namespace}/{p.name}: action CUSTOM (external "
+                    "authorization) is not supported yet; not applied"
+                )
+                continue
+            rules = tuple(_rule(r) for r in p.spec.rules)
+            self._all.append((p, ir.AuthzPolicy(f"{p.namespace}/{p.name}", action, rules)))
+
+    def for_workload(self, namespace: str, labels: dict[str, str]) -> tuple[ir.AuthzPolicy, ...]:
+        out = []
+        for p, policy in self._all:
+            selector = p.spec.selector.match_labels if p.spec.selector is not None else {}
+            if (p.namespace == self.root and not selector) or (
+                p.namespace == namespace and all(labels.get(k) == v for k, v in selector.items())
+            ):
+                out.append(policy)
+        return tuple(out)
