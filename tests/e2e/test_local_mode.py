@@ -123,7 +123,9 @@ def test_local_command_serves_writes_state_and_stops_everything(tmp_path: Path) 
             check=True,
         ).stdout
         config = yaml.safe_load(routes)
-        vhosts = config["routes"]["resources"][0]["virtualHosts"]
+        by_name = {r["name"]: r for r in config["routes"]["resources"]}
+        assert set(by_name) == {"inbound", "outbound"}  # the inbound table is RDS too
+        vhosts = by_name["outbound"]["virtualHosts"]
         assert [v["name"] for v in vhosts] == ["web.site.svc.cluster.local:8080"]
     finally:
         proc.send_signal(signal.SIGINT)
