@@ -291,6 +291,29 @@ INVALID = {
         "spec: {selector: {matchLabels: {app: a}}, portLevelMtls: {'0': {mode: DISABLE}}}\n",
         'PeerAuthentication shop/pa: spec.portLevelMtls.0.[key]: must be >= 1 (got "0")',
     ),
+    "RequestAuthentication with both jwks and jwksUri": (
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: ra, namespace: shop}\nspec:\n  jwtRules:\n"
+        "  - {issuer: i, jwksUri: 'https://i/keys', jwks: '{\"keys\": [{}]}'}\n",
+        "RequestAuthentication shop/ra: spec.jwtRules[0].jwksUri: set one of jwks and jwksUri",
+    ),
+    "RequestAuthentication jwks that is not a key set": (
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: ra, namespace: shop}\nspec:\n  jwtRules:\n"
+        "  - {issuer: i, jwks: 'not json'}\n",
+        "RequestAuthentication shop/ra: spec.jwtRules[0].jwks: "
+        'not a JWK set (JSON with "keys") (got "not json")',
+    ),
+    "AuthorizationPolicy unknown when key": (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: ap, namespace: shop}\nspec:\n  rules:\n"
+        "  - when: [{key: request.time, values: [x]}]\n",
+        "AuthorizationPolicy shop/ap: spec.rules[0].when[0].key: unknown attribute; one of "
+        "request.headers[<name>], request.auth.claims[<claim>], connection.sni, "
+        "destination.ip, destination.port, remote.ip, request.auth.audiences, "
+        "request.auth.presenter, request.auth.principal, source.ip, source.namespace, "
+        'source.principal (got "request.time")',
+    ),
     "apiVersion": (
         _VS.replace("networking.istio.io/v1", "networking.istio.io/v2") + "spec: {hosts: [a]}\n",
         "VirtualService default/reviews: apiVersion: must be one of networking.istio.io/v1, "
@@ -299,7 +322,8 @@ INVALID = {
     "kind": (
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n",
         "Gateway default/gw: kind: unknown kind 'Gateway'; expected one of VirtualService, "
-        "DestinationRule, PeerAuthentication, AuthorizationPolicy, Namespace, Service, Pod, "
+        "DestinationRule, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, "
+        "Namespace, Service, Pod, "
         "EndpointSlice, ServiceAccount, Node",
     ),
 }

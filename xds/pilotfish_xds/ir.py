@@ -461,6 +461,26 @@ class AuthzPolicy:
     """None: matches nothing (an ALLOW policy without rules allows nothing)."""
 
 
+@dataclass(frozen=True, slots=True)
+class JwtRule:
+    """One `jwtRules` entry of a RequestAuthentication that applies to the workload."""
+
+    issuer: str
+    audiences: tuple[str, ...] = ()
+    jwks: str | None = None
+    """The JWK set inline, or fetched by the sidecar from `jwks_uri`."""
+    jwks_uri: str | None = None
+    from_headers: tuple[tuple[str, str], ...] = ()
+    """(header, value prefix); none given: Authorization: Bearer (or access_token)."""
+    from_params: tuple[str, ...] = ()
+    from_cookies: tuple[str, ...] = ()
+    payload_header: str | None = None
+    forward: bool = False
+    claim_headers: tuple[tuple[str, str], ...] = ()
+    """(header, claim)"""
+    timeout: timedelta | None = None
+
+
 LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RING_HASH", "MAGLEV"]
 
 
@@ -723,6 +743,9 @@ class Proxy:
     prefers endpoints near it."""
     peer_auth: PeerAuth = PeerAuth()
     authz: tuple[AuthzPolicy, ...] = ()
+    jwt: tuple[JwtRule, ...] = ()
+    """RequestAuthentication rules for this workload: a token that fails them is
+    refused (401); a request without one passes (AuthorizationPolicy decides)."""
     """AuthorizationPolicies selecting this workload, oldest first (Istio evaluates
     DENY, then ALLOW: with any ALLOW policy, a request none allows is refused)."""
 

@@ -22,6 +22,8 @@ from .security import (
     AuthorizationPolicySpec,
     PeerAuthentication,
     PeerAuthenticationSpec,
+    RequestAuthentication,
+    RequestAuthenticationSpec,
 )
 
 Column = tuple[str, str, str]
@@ -101,6 +103,15 @@ SPECS: tuple[KindSpec, ...] = (
         spec=AuthorizationPolicySpec,
         short_names=("ap",),
         columns=(("Action", "string", ".spec.action"), _AGE),
+        status="accepted",
+    ),
+    KindSpec(
+        RequestAuthentication,
+        "requestauthentications",
+        owned=True,
+        spec=RequestAuthenticationSpec,
+        short_names=("ra",),
+        columns=(_AGE,),
         status="accepted",
     ),
     KindSpec(Namespace, "namespaces"),

@@ -78,6 +78,7 @@ PASSES: tuple[Pass, ...] = (
                 "Node",
                 "PeerAuthentication",
                 "AuthorizationPolicy",
+                "RequestAuthentication",
             }
         ),
         lambda t, store, changed: t._workloads_pass(store, changed),
@@ -411,6 +412,7 @@ class Translator:
                 where,
                 workloads.peer.get(key),
                 workloads.authz.get(key, ()),
+                workloads.jwt.get(key, ()),
             )
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
@@ -419,7 +421,11 @@ class Translator:
                     proxy = _proxy(
                         pod, inputs[1], self.names, self.options, where, workloads.peer.get(key)
                     )
-                    proxy = dataclasses.replace(proxy, authz=workloads.authz.get(key, ()))
+                    proxy = dataclasses.replace(
+                        proxy,
+                        authz=workloads.authz.get(key, ()),
+                        jwt=workloads.jwt.get(key, ()),
+                    )
                 except Exception as exc:
                     blame(failures, pod.key, exc)
                     continue

@@ -1,4 +1,4 @@
-"""AuthorizationPolicy → the policies that apply to each workload (ir.AuthzPolicy).
+"""AuthorizationPolicy and RequestAuthentication → what applies to each workload.
 
 A policy in the root namespace without a selector applies to every workload, one in
 a namespace without a selector to the workloads of that namespace, one with a
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from pilotfish_xds import ir
 
-from ..api import AuthorizationPolicy, Rule
+from ..api import AuthorizationPolicy, RequestAuthentication, Rule
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
@@ -80,8 +80,50 @@ class AuthzPolicies:
         out = []
         for p, policy in self._all:
             selector = p.spec.selector.match_labels if p.spec.selector is not None else {}
-            if (p.namespace == self.root and not selector) or (
-                p.namespace == namespace and all(labels.get(k) == v for k, v in selector.items())
-            ):
+            if _applies(p.namespace, selector, self.root, namespace, labels):
                 out.append(policy)
+        return tuple(out)
+
+
+def _applies(
+    namespace: str, selector: dict[str, str], root: str, ns: str, labels: dict[str, str]
+) -> bool:
+    """Istio's scope of a workload policy: mesh-wide in the root namespace (no
+    selector), namespace-wide, or the matching workloads of its namespace."""
+    if namespace == root and not selector:
+        return True
+    return namespace == ns and all(labels.get(k) == v for k, v in selector.items())
+
+
+class JwtRules:
+    def __init__(self, policies: Iterable[RequestAuthentication], root_namespace: str) -> None:
+        self.root = root_namespace
+        self._all: list[tuple[RequestAuthentication, tuple[ir.JwtRule, ...]]] = []
+        for p in sorted(policies, key=lambda p: (p.namespace, p.name)):
+            if p.spec.target_ref is not None or p.spec.target_refs:
+                continue  # for gateways and waypoints
+            rules = tuple(
+                ir.JwtRule(
+                    issuer=r.issuer,
+                    audiences=r.audiences,
+                    jwks=r.jwks,
+                    jwks_uri=r.jwks_uri,
+                    from_headers=tuple((h.name, h.prefix) for h in r.from_headers),
+                    from_params=r.from_params,
+                    from_cookies=r.from_cookies,
+                    payload_header=r.output_payload_to_header or None,
+                    forward=r.forward_original_token,
+                    claim_headers=tuple((c.header, c.claim) for c in r.output_claim_to_headers),
+                    timeout=r.timeout,
+                )
+                for r in p.spec.jwt_rules
+            )
+            self._all.append((p, rules))
+
+    def for_workload(self, namespace: str, labels: dict[str, str]) -> tuple[ir.JwtRule, ...]:
+        out: list[ir.JwtRule] = []
+        for p, rules in self._all:
+            selector = p.spec.selector.match_labels if p.spec.selector is not None else {}
+            if _applies(p.namespace, selector, self.root, namespace, labels):
+                out += rules
         return tuple(out)

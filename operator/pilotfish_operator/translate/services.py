@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 
 from pilotfish_xds import ir
 
-from ..api import AuthorizationPolicy, EndpointSlice, PeerAuthentication, Pod, Service
+from ..api import (
+    AuthorizationPolicy,
+    EndpointSlice,
+    PeerAuthentication,
+    Pod,
+    RequestAuthentication,
+    Service,
+)
 from ..injection import decide
 from ..store import Store
-from .authorization import AuthzPolicies
+from .authorization import AuthzPolicies, JwtRules
 from .hosts import Names
 from .peer_authentication import PeerPolicies
 from .protocols import protocol_of
@@ -78,6 +85,8 @@ class Workloads:
     """injected pod → what its sidecar accepts (PeerAuthentication, composed)"""
     authz: dict[tuple[str, str], tuple[ir.AuthzPolicy, ...]] = field(default_factory=dict)
     """injected pod → the AuthorizationPolicies that apply to it"""
+    jwt: dict[tuple[str, str], tuple[ir.JwtRule, ...]] = field(default_factory=dict)
+    """injected pod → the RequestAuthentication rules that apply to it"""
     warnings: list[str] = field(default_factory=list)
 
     def locality(self, node: str | None, zone: str | None = None) -> ir.Locality | None:
@@ -123,7 +132,27 @@ class Workloads:
             key: authz_policies.for_workload(key[0], dict(pods[key].metadata.labels))
             for key in injected
         }
-        return cls(pods, injected, by_label, localities, peer, authz, list(authz_policies.warnings))
+        jwt_rules = JwtRules(
+            (
+                r
+                for r in store.of_kind("RequestAuthentication")
+                if isinstance(r, RequestAuthentication)
+            ),
+            root_namespace,
+        )
+        jwt = {
+            key: jwt_rules.for_workload(key[0], dict(pods[key].metadata.labels)) for key in injected
+        }
+        return cls(
+            pods,
+            injected,
+            by_label,
+            localities,
+            peer,
+            authz,
+            jwt,
+            list(authz_policies.warnings),
+        )
 
     def select(self, namespace: str, selector: dict[str, str]) -> list[tuple[str, str]]:
         """Pods of `namespace` matching every label of a non-empty selector, sorted."""

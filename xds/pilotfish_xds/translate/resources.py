@@ -11,7 +11,7 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from .. import ir, types, wire
 from ..codec import EncodeCache, Encoded
 from ..snapshot import Snapshot
-from . import clusters, mtls, view
+from . import clusters, jwt, mtls, view
 
 _VIRTUAL_HOSTS_FIELD = 2  # RouteConfiguration.virtual_hosts
 
@@ -114,3 +114,9 @@ def to_app(
         match=match,
         action=ir.Forward((ir.WeightedCluster(cluster, 100),)),
     )
+
+
+def jwks_clusters(proxy: ir.Proxy, cache: EncodeCache, out: Resources) -> None:
+    """The JWKS servers the workload's RequestAuthentication rules fetch keys from."""
+    for uri in jwt.jwks_uris(proxy.jwt):
+        out.add(types.CLUSTER, cache.build(jwt.jwks_cluster_name(uri), jwt.jwks_cluster, uri))

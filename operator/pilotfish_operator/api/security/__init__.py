@@ -16,16 +16,24 @@ from .peer_authentication import (
     PeerAuthenticationSpec,
     PeerMtls,
 )
+from .request_authentication import (
+    JWTRule,
+    RequestAuthentication,
+    RequestAuthenticationSpec,
+)
 
 __all__ = [
     "SECURITY_VERSIONS",
     "AuthorizationPolicy",
     "AuthorizationPolicySpec",
     "Condition",
+    "JWTRule",
     "Operation",
     "PeerAuthentication",
     "PeerAuthenticationSpec",
     "PeerMtls",
+    "RequestAuthentication",
+    "RequestAuthenticationSpec",
     "Rule",
     "Source",
 ]

@@ -40,7 +40,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import authz, l4, mtls, routes, view
+from .. import authz, jwt, l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -53,7 +53,14 @@ from ..listeners import (
     port_route_name,
     tcp_proxy,
 )
-from ..resources import Resources, inbound_clusters, outbound_clusters, route_configuration, to_app
+from ..resources import (
+    Resources,
+    inbound_clusters,
+    jwks_clusters,
+    outbound_clusters,
+    route_configuration,
+    to_app,
+)
 
 
 def translate(
@@ -105,8 +112,10 @@ def translate(
             http_in,
             l4_only,
             proxy.peer_auth if out.mesh_tls else None,
+            proxy.jwt,
         ),
     )
+    jwks_clusters(proxy, cache, out)
     return out.snapshot()
 
 
@@ -179,6 +188,7 @@ def virtual_inbound_listener(
     http_ports: tuple[int, ...],
     tcp_ports: tuple[int, ...] = (),
     peer: ir.PeerAuth | None = None,
+    jwt_rules: tuple[ir.JwtRule, ...] = (),
 ) -> Listener:
     """Where iptables sends the pod's inbound TCP: one HTTP filter chain per app port
     the mesh knows (picked by the original destination port, routed by RDS
@@ -186,13 +196,15 @@ def virtual_inbound_listener(
     (`peer`), each port's chain is split by the port's PeerAuthentication mode into
     mutual TLS and plaintext (`mtls`)."""
 
+    first = (*jwt.http_filters(jwt_rules), *authz.FILTERS)
+
     def http(port: int) -> Callable[[bool], list[Filter]]:
         return lambda certs: [
             http_connection_manager(
                 f"inbound_{port}",
                 rds=inbound_route_name(port),
                 client_certs=certs,
-                first=authz.FILTERS,
+                first=first,
             )
         ]
 

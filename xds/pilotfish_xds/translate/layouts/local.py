@@ -16,11 +16,18 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import authz, l4, mtls, routes, view
+from .. import authz, jwt, l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE
-from ..resources import Resources, inbound_clusters, outbound_clusters, route_configuration, to_app
+from ..resources import (
+    Resources,
+    inbound_clusters,
+    jwks_clusters,
+    outbound_clusters,
+    route_configuration,
+    to_app,
+)
 
 
 def translate(
@@ -40,8 +47,10 @@ def translate(
     inbound_clusters(proxy, ports, cache, out)
     peer = proxy.peer_auth if out.mesh_tls else None
     out.add(types.ROUTE, cache.build("inbound", _inbound_routes, proxy, tuple(inbound), peer))
+    jwks_clusters(proxy, cache, out)
     out.add(
-        types.LISTENER, cache.build("inbound", inbound_listener, proxy.ip, _listener_mode(peer))
+        types.LISTENER,
+        cache.build("inbound", inbound_listener, proxy.ip, _listener_mode(peer), proxy.jwt),
     )
     out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
@@ -120,15 +129,19 @@ def _inbound_routes(
     )
 
 
-def inbound_listener(ip: str, peer: ir.PeerMode | None = None) -> Listener:
+def inbound_listener(
+    ip: str, peer: ir.PeerMode | None = None, jwt_rules: tuple[ir.JwtRule, ...] = ()
+) -> Listener:
     """Peers reach the app only through ip:15006; the Host picks the app port (routes
     from RDS `inbound`). With mesh mTLS, `peer` decides which of mutual TLS and
     plaintext it accepts."""
 
+    first = (*jwt.http_filters(jwt_rules), *authz.FILTERS)
+
     def hcm(client_certs: bool) -> list[Filter]:
         return [
             http_connection_manager(
-                "inbound", rds="inbound", client_certs=client_certs, first=authz.FILTERS
+                "inbound", rds="inbound", client_certs=client_certs, first=first
             )
         ]
 
