@@ -48,3 +48,29 @@ async def test_config_errors(xds: Running) -> None:
     xds.cache.set(NODE, config(10080, "hi"))
     with pytest.raises(grpc.RpcError, match="unknown type"):
         await asyncio.to_thread(fetch_config, xds.address, NODE, "bogus")
+
+
+async def test_secrets_show_certificates_never_the_key(xds: Running) -> None:
+    import datetime
+
+    from pilotfish_operator.security.ca import MeshCA
+    from pilotfish_xds import ir
+    from pilotfish_xds.codec import EncodeCache
+    from pilotfish_xds.translate import WorkloadSecrets, translate
+
+    now = datetime.datetime.now(datetime.UTC)
+    identity = "spiffe://cluster.local/ns/shop/sa/web"
+    cert = MeshCA.self_signed("cluster.local", now).issue(identity, now)
+    proxy = ir.Proxy(id=NODE, name="web", namespace="shop", ip="127.0.0.9", identity=identity)
+    secrets = WorkloadSecrets(cert.chain_pem, cert.key_pem, cert.roots_pem)
+    xds.cache.set(NODE, translate(ir.Mesh(proxies=(proxy,)), proxy, EncodeCache(), secrets))
+
+    text = await asyncio.to_thread(fetch_config, xds.address, NODE, "secrets")
+    shown = {s["name"]: s for s in yaml.safe_load(text)["secrets"]["resources"]}
+    [leaf] = shown["default"]["certificateChain"]
+    assert leaf["spiffeID"] == identity
+    assert leaf["serial"] == format(cert.serial, "x")
+    assert leaf["notAfter"] == cert.not_after.isoformat()
+    assert shown["ROOTCA"]["trustedCA"][0]["subject"].endswith("O=cluster.local")
+    key_body = cert.key_pem.decode().splitlines()[1]
+    assert "PRIVATE KEY" not in text and key_body not in text

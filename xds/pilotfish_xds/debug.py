@@ -43,7 +43,7 @@ def register(server: grpc.aio.Server, cache: SnapshotCache, status: StatusRegist
 
 def render_config(cache: SnapshotCache, node: str, kind: str) -> str:
     """YAML of what the server holds for `node`; `kind` is a short type name or
-    "all". Secrets are listed by name and version only: keys stay out of logs."""
+    "all". Secrets show their certificates (`describe_secret`), never a key."""
     from .codec import decode  # imports the Envoy modules (~1 s): only when asked
 
     snapshot = cache.get(node)
@@ -60,11 +60,49 @@ def render_config(cache: SnapshotCache, node: str, kind: str) -> str:
         type_url = SHORT_NAMES[short]
         resources = snapshot.resources(type_url)
         if type_url == SECRET:
-            items: list[Any] = [{"name": n, "hash": r.hash} for n, r in sorted(resources.items())]
+            items: list[Any] = [
+                describe_secret(decode(type_url, r.body), n, r.hash)
+                for n, r in sorted(resources.items())
+            ]
         else:
             items = [decode(type_url, r.body).to_dict() for _, r in sorted(resources.items())]
         out[short] = {"version": snapshot.version(type_url), "resources": items}
     return yaml.safe_dump(out, sort_keys=False)
+
+
+def describe_secret(secret: Any, name: str, version: str) -> dict[str, Any]:
+    """What an operator may see of a secret: each certificate's subject, SPIFFE ID,
+    issuer, serial and validity. The private key is never decoded or shown."""
+    out: dict[str, Any] = {"name": name, "hash": version}
+    if secret.tls_certificate is not None:
+        out["certificateChain"] = _certificates(secret.tls_certificate.certificate_chain)
+    if secret.validation_context is not None:
+        out["trustedCA"] = _certificates(secret.validation_context.trusted_ca)
+    return out
+
+
+def _certificates(source: Any) -> list[dict[str, Any]]:
+    from cryptography import x509
+
+    pem = source.inline_bytes or (source.inline_string or "").encode() if source else b""
+    out = []
+    for cert in x509.load_pem_x509_certificates(pem) if pem.strip() else ():
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
+        except x509.ExtensionNotFound:
+            uris = []
+        out.append(
+            {
+                "subject": cert.subject.rfc4514_string(),
+                "spiffeID": next((u for u in uris if u.startswith("spiffe://")), None),
+                "issuer": cert.issuer.rfc4514_string(),
+                "serial": format(cert.serial_number, "x"),
+                "notBefore": cert.not_valid_before_utc.isoformat(),
+                "notAfter": cert.not_valid_after_utc.isoformat(),
+            }
+        )
+    return out
 
 
 def _call(address: str, method: str, request: bytes) -> bytes:
