@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import datetime
 import gc
 import io
 import json
@@ -23,6 +24,8 @@ from typing import Any
 
 import workload
 from pilotfish_operator.pipeline import Pipeline
+from pilotfish_operator.security.ca import MeshCA
+from pilotfish_operator.security.issuer import Issuer
 from pilotfish_operator.store import Store
 from pilotfish_operator.translate import proxy_id
 from pilotfish_xds import ir, wire
@@ -99,9 +102,13 @@ def pipeline(store: Store, cache: EncodeCache) -> Pipeline:
     """The shipped rebuild path (GC policy included), with the client connected."""
     snapshots = SnapshotCache()
     snapshots.stream_opened(CLIENT_ID, {"id": CLIENT_ID})
-    p = Pipeline(store, snapshots)
+    p = Pipeline(store, snapshots, issuer=ISSUER)
     p.encoder = cache
     return p
+
+
+ISSUER: Issuer | None = None
+"""`--mtls`: the proxy gets a workload certificate, so mesh mTLS is in its config."""
 
 
 def full_build(
@@ -290,7 +297,12 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--mode", choices=("build", "profile", "tracemalloc"), default="build")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--mtls", action="store_true", help="with mesh mTLS (a workload certificate)")
     args = p.parse_args()
+    if args.mtls:
+        global ISSUER
+        now = datetime.datetime.now(datetime.UTC)
+        ISSUER = Issuer(MeshCA.self_signed("cluster.local", now))
     if args.mode == "build":
         result = mode_build(args.n, args.repeat)
     elif args.mode == "profile":

@@ -10,6 +10,7 @@ no TLS at all: nothing would answer its SDS requests.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,10 +94,27 @@ def _context(identities: tuple[str, ...]) -> CommonTlsContext:
     )
 
 
-@wire.built_once(4096)
+_UPSTREAM_TLS_URL = (
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+)
+_COMMON = wire.field_number(UpstreamTlsContext, "common_tls_context")
+_SNI = wire.field_number(UpstreamTlsContext, "sni")
+
+
+@functools.lru_cache(maxsize=4096)
+def _common_bytes(identities: tuple[str, ...]) -> bytes:
+    """Shared by every cluster of the same workloads (most services have one identity)."""
+    return wire.length_delimited(_COMMON, wire.encode(_context(identities)))
+
+
 def client_socket(identities: tuple[str, ...], sni: str) -> TransportSocket:
-    context = UpstreamTlsContext(common_tls_context=_context(identities), sni=sni)
-    return TransportSocket(name=TLS_SOCKET, typed_config=Any.pack(context))
+    """Every mesh cluster has its own (its SNI differs), so the context's bytes are put
+    together rather than built as messages: at 10,000 services building them cost
+    more than a third of a full push."""
+    context = _common_bytes(identities) + wire.length_delimited(_SNI, sni.encode())
+    return TransportSocket(
+        name=TLS_SOCKET, typed_config=Any(type_url=_UPSTREAM_TLS_URL, value=context)
+    )
 
 
 @wire.built_once(16)
