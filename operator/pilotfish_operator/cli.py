@@ -152,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
 
     command.add_parser(sub)
     capture.add_parser(sub)
+    from . import authz_check
+
+    authz_check.add_parser(sub)
 
     for name, func, text in (
         ("proxy-status", cmd_proxy_status, "what each proxy acknowledged or rejected"),
@@ -164,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
                 "type",
                 nargs="?",
                 default="all",
-                choices=["all", "clusters", "listeners", "routes", "endpoints"],
+                choices=["all", "clusters", "listeners", "routes", "endpoints", "secrets"],
             )
         c.add_argument("--xds", default=DEFAULT_XDS, help="control plane address (host:port)")
         c.add_argument("--state", help="read the address from local mode's state file")

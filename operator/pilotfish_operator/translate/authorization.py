@@ -85,14 +85,25 @@ class AuthzPolicies:
         return tuple(out)
 
 
+def scope(
+    namespace: str, selector: dict[str, str], root: str, ns: str, labels: dict[str, str]
+) -> str | None:
+    """Why a workload policy applies to a workload in `ns` with `labels` (None: it does
+    not), in Istio's scopes: mesh-wide in the root namespace (no selector),
+    namespace-wide, or the matching workloads of its namespace."""
+    if namespace == root and not selector:
+        return f"mesh-wide (no selector in the root namespace {root})"
+    if namespace != ns or any(labels.get(k) != v for k, v in selector.items()):
+        return None
+    if not selector:
+        return f"namespace-wide (no selector in {ns})"
+    return "selector " + ",".join(f"{k}={v}" for k, v in sorted(selector.items())) + " matches"
+
+
 def _applies(
     namespace: str, selector: dict[str, str], root: str, ns: str, labels: dict[str, str]
 ) -> bool:
-    """Istio's scope of a workload policy: mesh-wide in the root namespace (no
-    selector), namespace-wide, or the matching workloads of its namespace."""
-    if namespace == root and not selector:
-        return True
-    return namespace == ns and all(labels.get(k) == v for k, v in selector.items())
+    return scope(namespace, selector, root, ns, labels) is not None
 
 
 class JwtRules:
