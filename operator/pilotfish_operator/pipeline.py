@@ -167,6 +167,11 @@ class Pipeline:
             self.cache.set(node, snapshot)
             self.stats.proxies += 1
 
+    def refresh_certificates(self) -> None:
+        """Rebuild every connected proxy's config now (the CA changed): the rest is
+        cached, the secrets are the difference."""
+        self._push(set(self.cache.connected()))
+
     def _secrets(self, proxy: ir.Proxy) -> WorkloadSecrets | None:
         if self.issuer is None or not proxy.identity:
             return None
@@ -192,7 +197,7 @@ class Pipeline:
                 except TimeoutError:
                     # A certificate is due: every proxy's config is rebuilt (unchanged
                     # resources are cached; the renewed secrets are the difference).
-                    self._push(set(self.cache.connected()))
+                    self.refresh_certificates()
                     continue
                 self._wake.clear()
                 if self.store.generation != self.built_generation:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import http.client
 import itertools
 import json
@@ -116,7 +117,9 @@ class Harness:
         within: float = SYNC_TIMEOUT,
         envoy: str | None = None,
         converge_timeout: float = 60.0,
+        cert_ttl: datetime.timedelta | None = None,
     ) -> None:
+        extra = {"cert_ttl": cert_ttl} if cert_ttl is not None else {}
         self.mesh = LocalMesh(
             self.config,
             state=self.workdir / "state.json",
@@ -125,6 +128,7 @@ class Harness:
             delta=delta,
             envoy=envoy,
             converge_timeout=converge_timeout,
+            **extra,
         )
         ready = asyncio.Event()
         self._task = asyncio.create_task(self.mesh.run(ready))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import tempfile
@@ -24,7 +25,7 @@ from pilotfish_xds.status import StatusRegistry
 
 from ..api import Pod
 from ..pipeline import Pipeline
-from ..security.ca import MeshCA
+from ..security.ca import WORKLOAD_TTL, MeshCA
 from ..security.issuer import Issuer
 from ..security.pki import utcnow
 from ..sources.files import DirectorySource
@@ -48,6 +49,7 @@ class LocalMesh:
         workdir: Path | None = None,
         delta: bool = False,
         converge_timeout: float = 60.0,
+        cert_ttl: datetime.timedelta = WORKLOAD_TTL,
     ) -> None:
         self.config = config
         self.state_path = state
@@ -61,8 +63,9 @@ class LocalMesh:
         # Local mode's CA lives only in this process: a restart re-keys every sidecar,
         # and no key is ever written to disk.
         ca = MeshCA.self_signed(options.trust_domain, utcnow())
+        self.issuer = Issuer(ca, ttl=cert_ttl)
         self.pipeline = Pipeline(
-            self.store, self.cache, options, debounce=debounce, issuer=Issuer(ca)
+            self.store, self.cache, options, debounce=debounce, issuer=self.issuer
         )
         self._workdir = workdir
         self.delta = delta
@@ -185,6 +188,16 @@ class LocalMesh:
                 return f"rejected its {short} config: {nack.message}"
             waiting.append(short)
         return f"has not acknowledged its {', '.join(waiting)} config" if waiting else ""
+
+    def rotate_root(self) -> None:
+        """A new root signs from now on; every sidecar trusts old and new roots and
+        gets a leaf of the new one (`retire_old_roots` once they all have)."""
+        self.issuer.set_ca(self.issuer.ca.rotated(utcnow()))
+        self.pipeline.refresh_certificates()
+
+    def retire_old_roots(self) -> None:
+        self.issuer.set_ca(self.issuer.ca.retire_old_roots(utcnow()))
+        self.pipeline.refresh_certificates()
 
     async def wait_synced(self, after: int = -1) -> None:
         """Until the store has moved past generation `after` and every sidecar

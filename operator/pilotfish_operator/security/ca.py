@@ -46,10 +46,12 @@ class WorkloadCert:
     serial: int
     not_before: datetime.datetime
     not_after: datetime.datetime
+    issued: datetime.datetime
+    """When it was signed (not_before is earlier, to allow for clock skew)."""
 
     def renew_at(self, ratio: float = 0.5) -> datetime.datetime:
         """When to replace it: half its lifetime by default (Istio's grace period)."""
-        return self.not_before + (self.not_after - self.not_before) * ratio
+        return self.issued + (self.not_after - self.issued) * ratio
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class MeshCA:
             serial=leaf.serial_number,
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
+            issued=now,
         )
 
     def rotated(
