@@ -17,10 +17,15 @@ from pilotfish_xds import types
 DEFAULT_XDS = "127.0.0.1:15010"
 
 
-def _control_plane(args: argparse.Namespace) -> str:
+def _control_plane(args: argparse.Namespace) -> tuple[str, tuple[bytes, str] | None]:
+    """The control plane's address, and how to trust it when it serves TLS (local
+    mode's state file says: its roots file and name)."""
     if args.state:
-        return str(json.loads(Path(args.state).read_text())["xds"])
-    return str(args.xds)
+        state = json.loads(Path(args.state).read_text())
+        tls = state.get("xds_tls")
+        trust = (Path(tls["roots"]).read_bytes(), str(tls["server_name"])) if tls else None
+        return str(state["xds"]), trust
+    return str(args.xds), None
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -74,7 +79,7 @@ def _sync_state(t: dict[str, Any] | None) -> str:
 def cmd_proxy_status(args: argparse.Namespace) -> int:
     from pilotfish_xds.debug import fetch_status
 
-    status = fetch_status(_control_plane(args))
+    status = fetch_status(*_control_plane(args))
     rows = [["PROXY", "STREAMS", *(n for n, _ in _TYPES), "NACKS", "LAST NACK"]]
     for node, s in status["nodes"].items():
         types = s["types"]
@@ -104,7 +109,8 @@ def cmd_proxy_config(args: argparse.Namespace) -> int:
 
     namespace, _, pod = args.pod.rpartition("/")
     node = f"{pod}.{namespace or 'default'}"
-    sys.stdout.write(fetch_config(_control_plane(args), node, args.type))
+    address, tls = _control_plane(args)
+    sys.stdout.write(fetch_config(address, node, args.type, tls))
     return 0
 
 

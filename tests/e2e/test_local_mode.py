@@ -185,7 +185,7 @@ async def test_nack_is_reported_and_the_proxy_keeps_its_last_good_config(
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(nacked(), 20)
-    status = await _cli("proxy-status", "--xds", harness.mesh.xds)
+    status = await _cli("proxy-status", "--state", str(harness.workdir / "state.json"))
     row = next(line for line in status.splitlines() if line.startswith("client.site"))
     assert "NACKED" in row.split()[2:6]
     assert "(unclosed" in row  # Envoy's own message
@@ -197,7 +197,7 @@ async def test_nack_is_reported_and_the_proxy_keeps_its_last_good_config(
     # The next good config goes out and is accepted.
     harness.mesh.cache.set("client.site", good)
     await harness.synced()
-    status = await _cli("proxy-status", "--xds", harness.mesh.xds)
+    status = await _cli("proxy-status", "--state", str(harness.workdir / "state.json"))
     row = next(line for line in status.splitlines() if line.startswith("client.site"))
     assert row.split()[2:6] == ["SYNCED"] * 4
 

@@ -59,8 +59,20 @@ class _Client:
     method = ""
     response_class: Any = None
 
-    def __init__(self, address: str, node_id: str, metadata: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        address: str,
+        node_id: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        tls: tuple[bytes, str] | None = None,
+        token: str | None = None,
+    ):
+        """`tls`: (roots PEM, server name) for a control plane serving TLS; `token`:
+        sent as `authorization: Bearer` with the stream, as a sidecar does."""
         self.address = address
+        self.tls = tls
+        self.token = token
         self.node = Node(id=node_id, cluster="test", metadata=Struct.from_dict(metadata or {}))
         self._channel: grpc.aio.Channel | None = None
         self._call: Any = None
@@ -75,13 +87,22 @@ class _Client:
         await self.close()
 
     async def connect(self) -> None:
-        self._channel = grpc.aio.insecure_channel(self.address)
+        if self.tls is None:
+            self._channel = grpc.aio.insecure_channel(self.address)
+        else:
+            roots, name = self.tls
+            self._channel = grpc.aio.secure_channel(
+                self.address,
+                grpc.ssl_channel_credentials(root_certificates=roots),
+                options=[("grpc.ssl_target_name_override", name)],
+            )
         stream = self._channel.stream_stream(
             _ADS + self.method,
             request_serializer=bytes,
             response_deserializer=self.response_class.parse,
         )
-        self._call = stream()
+        metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
+        self._call = stream(metadata=metadata)
         self._sent_node = False
         self._read_task = None
 
@@ -127,8 +148,16 @@ class SotwClient(_Client):
     method = "StreamAggregatedResources"
     response_class = DiscoveryResponse
 
-    def __init__(self, address: str, node_id: str, metadata: dict[str, Any] | None = None):
-        super().__init__(address, node_id, metadata)
+    def __init__(
+        self,
+        address: str,
+        node_id: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        tls: tuple[bytes, str] | None = None,
+        token: str | None = None,
+    ):
+        super().__init__(address, node_id, metadata, tls=tls, token=token)
         self.accepted: dict[str, str] = {}  # type_url -> last version acked
 
     async def recv(self, wait: float = 5.0) -> DiscoveryResponse:

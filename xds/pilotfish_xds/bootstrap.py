@@ -5,6 +5,7 @@ Local mode writes it to a file; in-cluster injection renders the same document.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from .ports import ADMIN_PORT
@@ -23,6 +24,7 @@ def bootstrap(
     admin_host: str = "127.0.0.1",
     admin_port: int = ADMIN_PORT,
     delta: bool = False,
+    xds_tls: XdsTls | None = None,
 ) -> dict[str, Any]:
     """A JSON-able bootstrap: ADS over gRPC for CDS/LDS (and through them EDS/RDS).
 
@@ -31,6 +33,29 @@ def bootstrap(
     loaded machine starting tens of sidecars gets there), and reports ready empty.
     Readiness then means "has its config", and the app waits for it."""
     ads = {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"}
+    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
+    xds_cluster: dict[str, Any] = {}
+    if xds_tls is not None:
+        grpc_service["initial_metadata"] = [
+            {"key": "authorization", "value": f"Bearer {xds_tls.token}"}
+        ]
+        xds_cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": xds_tls.server_name,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],  # gRPC servers insist on it
+                    "validation_context": {
+                        "trusted_ca": {"filename": xds_tls.roots_file},
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": xds_tls.server_name}}
+                        ],
+                    },
+                },
+            },
+        }
     return {
         "node": {
             "id": node_id,
@@ -43,7 +68,7 @@ def bootstrap(
                 "api_type": "DELTA_GRPC" if delta else "GRPC",
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": True,
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "grpc_services": [grpc_service],
             },
             "cds_config": ads,
             "lds_config": ads,
@@ -52,6 +77,7 @@ def bootstrap(
             "clusters": [
                 {
                     "name": XDS_CLUSTER,
+                    **xds_cluster,
                     "type": "STRICT_DNS",
                     "connect_timeout": "1s",
                     "typed_extension_protocol_options": {
@@ -75,6 +101,17 @@ def bootstrap(
             ]
         },
     }
+
+
+@dataclass(frozen=True)
+class XdsTls:
+    """How a sidecar reaches a protected control plane: TLS verified against the mesh
+    roots (a file the pod can read) for the server's name, and the sidecar's token,
+    sent with every stream (the server gives a stream only the node it proves)."""
+
+    roots_file: str
+    server_name: str
+    token: str = field(repr=False)
 
 
 def _socket(host: str, port: int) -> dict[str, Any]:

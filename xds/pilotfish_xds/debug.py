@@ -105,20 +105,33 @@ def _certificates(source: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _call(address: str, method: str, request: bytes) -> bytes:
-    with grpc.insecure_channel(address) as channel:
+Tls = tuple[bytes, str]
+"""(trusted roots PEM, the server's name) for a control plane serving over TLS."""
+
+
+def _call(address: str, method: str, request: bytes, tls: Tls | None = None) -> bytes:
+    if tls is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        roots, name = tls
+        channel = grpc.secure_channel(
+            address,
+            grpc.ssl_channel_credentials(root_certificates=roots),
+            options=[("grpc.ssl_target_name_override", name)],
+        )
+    with channel:
         stub = channel.unary_unary(f"/{DEBUG_SERVICE}/{method}")
         response: bytes = stub(request, timeout=_TIMEOUT)
         return response
 
 
-def fetch_status(address: str) -> dict[str, Any]:
+def fetch_status(address: str, tls: Tls | None = None) -> dict[str, Any]:
     """All nodes' xDS status from the control plane at `address` (blocking)."""
-    result: dict[str, Any] = json.loads(_call(address, "ProxyStatus", b""))
+    result: dict[str, Any] = json.loads(_call(address, "ProxyStatus", b"", tls))
     return result
 
 
-def fetch_config(address: str, node: str, type: str = "all") -> str:
+def fetch_config(address: str, node: str, type: str = "all", tls: Tls | None = None) -> str:
     """YAML of the config served to `node` (blocking)."""
     query = json.dumps({"node": node, "type": type}).encode()
-    return _call(address, "ProxyConfig", query).decode()
+    return _call(address, "ProxyConfig", query, tls).decode()

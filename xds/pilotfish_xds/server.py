@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,15 +56,26 @@ def _wanted(snapshot: Snapshot, type_url: str, wildcard: bool, names: Any) -> di
     return {n: available[n] for n in sorted(names) if n in available}
 
 
+Authenticator = Callable[[str, Mapping[str, str]], str | None]
+"""(node id, the stream's request metadata) → why the stream is refused, or None."""
+
+
 class AdsServer:
-    """Serves each node the snapshot `cache` holds for it; records in `status`."""
+    """Serves each node the snapshot `cache` holds for it; records in `status`.
+    With `authenticate`, a stream is served only once its caller has proven it is
+    the node it names: a proxy gets its own config (and key), never another's."""
 
     def __init__(
-        self, cache: SnapshotCache, status: StatusRegistry, backoff: Backoff | None = None
+        self,
+        cache: SnapshotCache,
+        status: StatusRegistry,
+        backoff: Backoff | None = None,
+        authenticate: Authenticator | None = None,
     ) -> None:
         self.cache = cache
         self.status = status
         self.backoff = backoff or Backoff()
+        self.authenticate = authenticate
         self._streams: dict[_Stream, asyncio.Future[None]] = {}
         # Unique across restarts, so an old stream's nonce never matches ours.
         self._nonces = (f"{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
@@ -147,6 +158,17 @@ class _Stream:
                 await self.context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, "the first request must carry node.id"
                 )
+            if self.server.authenticate is not None:
+                metadata = {k: v for k, v in self.context.invocation_metadata() or ()}
+                refused = self.server.authenticate(node.id, metadata)
+                if refused is not None:
+                    log.warning(
+                        "xDS stream from %s refused: it names node %r but %s",
+                        self.context.peer(),
+                        node.id,
+                        refused,
+                    )
+                    await self.context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
             self.node_id = node.id
             cache, status = self.server.cache, self.server.status
             stream_id = status.stream_opened(self.node_id, self.kind, self.context.peer())
@@ -502,14 +524,24 @@ class XdsServer:
 
 
 async def serve(
-    address: str, cache: SnapshotCache, status: StatusRegistry, backoff: Backoff | None = None
+    address: str,
+    cache: SnapshotCache,
+    status: StatusRegistry,
+    backoff: Backoff | None = None,
+    *,
+    credentials: grpc.ServerCredentials | None = None,
+    authenticate: Authenticator | None = None,
 ) -> tuple[XdsServer, int]:
-    """Start ADS plus the debug service on `host:port` (port 0 picks one)."""
+    """Start ADS plus the debug service on `host:port` (port 0 picks one); over TLS
+    with `credentials`, each stream checked by `authenticate`."""
     server = grpc.aio.server()
-    ads = AdsServer(cache, status, backoff)
+    ads = AdsServer(cache, status, backoff, authenticate)
     ads.register(server)
     debug.register(server, cache, status)
-    port = server.add_insecure_port(address)
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if not port:
         raise OSError(f"cannot bind xDS server to {address}")
     await server.start()

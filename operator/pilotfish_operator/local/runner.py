@@ -15,9 +15,14 @@ import datetime
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from pilotfish_xds import ir
+from pilotfish_xds.bootstrap import XdsTls
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
 from pilotfish_xds.server import serve
@@ -28,6 +33,7 @@ from ..pipeline import Pipeline
 from ..security.ca import WORKLOAD_TTL, MeshCA
 from ..security.issuer import Issuer
 from ..security.pki import utcnow
+from ..security.tokens import LocalTokens, TokenError
 from ..sources.files import DirectorySource
 from ..store import Store
 from ..translate import Options, proxy_id
@@ -35,6 +41,10 @@ from ..translate.services import Workloads
 from .sidecars import Sidecars, default_envoy
 
 log = logging.getLogger(__name__)
+
+XDS_NAME = "pilotfish.pilotfish-system.svc"
+"""The name the control plane's xDS certificate carries and sidecars check."""
+XDS_CERT_TTL = datetime.timedelta(days=30)
 
 
 class LocalMesh:
@@ -64,6 +74,8 @@ class LocalMesh:
         # and no key is ever written to disk.
         ca = MeshCA.self_signed(options.trust_domain, utcnow())
         self.issuer = Issuer(ca, ttl=cert_ttl)
+        self.tokens = LocalTokens()
+        self.roots_file = Path()
         self.pipeline = Pipeline(
             self.store, self.cache, options, debounce=debounce, issuer=self.issuer
         )
@@ -96,10 +108,27 @@ class LocalMesh:
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="pilotfish-local-"))
             )
             host = self.xds_address.rsplit(":", 1)[0]
-            server, self.xds_port = await serve(self.xds_address, self.cache, self.status)
-            log.info("xDS server on %s", self.xds)
+            # The xDS channel is TLS with a certificate from the mesh CA, and every
+            # stream must prove (with its pod's token) the node it asks for.
+            chain, key = self.issuer.ca.issue_server([XDS_NAME], utcnow(), XDS_CERT_TTL)
+            self.roots_file = workdir / "mesh-roots.pem"
+            self.roots_file.write_bytes(self.issuer.ca.roots_pem)
+            server, self.xds_port = await serve(
+                self.xds_address,
+                self.cache,
+                self.status,
+                credentials=grpc.ssl_server_credentials([(key, chain)]),
+                authenticate=self._authenticate,
+            )
+            log.info("xDS server on %s (TLS, per-pod tokens)", self.xds)
             sidecars = self._sidecars = Sidecars(
-                self.envoy, workdir, host, self.xds_port, self.delta, on_start=self.status.forget
+                self.envoy,
+                workdir,
+                host,
+                self.xds_port,
+                self.delta,
+                on_start=self.status.forget,
+                xds_tls=self._xds_tls,
             )
             self.source.scan()
             tasks = [
@@ -189,6 +218,32 @@ class LocalMesh:
             waiting.append(short)
         return f"has not acknowledged its {', '.join(waiting)} config" if waiting else ""
 
+    def _xds_tls(self, proxy: ir.Proxy) -> XdsTls:
+        """How `proxy`'s sidecar reaches this control plane, with its own token."""
+        account = proxy.identity.rsplit("/sa/", 1)[-1]
+        token = self.tokens.issue(proxy.namespace, proxy.name, account)
+        return XdsTls(str(self.roots_file), XDS_NAME, token)
+
+    def _authenticate(self, node_id: str, metadata: Mapping[str, str]) -> str | None:
+        """Serve a stream only the node its token names, and only while that pod runs
+        with the service account the token was issued for."""
+        scheme, _, token = metadata.get("authorization", "").partition(" ")
+        if scheme != "Bearer" or not token:
+            return "it presents no token"
+        try:
+            claims = self.tokens.verify(token)
+        except TokenError as exc:
+            return f"it presents {exc}"
+        if node_id != proxy_id(claims.namespace, claims.pod):
+            return f"its token is for pod {claims.namespace}/{claims.pod}"
+        pod = self.store.get(("Pod", claims.namespace, claims.pod))
+        if not isinstance(pod, Pod) or pod.service_account != claims.service_account:
+            return (
+                f"its token's service account {claims.service_account!r} is not "
+                f"pod {claims.namespace}/{claims.pod}'s"
+            )
+        return None
+
     def rotate_root(self) -> None:
         """A new root signs from now on; every sidecar trusts old and new roots and
         gets a leaf of the new one (`retire_old_roots` once they all have)."""
@@ -234,7 +289,11 @@ class LocalMesh:
                 if why:
                     entry.update(synced=False, problem=why)
             pods[f"{ns}/{name}"] = entry
-        state = {"xds": self.xds, "pods": pods}
+        state = {
+            "xds": self.xds,
+            "xds_tls": {"roots": str(self.roots_file), "server_name": XDS_NAME},
+            "pods": pods,
+        }
         if state == self.state:
             return
         self.state = state

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pilotfish_xds import ir
-from pilotfish_xds.bootstrap import bootstrap
+from pilotfish_xds.bootstrap import XdsTls, bootstrap
 from pilotfish_xds.ports import ADMIN_PORT
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,11 @@ class Sidecars:
         xds_port: int,
         delta: bool = False,
         on_start: Callable[[str], None] | None = None,
+        xds_tls: Callable[[ir.Proxy], XdsTls] | None = None,
     ) -> None:
         self.envoy = envoy
+        self.xds_tls = xds_tls
+        """How each sidecar reaches a protected control plane (its token included)."""
         self.workdir = workdir
         self.xds_host = xds_host
         self.xds_port = xds_port
@@ -105,8 +108,11 @@ class Sidecars:
             admin_host=proxy.ip,
             admin_port=ADMIN_PORT,
             delta=self.delta,
+            xds_tls=self.xds_tls(proxy) if self.xds_tls is not None else None,
         )
         path = self.workdir / f"{proxy.namespace}_{proxy.name}.bootstrap.json"
+        # It holds the pod's token: readable by this user only, as a projected token is.
+        path.touch(mode=0o600)
         path.write_text(json.dumps(config, indent=2))
         log_path = self.workdir / f"{proxy.namespace}_{proxy.name}.envoy.log"
         process = await asyncio.create_subprocess_exec(

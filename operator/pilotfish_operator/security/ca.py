@@ -132,6 +132,21 @@ class MeshCA:
             issued=now,
         )
 
+    def issue_server(
+        self, dns_names: list[str], now: datetime.datetime, ttl: datetime.timedelta
+    ) -> tuple[bytes, bytes]:
+        """A serving certificate for the control plane itself (its xDS port): (chain, key)."""
+        cert, key = pki.new_leaf(
+            self.signer_pem,
+            self.signer_key_pem,
+            [x509.DNSName(n) for n in dns_names],
+            now,
+            ttl,
+            subject=pki.name(dns_names[0], self.trust_domain),
+        )
+        intermediates = b"" if self.chain_pem == self.roots_pem else self.chain_pem
+        return cert + intermediates, key
+
     def rotated(
         self, now: datetime.datetime, validity: datetime.timedelta = ROOT_VALIDITY
     ) -> MeshCA:
