@@ -229,6 +229,22 @@ def _objects(net: Net) -> list[dict[str, Any]]:
         pod("web-1", net.peer_ip, {"app": "web", "sidecar.pilotfish.io/inject": "false"}, 8080),
         pod("db-1", net.peer_ip, {"app": "db", "sidecar.pilotfish.io/inject": "false"}, 5432),
         pod("client-1", net.pod_ip, {"app": "client"}, 9080, 7000),
+        # TCP authorization on the feed port: refuse every source but the peer.
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": "feed", "namespace": "shop"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "client"}},
+                "action": "DENY",
+                "rules": [
+                    {
+                        "from": [{"source": {"notIpBlocks": [f"{net.peer_ip}/32"]}}],
+                        "to": [{"operation": {"ports": ["7000"]}}],
+                    }
+                ],
+            },
+        },
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",
@@ -486,6 +502,9 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
                 tcp_stats["cluster.outbound|5432||db.shop.svc.cluster.local.upstream_cx_total"] == 1
             )
             assert tcp_stats["cluster.inbound|7000||.upstream_cx_total"] == 1
+            # The connection passed the workload's TCP authorization (network RBAC).
+            rbac = {k: v for k, v in tcp_stats.items() if "inbound_7000.deny" in k}
+            assert any(k.endswith("rbac.allowed") and v == 1 for k, v in rbac.items()), rbac
 
             # Re-running the init step (a restarted init container) changes nothing.
             again = subprocess.run(

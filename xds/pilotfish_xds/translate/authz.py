@@ -14,11 +14,13 @@ JWT filter leaves in its metadata.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable
 
 from envoy_data_plane.envoy.config.core.v3 import CidrRange
+from envoy_data_plane.envoy.config.listener.v3 import Filter
 from envoy_data_plane.envoy.config.rbac.v3 import (
     Permission,
     PermissionSet,
@@ -36,6 +38,7 @@ from envoy_data_plane.envoy.extensions.filters.http.rbac.v3 import RbacPerRoute
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpFilter,
 )
+from envoy_data_plane.envoy.extensions.filters.network.rbac.v3 import Rbac as NetworkRbac
 from envoy_data_plane.envoy.type.matcher.v3 import (
     ListMatcher,
     MetadataMatcher,
@@ -82,6 +85,61 @@ def per_filter_config(policies: tuple[ir.AuthzPolicy, ...]) -> dict[str, Any]:
             },
         )
         out[_filter_name(action)] = Any.pack(RbacPerRoute(rbac=HttpRbac(rules=rules)))
+    return out
+
+
+_HTTP_CONDITIONS = ("request.headers[", "request.auth.")
+
+
+def _tcp_rule(rule: ir.AuthzRule, action: str) -> ir.AuthzRule | None:
+    """A rule as it applies to a TCP connection, where HTTP attributes do not exist
+    (Istio): an ALLOW rule naming any can never match and is dropped; a DENY or AUDIT
+    rule is applied without them, so it refuses more rather than less."""
+    http = any(
+        o.hosts or o.not_hosts or o.methods or o.not_methods or o.paths or o.not_paths
+        for o in rule.operations
+    )
+    http = http or any(s.request_principals or s.not_request_principals for s in rule.sources)
+    http = http or any(c.key.startswith(_HTTP_CONDITIONS) for c in rule.conditions)
+    if not http:
+        return rule
+    if action == "ALLOW":
+        return None
+    return ir.AuthzRule(
+        sources=tuple(
+            dataclasses.replace(s, request_principals=(), not_request_principals=())
+            for s in rule.sources
+        ),
+        operations=tuple(
+            ir.AuthzOperation(ports=o.ports, not_ports=o.not_ports) for o in rule.operations
+        ),
+        conditions=tuple(c for c in rule.conditions if not c.key.startswith(_HTTP_CONDITIONS)),
+    )
+
+
+def network_filters(policies: tuple[ir.AuthzPolicy, ...], stat_prefix: str) -> list[Filter]:
+    """The RBAC network filters for a TCP port of the workload (before its TCP proxy),
+    in the same order: DENY, AUDIT, ALLOW."""
+    out = []
+    for action, envoy_action in _ACTIONS:
+        chosen = [p for p in policies if p.action == action]
+        if not chosen:
+            continue
+        rules: dict[str, Policy] = {}
+        for p in chosen:
+            for i, rule in enumerate(p.rules):
+                tcp = _tcp_rule(rule, action)
+                if tcp is not None:
+                    rules[f"{p.name}[{i}]"] = _policy(tcp)
+        config = NetworkRbac(
+            rules=Rbac(action=envoy_action, policies=rules),
+            stat_prefix=f"{stat_prefix}.{action.lower()}",
+        )
+        out.append(
+            Filter(
+                name=f"envoy.filters.network.rbac.{action.lower()}", typed_config=Any.pack(config)
+            )
+        )
     return out
 
 

@@ -113,6 +113,7 @@ def translate(
             l4_only,
             proxy.peer_auth if out.mesh_tls else None,
             proxy.jwt,
+            proxy.authz,
         ),
     )
     jwks_clusters(proxy, cache, out)
@@ -189,6 +190,7 @@ def virtual_inbound_listener(
     tcp_ports: tuple[int, ...] = (),
     peer: ir.PeerAuth | None = None,
     jwt_rules: tuple[ir.JwtRule, ...] = (),
+    policies: tuple[ir.AuthzPolicy, ...] = (),
 ) -> Listener:
     """Where iptables sends the pod's inbound TCP: one HTTP filter chain per app port
     the mesh knows (picked by the original destination port, routed by RDS
@@ -209,7 +211,8 @@ def virtual_inbound_listener(
         ]
 
     def tcp(port: int) -> Callable[[bool], list[Filter]]:
-        return lambda _: [tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port))]
+        rbac = authz.network_filters(policies, f"inbound_{port}")
+        return lambda _: [*rbac, tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port))]
 
     per_port = [(p, http(p)) for p in http_ports] + [(p, tcp(p)) for p in tcp_ports]
     filter_chains: list[FilterChain] = []
