@@ -1,10 +1,5 @@
-"""The ADS server: one stream per proxy connection, SotW and Delta.
-
-Each stream reads requests in its own task and funnels them, together with
-"your snapshot changed" wake-ups, into one queue handled in order by the stream
-loop. The nonce of a response is recorded before the write is awaited, so an
-ACK that overtakes the write's completion is still matched.
-"""
+"""The ADS server: one stream per proxy connection, SotW and Delta (`streams`), TLS
+and per-stream authentication when asked, and the debug service next to it."""
 
 from __future__ import annotations
 
@@ -13,49 +8,22 @@ import itertools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
 from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 
-from . import codec, debug
+from . import debug
 from .cache import SnapshotCache
-from .codec import Encoded
 from .protocol import (
-    SEND_AFTER,
     Backoff,
-    Decision,
-    Kind,
-    Rejection,
-    decide_delta,
-    decide_sotw,
-    may_send,
-    retry_due,
 )
-from .snapshot import Snapshot, content_version
-from .status import StatusRegistry, StreamKind
-from .types import CLUSTER, ENDPOINT, PUSH_ORDER, WILDCARD_TYPES
+from .status import StatusRegistry
+from .streams import END, DeltaStream, SotwStream, Stream
 
 log = logging.getLogger(__name__)
 
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
-_END = object()  # the client closed its side
-_CHANGED = object()  # the node's snapshot changed
-
-
-def _push_order(type_urls: Any) -> list[str]:
-    rank = {t: i for i, t in enumerate(PUSH_ORDER)}
-    return sorted(type_urls, key=lambda t: (rank.get(t, len(rank)), t))
-
-
-def _wanted(snapshot: Snapshot, type_url: str, wildcard: bool, names: Any) -> dict[str, Encoded]:
-    available = snapshot.resources(type_url)
-    if wildcard:
-        return dict(available)
-    return {n: available[n] for n in sorted(names) if n in available}
-
-
 Authenticator = Callable[[str, Mapping[str, str]], str | None]
 """(node id, the stream's request metadata) → why the stream is refused, or None."""
 
@@ -76,7 +44,7 @@ class AdsServer:
         self.status = status
         self.backoff = backoff or Backoff()
         self.authenticate = authenticate
-        self._streams: dict[_Stream, asyncio.Future[None]] = {}
+        self._streams: dict[Stream, asyncio.Future[None]] = {}
         # Unique across restarts, so an old stream's nonce never matches ours.
         self._nonces = (f"{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
 
@@ -97,12 +65,12 @@ class AdsServer:
         )
 
     async def _sotw(self, requests: AsyncIterator[Any], context: Any) -> None:
-        await self._serve(_SotwStream(self, context), requests)
+        await self._serve(SotwStream(self, context), requests)
 
     async def _delta(self, requests: AsyncIterator[Any], context: Any) -> None:
-        await self._serve(_DeltaStream(self, context), requests)
+        await self._serve(DeltaStream(self, context), requests)
 
-    async def _serve(self, stream: _Stream, requests: AsyncIterator[Any]) -> None:
+    async def _serve(self, stream: Stream, requests: AsyncIterator[Any]) -> None:
         done = asyncio.get_running_loop().create_future()
         self._streams[stream] = done
         try:
@@ -115,398 +83,9 @@ class AdsServer:
         """Tell every stream to finish (as if its proxy had closed it) and wait for them."""
         waiting = list(self._streams.values())
         for stream in list(self._streams):
-            stream.queue.put_nowait(_END)
+            stream.queue.put_nowait(END)
         if waiting:
             await asyncio.wait(waiting, timeout=within)
-
-
-@dataclass(frozen=True, slots=True)
-class _Retry:
-    type_url: str
-
-
-class _Stream:
-    """What both protocol variants share: the queue, ordering between types, and
-    retrying a rejection once its cause is gone."""
-
-    kind: StreamKind
-
-    def __init__(self, server: AdsServer, context: Any) -> None:
-        self.server = server
-        self.context = context
-        self.node_id = ""
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.in_flight: set[str] = set()  # types with a response not yet answered
-        self.owed: set[str] = set()  # types requested before there was anything to send
-        self.deferred: dict[str, bool] = {}  # type -> forced: held back by `may_send`
-        self.acked: dict[str, str] = {}  # type -> version acknowledged on this stream
-        self.rejections: dict[str, Rejection] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-
-    async def run(self, requests: AsyncIterator[Any]) -> None:
-        queue = self.queue
-        reader = asyncio.create_task(self._read(requests, queue))
-        changed = asyncio.Event()
-        tasks = [reader]
-        stream_id = 0
-        try:
-            first = await queue.get()
-            if first is _END:
-                return
-            node = first.node
-            if node is None or not node.id:
-                await self.context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, "the first request must carry node.id"
-                )
-            if self.server.authenticate is not None:
-                metadata = {k: v for k, v in self.context.invocation_metadata() or ()}
-                refused = self.server.authenticate(node.id, metadata)
-                if refused is not None:
-                    log.warning(
-                        "xDS stream from %s refused: it names node %r but %s",
-                        self.context.peer(),
-                        node.id,
-                        refused,
-                    )
-                    await self.context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
-            self.node_id = node.id
-            cache, status = self.server.cache, self.server.status
-            stream_id = status.stream_opened(self.node_id, self.kind, self.context.peer())
-            cache.watch(self.node_id, changed)
-            tasks.append(asyncio.create_task(self._watch(changed, queue)))
-            cache.stream_opened(self.node_id, _node_dict(node))
-            item = first
-            while item is not _END:
-                if item is _CHANGED:
-                    await self.push()
-                elif isinstance(item, _Retry):
-                    await self.retry(item.type_url)
-                else:
-                    await self.handle(item)
-                item = await queue.get()
-        finally:
-            for task in tasks:
-                task.cancel()
-            for timer in self._timers.values():
-                timer.cancel()
-            if stream_id:
-                self.server.cache.unwatch(self.node_id, changed)
-                self.server.cache.stream_closed(self.node_id)
-                self.server.status.stream_closed(self.node_id, stream_id)
-
-    @staticmethod
-    async def _read(requests: AsyncIterator[Any], queue: asyncio.Queue[Any]) -> None:
-        try:
-            async for request in requests:
-                queue.put_nowait(request)
-        except Exception as exc:  # the peer went away mid-read
-            log.debug("xDS stream read ended: %r", exc)
-        finally:
-            queue.put_nowait(_END)
-
-    @staticmethod
-    async def _watch(changed: asyncio.Event, queue: asyncio.Queue[Any]) -> None:
-        while True:
-            await changed.wait()
-            changed.clear()
-            queue.put_nowait(_CHANGED)
-
-    def snapshot(self) -> Snapshot | None:
-        return self.server.cache.get(self.node_id)
-
-    def record(self, decision: Decision, type_url: str, error: Any) -> None:
-        status = self.server.status
-        if decision.kind is Kind.ACK:
-            status.acked(self.node_id, type_url, decision.version)
-        elif decision.kind is Kind.NACK:
-            message = error.message if error is not None else ""
-            status.nacked(self.node_id, type_url, decision.version, message)
-        elif decision.kind is Kind.STALE:
-            log.debug("stale request from %s for %s ignored", self.node_id, type_url)
-
-    async def answered(
-        self, type_url: str, decision: Decision, rejected: Mapping[str, str], done: bool
-    ) -> None:
-        """Bookkeeping once the proxy answered a response of ours (`done`: it has
-        answered every one of this type); `rejected` is what a NACK refused."""
-        if done:
-            self.in_flight.discard(type_url)
-        if decision.kind is Kind.NACK:
-            before = self.rejections.get(type_url)
-            self.rejections[type_url] = Rejection(
-                content=dict(rejected),
-                dependencies={t: self.acked.get(t, "") for t in SEND_AFTER.get(type_url, ())},
-                retries=before.retries if before and before.content == rejected else 0,
-            )
-        elif decision.kind is Kind.ACK:
-            self.acked[type_url] = decision.version
-            self.rejections.pop(type_url, None)
-            for other, rejection in self.rejections.items():
-                if type_url in rejection.dependencies and retry_due(rejection, self.acked):
-                    self._schedule_retry(other, rejection)
-        for held in _push_order(list(self.deferred)):
-            if may_send(held, self.in_flight | self.owed):
-                await self.offer(held, force=self.deferred.pop(held))
-
-    def _schedule_retry(self, type_url: str, rejection: Rejection) -> None:
-        if type_url in self._timers:
-            return
-        delay = self.server.backoff.delay(rejection.retries)
-        if delay is None:
-            log.warning(
-                "%s still rejects %s after %d retries; it keeps its last accepted config",
-                self.node_id,
-                type_url,
-                rejection.retries,
-            )
-            return
-
-        def fire() -> None:
-            del self._timers[type_url]
-            self.queue.put_nowait(_Retry(type_url))
-
-        self._timers[type_url] = asyncio.get_running_loop().call_later(delay, fire)
-
-    async def retry(self, type_url: str) -> None:
-        rejection = self.rejections.get(type_url)
-        if rejection is None or self.current(type_url, rejection.content) != rejection.content:
-            return  # accepted since, or changed (and pushed as a change)
-        self.rejections[type_url] = replace(rejection, retries=rejection.retries + 1)
-        log.info(
-            "offering %s to %s again (retry %d): what it depended on has been acknowledged",
-            type_url,
-            self.node_id,
-            rejection.retries + 1,
-        )
-        await self.offer(type_url, force=True, refresh=set(rejection.content))
-
-    async def push(self) -> None:
-        # Envoy re-warms every cluster it is sent and waits for its endpoints (up to its
-        # initial-fetch timeout): after clusters go out, endpoints always follow.
-        clusters: set[str] = set()
-        for type_url in _push_order(self.subscribed()):
-            refresh = clusters if type_url == ENDPOINT else set()
-            sent = await self.offer(type_url, refresh=refresh)
-            if type_url == CLUSTER:
-                clusters = sent
-
-    async def offer(
-        self, type_url: str, *, force: bool = False, refresh: set[str] | None = None
-    ) -> set[str]:
-        """Send what changed of `type_url` (with `force`, even if nothing did; plus the
-        names in `refresh`), unless ordering holds it back; return the names sent."""
-        # A cluster response still owed counts as unanswered: a listener request that
-        # arrives after the snapshot but before the stream's wake-up must not overtake
-        # the clusters it names (seen with tens of Envoys starting at once).
-        if not may_send(type_url, self.in_flight | self.owed):
-            self.deferred[type_url] = self.deferred.get(type_url, False) or force
-            return set()
-        self.deferred.pop(type_url, None)
-        sent = await self.send(type_url, force=force, refresh=refresh or set())
-        if sent is None:
-            if force:
-                self.owed.add(type_url)
-            return set()
-        self.owed.discard(type_url)
-        self.in_flight.add(type_url)
-        return sent
-
-    def subscribed(self) -> list[str]:
-        raise NotImplementedError
-
-    def current(self, type_url: str, names: Mapping[str, str]) -> dict[str, str]:
-        """The hashes the snapshot now holds for what a response of `type_url` with
-        `names` carried (State of the World: the whole type)."""
-        raise NotImplementedError
-
-    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
-        """Write a response if there is something to say; the names it carried, or
-        None when nothing was written."""
-        raise NotImplementedError
-
-    async def handle(self, request: Any) -> None:
-        raise NotImplementedError
-
-
-def _node_dict(node: Any) -> dict[str, Any]:
-    metadata = node.metadata.to_dict() if node.metadata is not None else {}
-    return {"id": node.id, "cluster": node.cluster, "metadata": metadata}
-
-
-# --- State of the world ----------------------------------------------------------
-
-
-@dataclass
-class _SotwType:
-    names: frozenset[str]
-    wildcard: bool
-    nonce: str | None = None  # of the last response; None until one is sent
-    version: str = ""
-    sent: dict[str, str] | None = None  # name -> hash last sent
-
-
-class _SotwStream(_Stream):
-    kind: StreamKind = "sotw"
-
-    def __init__(self, server: AdsServer, context: Any) -> None:
-        super().__init__(server, context)
-        self.types: dict[str, _SotwType] = {}
-
-    def subscribed(self) -> list[str]:
-        return list(self.types)
-
-    async def handle(self, request: Any) -> None:
-        type_url: str = request.type_url
-        names = frozenset(request.resource_names)
-        state = self.types.get(type_url)
-        decision = decide_sotw(
-            last_nonce=state.nonce if state else None,
-            last_names=state.names if state else None,
-            nonce=request.response_nonce,
-            names=names,
-            error=request.error_detail is not None,
-            sent_version=state.version if state else "",
-            acked_version=request.version_info,
-        )
-        self.record(decision, type_url, request.error_detail)
-        if decision.kind not in (Kind.NEW, Kind.ACK):
-            if decision.kind is Kind.NACK and state is not None:
-                await self.answered(type_url, decision, state.sent or {}, done=True)
-            return  # a NACK keeps the names it was sent for: a later ACK still sees a change
-        wildcard = "*" in names or (type_url in WILDCARD_TYPES and not names)
-        if state is None:
-            state = self.types[type_url] = _SotwType(names, wildcard)
-        state.names, state.wildcard = names, wildcard
-        if decision.kind is Kind.ACK:
-            await self.answered(type_url, decision, {}, done=True)
-        if decision.respond:
-            await self.offer(type_url, force=True)
-
-    def current(self, type_url: str, names: Mapping[str, str]) -> dict[str, str]:
-        snapshot, state = self.snapshot(), self.types.get(type_url)
-        if snapshot is None or state is None:
-            return {}
-        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
-        return {n: r.hash for n, r in wanted.items()}
-
-    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
-        snapshot, state = self.snapshot(), self.types.get(type_url)
-        if snapshot is None or state is None:
-            return None  # nothing yet: the request is answered when a snapshot is set
-        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
-        hashes = {n: r.hash for n, r in wanted.items()}
-        if not (force or refresh) and hashes == state.sent:
-            return None
-        version = content_version(wanted.values())
-        nonce = self.server.next_nonce()
-        state.nonce, state.version, state.sent = nonce, version, hashes
-        self.server.status.sent(self.node_id, type_url, version, nonce)
-        await self.context.write(codec.sotw_response(type_url, version, nonce, wanted.values()))
-        return set(hashes)
-
-
-# --- Delta -----------------------------------------------------------------------
-
-_MAX_PENDING_NONCES = 64
-
-
-@dataclass
-class _DeltaType:
-    wildcard: bool
-    names: set[str]
-    sent: dict[str, str]  # name -> hash the client holds (as far as we know)
-    nonces: dict[str, str] = field(default_factory=dict)  # unanswered nonce -> version
-    carried: dict[str, dict[str, str]] = field(default_factory=dict)  # nonce -> name -> hash
-
-
-class _DeltaStream(_Stream):
-    kind: StreamKind = "delta"
-
-    def __init__(self, server: AdsServer, context: Any) -> None:
-        super().__init__(server, context)
-        self.types: dict[str, _DeltaType] = {}
-
-    def subscribed(self) -> list[str]:
-        return list(self.types)
-
-    async def handle(self, request: Any) -> None:
-        type_url: str = request.type_url
-        subscribe: list[str] = request.resource_names_subscribe
-        unsubscribe: list[str] = request.resource_names_unsubscribe
-        state = self.types.get(type_url)
-        decision = decide_delta(
-            known=state is not None,
-            nonce_versions=state.nonces if state else {},
-            nonce=request.response_nonce,
-            subscribe=subscribe,
-            unsubscribe=unsubscribe,
-            error=request.error_detail is not None,
-        )
-        self.record(decision, type_url, request.error_detail)
-        if state is None:
-            explicit = set(subscribe) - {"*"}
-            wildcard = "*" in subscribe or (type_url in WILDCARD_TYPES and not explicit)
-            versions: Mapping[str, str] = request.initial_resource_versions
-            state = self.types[type_url] = _DeltaType(wildcard, explicit, dict(versions))
-        else:
-            if decision.kind in (Kind.ACK, Kind.NACK):
-                rejected = state.carried.get(request.response_nonce, {})
-                _forget_through(state, request.response_nonce)
-                await self.answered(type_url, decision, rejected, done=not state.nonces)
-            for name in subscribe:
-                if name == "*":
-                    state.wildcard = True
-                else:
-                    state.names.add(name)
-                    state.sent.pop(name, None)  # subscribing means the client lacks it
-            for name in unsubscribe:
-                if name == "*":
-                    state.wildcard = False
-                else:
-                    state.names.discard(name)
-                    state.sent.pop(name, None)
-        if decision.respond:
-            await self.offer(type_url, force=True)
-
-    def current(self, type_url: str, names: Mapping[str, str]) -> dict[str, str]:
-        snapshot = self.snapshot()
-        available = snapshot.resources(type_url) if snapshot is not None else {}
-        return {n: available[n].hash for n in names if n in available}
-
-    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
-        """Send what changed (plus `refresh`)."""
-        snapshot, state = self.snapshot(), self.types.get(type_url)
-        if snapshot is None or state is None:
-            return None
-        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
-        changed = [r for n, r in wanted.items() if state.sent.get(n) != r.hash or n in refresh]
-        removed = sorted(n for n in state.sent if n not in wanted)
-        if not (force or changed or removed):
-            return None
-        version = content_version(wanted.values())
-        nonce = self.server.next_nonce()
-        state.nonces[nonce] = version
-        state.carried[nonce] = {r.name: r.hash for r in changed}
-        while len(state.nonces) > _MAX_PENDING_NONCES:
-            oldest = next(iter(state.nonces))
-            del state.nonces[oldest]
-            state.carried.pop(oldest, None)
-        for name in removed:
-            del state.sent[name]
-        state.sent.update((r.name, r.hash) for r in changed)
-        self.server.status.sent(self.node_id, type_url, version, nonce)
-        body = codec.delta_response(type_url, version, nonce, changed, removed)
-        await self.context.write(body)
-        return {r.name for r in changed}
-
-
-def _forget_through(state: _DeltaType, nonce: str) -> None:
-    """Drop `nonce` and every nonce sent before it: they can no longer be acked."""
-    for key in list(state.nonces):
-        del state.nonces[key]
-        state.carried.pop(key, None)
-        if key == nonce:
-            return
 
 
 class XdsServer:
