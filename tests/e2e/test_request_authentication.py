@@ -7,6 +7,7 @@ a JWKS server (`jwksUri`) the sidecar fetches itself."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.server
 import json
 import threading
@@ -80,6 +81,7 @@ async def test_jwt_validation_and_claims_in_authorization(
         "audiences": ["shop"],
         "jwks": json.dumps({"keys": [jwk]}),
         "outputClaimToHeaders": [{"header": "x-user", "claim": "sub"}],
+        "outputPayloadToHeader": "x-jwt-payload",
     }
     harness.write(
         "mesh.yaml",
@@ -98,6 +100,15 @@ async def test_jwt_validation_and_claims_in_authorization(
 
     now = int(time.time())
     assert await call(_token(key, "k1")) == (200, "alice")
+    # The app gets the verified payload, and not the token itself (forwardOriginalToken
+    # is false by default).
+    r = await harness.get(
+        ips["client"], "http://web.shop/", {"authorization": f"Bearer {_token(key, 'k1')}"}
+    )
+    seen = r.json["headers"]
+    payload = json.loads(base64.urlsafe_b64decode(seen["x-jwt-payload"] + "=="))
+    assert (payload["iss"], payload["sub"]) == (ISSUER, "alice")
+    assert "authorization" not in seen
     assert await call(None) == (200, None)  # no token: passes, no identity
     expired = _token(key, "k1", exp=now - 600)  # beyond Envoy's 60 s clock skew
     assert (await call(expired))[0] == 401
