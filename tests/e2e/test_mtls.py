@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import http.client
+import logging
 import ssl
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def _stat(admin: str, name: str) -> int:
     return 0
 
 
-async def test_auto_mtls_carries_the_callers_identity(harness: Harness) -> None:
+async def test_auto_mtls_carries_the_callers_identity(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     ips = await _setup(harness)
     r = await harness.get(ips["client"], "http://web/")
     assert (r.status, r.served_by) == (200, "web-1")
@@ -70,6 +74,9 @@ async def test_auto_mtls_carries_the_callers_identity(harness: Harness) -> None:
         ips["client"], "http://web/", {"x-forwarded-client-cert": "URI=spiffe://evil"}
     )
     assert "spiffe://evil" not in r.json["headers"]["x-forwarded-client-cert"]
+    # Keys were issued and delivered; none reached a log line.
+    assert "certificate issued for spiffe://cluster.local/ns/shop/sa/frontend" in caplog.text
+    assert "PRIVATE KEY" not in caplog.text
 
 
 async def test_a_certificate_from_another_ca_is_refused(harness: Harness, tmp_path: Path) -> None:
