@@ -80,7 +80,9 @@ async def test_outlier_detection_ejects_a_failing_host_until_it_recovers(
         after = await harness.split(harness.ip(10), url, 10)
         if after.get("web-2"):
             break
-    assert after.get("web-2", 0) >= 3, after
+    # It may have come back in the middle of that sample: judge the next one, whole.
+    after = await harness.split(harness.ip(10), url, 20)
+    assert after.get("web-2", 0) >= 5, after
 
 
 async def test_every_policy_field_is_accepted_by_envoy_and_traffic_flows(
