@@ -1,7 +1,9 @@
 """TCP and TLS services through real Envoy in local mode: a client reaches a TCP
 service port P at its own pod address:P (its sidecar's listener), VirtualService `tcp`
 routes split connections by weight and by the client's labels, and `tls` routes pick
-the backend by the SNI name the client sends, without the sidecar decrypting."""
+the backend by the SNI name the client sends, without the sidecar decrypting. A pod
+with a sidecar is reached through it over mesh mTLS (the SNI names the service port),
+where TCP authorization applies."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import asyncio
 import datetime
 import json
 import ssl
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -88,6 +91,15 @@ def _certificate(tmp_path: Path) -> tuple[str, str]:
     return str(cert_file), str(key_file)
 
 
+def _stat(admin: str, name: str) -> int:
+    body = urllib.request.urlopen(f"http://{admin}/stats?filter={name}", timeout=5).read()
+    for line in body.decode().splitlines():
+        key, _, value = line.partition(": ")
+        if key == name:
+            return int(value)
+    return 0
+
+
 def _subsets(host: str) -> dict[str, object]:
     return istio(
         "DestinationRule",
@@ -118,7 +130,13 @@ async def test_tcp_routes_split_by_weight_and_client_labels(harness: Harness) ->
         service("db", "shop", {"app": "db"}, (5432,), protocol="tcp"),
         service("cache", "shop", {"app": "cache"}, (6379,), protocol="redis"),
         pod("client", "shop", client, {"app": "client"}),
-        pod("canary-client", "shop", canary, {"app": "client", "track": "canary"}),
+        pod(
+            "canary-client",
+            "shop",
+            canary,
+            {"app": "client", "track": "canary"},
+            service_account="canary",
+        ),
         pod("db-v1", "shop", v1, {"app": "db", "version": "v1"}, (5432,)),
         pod("db-v2", "shop", v2, {"app": "db", "version": "v2"}, (5432,)),
         pod("cache-1", "shop", cache, {"app": "cache"}, (6379,), inject=False),
@@ -148,6 +166,31 @@ async def test_tcp_routes_split_by_weight_and_client_labels(harness: Harness) ->
     writer.write(b"GET / HTTP/1.1\r\nHost: db\r\n\r\n")
     assert (await asyncio.wait_for(reader.readline(), 10)).strip() == b"cache-1"
     writer.close()
+
+    # The db pods have sidecars: the connections went through them over mutual TLS
+    # (the SNI names the service port), so TCP authorization applies there too.
+    assert await asyncio.to_thread(_stat, f"{v2}:15000", "cluster.inbound|5432||.upstream_cx_total")
+    deny = {
+        "selector": {"matchLabels": {"app": "db", "version": "v2"}},
+        "action": "DENY",
+        "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/canary"]}}]}],
+    }
+    policy = istio("AuthorizationPolicy", "no-canary", "shop", deny)
+    policy["apiVersion"] = "security.istio.io/v1"
+    await harness.apply("authz.yaml", policy)
+    await asyncio.sleep(1.5)  # listener changes drain old connections (local mode: 1 s)
+    # Envoy checks a TCP connection's authorization when the client first sends
+    # (as for Istio, a server-first protocol's greeting gets out before that): the
+    # canary's first bytes close the connection instead of being echoed.
+    reader, writer = await asyncio.open_connection(canary, 5432)
+    await asyncio.wait_for(reader.readline(), 10)  # the greeting, or b"" if closed
+    writer.write(b"ping\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.readline(), 10) == b"", "the canary was let in"
+    writer.close()
+    denied = await asyncio.to_thread(_stat, f"{v2}:15000", "inbound_5432.deny.rbac.denied")
+    assert denied == 1
+    assert {await greeting(client, 5432) for _ in range(20)} == {"db-v1", "db-v2"}
 
 
 async def test_tls_routes_pick_the_backend_by_sni(harness: Harness, tmp_path: Path) -> None:

@@ -186,11 +186,12 @@ def pod_ready(pod: Pod) -> bool:
     return all(c.status == "True" for c in pod.status.conditions if c.type == "Ready")
 
 
-def _through_sidecar(sp: ServicePort) -> bool:
+def _through_sidecar(sp: ServicePort, identity: str) -> bool:
     """Local mode: HTTP reaches an injected pod through its sidecar's inbound listener,
     which picks the app port by Host. A TCP or TLS connection carries nothing to pick
-    by, and nothing captures it, so it goes to the app's port directly."""
-    return ir.proxying_of(sp.protocol) == "http"
+    by except, over mesh mTLS, its SNI: it goes through the sidecar only then, and
+    straight to the app's port otherwise (nothing captures it)."""
+    return ir.proxying_of(sp.protocol) == "http" or bool(identity)
 
 
 def identity_of(pod: Pod, trust_domain: str) -> str:
@@ -206,11 +207,9 @@ def _sidecar_identity(
     td: str,
 ) -> str:
     """The identity to expect when app `port` of this pod is reached through its
-    sidecar speaking mTLS; empty (plaintext) when it has no sidecar, the sidecar is
-    bypassed, or its PeerAuthentication disables mTLS there (Istio's auto mTLS)."""
+    sidecar speaking mTLS; empty (plaintext) when it has no sidecar or its
+    PeerAuthentication disables mTLS there (Istio's auto mTLS)."""
     if pod_key is None or pod_key not in workloads.injected:
-        return ""
-    if local and not _through_sidecar(sp):
         return ""
     peer = workloads.peer.get(pod_key)
     if peer is not None and peer.for_port(port) == "DISABLE":
@@ -236,7 +235,7 @@ def _from_pods(
             if port is None:
                 continue
             identity = _sidecar_identity(key, sp, port, workloads, local, td)
-            if local and key in workloads.injected and _through_sidecar(sp):
+            if local and key in workloads.injected and _through_sidecar(sp, identity):
                 port = INBOUND_PORT  # local mode: peers reach the app through its sidecar
             where = workloads.locality(pod.spec.node_name)
             out[sp.port].append(
@@ -271,7 +270,7 @@ def _from_slices(
                     labels = dict(pod.metadata.labels) if pod else {}
                 port = slice_port
                 identity = _sidecar_identity(pod_key, sp, port, workloads, local, td)
-                if local and pod_key in workloads.injected and _through_sidecar(sp):
+                if local and pod_key in workloads.injected and _through_sidecar(sp, identity):
                     port = INBOUND_PORT
                 where = workloads.locality(ep.node_name, ep.zone)
                 for address in ep.addresses:

@@ -124,8 +124,16 @@ def server_socket() -> TransportSocket:
 
 
 def sni(c: ir.Cluster) -> str:
-    """Istio's SNI for mesh mTLS: outbound_.<port>_.<subset>_.<host>."""
+    """Istio's SNI for mesh mTLS: outbound_.<port>_.<subset>_.<host>. TCP and TLS
+    ports leave the subset out: in local mode the server's sidecar picks the app port
+    of such a connection by this name, and it knows services, not subsets."""
+    if ir.proxying_of(c.protocol) != "http":
+        return inbound_sni(c.hostname, c.port)
     return f"outbound_.{c.port}_.{c.subset}_.{c.hostname}"
+
+
+def inbound_sni(hostname: str, port: int) -> str:
+    return f"outbound_.{port}_._.{hostname}"
 
 
 _ISTIO_MODE = wire.shared(Struct(fields={"tlsMode": Value(string_value="istio")}))

@@ -9,7 +9,12 @@ to the peer's app port directly (nothing in them says which app port they are fo
 
 from __future__ import annotations
 
-from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.listener.v3 import (
+    Filter,
+    FilterChain,
+    FilterChainMatch,
+    Listener,
+)
 from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
 from ... import ir, types
@@ -19,7 +24,7 @@ from ...snapshot import Snapshot
 from .. import authz, jwt, l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
-from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE
+from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
 from ..resources import (
     Resources,
     inbound_clusters,
@@ -43,14 +48,31 @@ def translate(
     outbound_clusters(mesh, proxy, cache, out, local=True)
 
     inbound = view.inbound_virtual_hosts(proxy)
-    ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports))
-    inbound_clusters(proxy, ports, cache, out)
     peer = proxy.peer_auth if out.mesh_tls else None
+    tcp_in = (
+        tuple(
+            (mtls.inbound_sni(i.hostname, i.service_port), i.target_port)
+            for i in proxy.inbound
+            if ir.proxying_of(i.protocol) != "http" and peer.for_port(i.target_port) != "DISABLE"
+        )
+        if peer is not None
+        else ()
+    )
+    ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports) | {p for _, p in tcp_in})
+    inbound_clusters(proxy, ports, cache, out)
     out.add(types.ROUTE, cache.build("inbound", _inbound_routes, proxy, tuple(inbound), peer))
     jwks_clusters(proxy, cache, out)
     out.add(
         types.LISTENER,
-        cache.build("inbound", inbound_listener, proxy.ip, _listener_mode(peer), proxy.jwt),
+        cache.build(
+            "inbound",
+            inbound_listener,
+            proxy.ip,
+            _listener_mode(peer),
+            proxy.jwt,
+            tcp_in,
+            proxy.authz if tcp_in else (),
+        ),
     )
     out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
@@ -130,7 +152,11 @@ def _inbound_routes(
 
 
 def inbound_listener(
-    ip: str, peer: ir.PeerMode | None = None, jwt_rules: tuple[ir.JwtRule, ...] = ()
+    ip: str,
+    peer: ir.PeerMode | None = None,
+    jwt_rules: tuple[ir.JwtRule, ...] = (),
+    tcp_in: tuple[tuple[str, int], ...] = (),
+    policies: tuple[ir.AuthzPolicy, ...] = (),
 ) -> Listener:
     """Peers reach the app only through ip:15006; the Host picks the app port (routes
     from RDS `inbound`). With mesh mTLS, `peer` decides which of mutual TLS and
@@ -147,11 +173,25 @@ def inbound_listener(
 
     if peer is None:  # no workload certificate: plaintext only
         return _listener("inbound", ip, INBOUND_PORT, hcm(False)[0])
+    # TCP and TLS ports over mesh mTLS: the SNI names the service port, so the
+    # connection can be handed to its app port (there is no original destination).
+    tcp_chains = [
+        FilterChain(
+            name=f"inbound|tcp|{port}",
+            filter_chain_match=FilterChainMatch(server_names=[sni], transport_protocol="tls"),
+            transport_socket=mtls.server_socket(),
+            filters=[
+                *authz.network_filters(policies, f"inbound_{port}"),
+                tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port)),
+            ],
+        )
+        for sni, port in tcp_in
+    ]
     return Listener(
         name="inbound",
         address=socket_address(ip, INBOUND_PORT),
         listener_filters=[l4.tls_inspector()],
-        filter_chains=mtls.inbound_chains(peer, hcm),
+        filter_chains=[*tcp_chains, *mtls.inbound_chains(peer, hcm)],
     )
 
 
