@@ -148,16 +148,8 @@ class SotwClient(_Client):
     method = "StreamAggregatedResources"
     response_class = DiscoveryResponse
 
-    def __init__(
-        self,
-        address: str,
-        node_id: str,
-        metadata: dict[str, Any] | None = None,
-        *,
-        tls: tuple[bytes, str] | None = None,
-        token: str | None = None,
-    ):
-        super().__init__(address, node_id, metadata, tls=tls, token=token)
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         self.accepted: dict[str, str] = {}  # type_url -> last version acked
 
     async def recv(self, wait: float = 5.0) -> DiscoveryResponse:

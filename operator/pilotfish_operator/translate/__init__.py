@@ -10,7 +10,6 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -21,6 +20,7 @@ from ..store import Key, Store
 from . import delegation, destination_rules, l4_routes, routes
 from .failures import Failures, blame, isolate
 from .hosts import Names
+from .precedence import age
 from .services import (
     ServiceInfo,
     Workloads,
@@ -32,7 +32,6 @@ from .services import (
 )
 
 log = logging.getLogger(__name__)
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -113,10 +112,6 @@ def _export_to(values: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
 def _vs_by_host(store: Store, names: Names, warnings: list[str]) -> dict[str, list[VirtualService]]:
     """VirtualServices per host, oldest first (creation time, then namespace/name): a
     proxy uses the first one exported to its namespace."""
-
-    def age(vs: VirtualService) -> tuple[datetime, str, str]:
-        ts = vs.metadata.creation_timestamp or _EPOCH
-        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC), vs.namespace, vs.name)
 
     out: dict[str, list[VirtualService]] = {}
     all_vs = [v for v in store.of_kind("VirtualService") if isinstance(v, VirtualService)]

@@ -10,18 +10,11 @@ authorization) is not applied yet: the translator warns.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from pilotfish_xds import ir
 
 from ..api import AuthorizationPolicy, RequestAuthentication, Rule
-
-_EPOCH = datetime.min.replace(tzinfo=UTC)
-
-
-def _age(p: AuthorizationPolicy) -> tuple[datetime, str, str]:
-    ts = p.metadata.creation_timestamp or _EPOCH
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC), p.namespace, p.name)
+from .precedence import age
 
 
 def _rule(r: Rule) -> ir.AuthzRule:
@@ -63,7 +56,7 @@ class AuthzPolicies:
         self.root = root_namespace
         self.warnings: list[str] = []
         self._all: list[tuple[AuthorizationPolicy, ir.AuthzPolicy]] = []
-        for p in sorted(policies, key=_age):
+        for p in sorted(policies, key=age):
             if p.spec.target_ref is not None or p.spec.target_refs:
                 continue  # for gateways and waypoints
             action = p.spec.action
@@ -110,7 +103,7 @@ class JwtRules:
     def __init__(self, policies: Iterable[RequestAuthentication], root_namespace: str) -> None:
         self.root = root_namespace
         self._all: list[tuple[RequestAuthentication, tuple[ir.JwtRule, ...]]] = []
-        for p in sorted(policies, key=lambda p: (p.namespace, p.name)):
+        for p in sorted(policies, key=age):
             if p.spec.target_ref is not None or p.spec.target_refs:
                 continue  # for gateways and waypoints
             rules = tuple(

@@ -3,8 +3,6 @@ subset (Istio's merge), turned into the IR's cluster policy and route hash polic
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from pilotfish_xds import ir
 
 from ..api import (
@@ -16,14 +14,7 @@ from ..api import (
 )
 from ..store import Store
 from .hosts import Names
-
-_EPOCH = datetime.min.replace(tzinfo=UTC)
-
-
-def _age(obj: DestinationRule) -> tuple[datetime, str, str]:
-    ts = obj.metadata.creation_timestamp or _EPOCH
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC), obj.namespace, obj.name)
-
+from .precedence import age
 
 Rules = tuple[DestinationRule, ...]
 """The DestinationRules for one host, oldest first, at most one per namespace and
@@ -32,7 +23,7 @@ workload selector (of several, the oldest wins: creation time, then namespace/na
 
 def rules_by_host(store: Store, names: Names) -> dict[str, Rules]:
     out: dict[str, dict[tuple[str, ir.Labels], DestinationRule]] = {}
-    for dr in sorted((d for d in store.of_kind("DestinationRule")), key=lambda d: _age(d)):  # type: ignore[arg-type]
+    for dr in sorted((d for d in store.of_kind("DestinationRule")), key=age):
         assert isinstance(dr, DestinationRule)
         slot = (dr.namespace, _selector(dr))
         out.setdefault(names.fqdn(dr.spec.host, dr.namespace), {}).setdefault(slot, dr)

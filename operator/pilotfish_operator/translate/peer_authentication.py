@@ -7,18 +7,11 @@ with no policy at all a workload is PERMISSIVE (Istio's default)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from pilotfish_xds import ir
 
 from ..api import PeerAuthentication
-
-_EPOCH = datetime.min.replace(tzinfo=UTC)
-
-
-def _age(p: PeerAuthentication) -> tuple[datetime, str, str]:
-    ts = p.metadata.creation_timestamp or _EPOCH
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC), p.namespace, p.name)
+from .precedence import age
 
 
 def _mode(p: PeerAuthentication | None) -> ir.PeerMode | None:
@@ -33,7 +26,7 @@ class PeerPolicies:
         self.wide: dict[str, PeerAuthentication] = {}
         """namespace → its oldest policy without a selector"""
         self.selecting: dict[str, list[PeerAuthentication]] = {}
-        for p in sorted(policies, key=_age):
+        for p in sorted(policies, key=age):
             selector = p.spec.selector.match_labels if p.spec.selector is not None else {}
             if selector:
                 self.selecting.setdefault(p.namespace, []).append(p)

@@ -162,17 +162,27 @@ def load_assignment(
     return out
 
 
-def inbound_cluster(ip: str, port: int, http2: bool = False) -> cluster.Cluster:
-    """The app's port; `http2` when the service port reaching it is HTTP/2 or gRPC."""
-    name = ir.inbound_cluster_name(port)
-    out = cluster.Cluster(
+def single_host_cluster(
+    name: str,
+    host: str,
+    port: int,
+    kind: cluster.ClusterDiscoveryType = cluster.ClusterDiscoveryType.STATIC,
+    connect_timeout: timedelta = timedelta(seconds=10),
+) -> cluster.Cluster:
+    """A cluster of one address (or, with LOGICAL_DNS, one name) given inline."""
+    return cluster.Cluster(
         name=name,
-        type=cluster.ClusterDiscoveryType.STATIC,
-        connect_timeout=timedelta(seconds=10),
+        type=kind,
+        connect_timeout=connect_timeout,
         load_assignment=ClusterLoadAssignment.parse(
-            load_assignment(name, (ir.Endpoint(ip, port),))
+            load_assignment(name, (ir.Endpoint(host, port),))
         ),
     )
+
+
+def inbound_cluster(ip: str, port: int, http2: bool = False) -> cluster.Cluster:
+    """The app's port; `http2` when the service port reaching it is HTTP/2 or gRPC."""
+    out = single_host_cluster(ir.inbound_cluster_name(port), ip, port)
     if http2:
         out.typed_extension_protocol_options = circuit_breakers.http2_only()
     return out

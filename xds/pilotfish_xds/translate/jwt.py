@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from envoy_data_plane.envoy.config.cluster import v3 as cluster
 from envoy_data_plane.envoy.config.core.v3 import DataSource, HttpUri, TransportSocket
-from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.route.v3 import RouteMatch
 from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
     JwtAuthentication,
@@ -41,7 +40,7 @@ from envoy_data_plane.google.protobuf import Any, Empty
 
 from .. import ir
 from .authz import JWT_FILTER
-from .clusters import load_assignment
+from .clusters import single_host_cluster
 
 SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
 """Where the sidecar finds public CAs to verify an https JWKS server (Debian's and
@@ -69,13 +68,8 @@ def jwks_cluster(uri: str) -> cluster.Cluster:
     """A DNS cluster to the JWKS server of `uri` (TLS verified with public CAs)."""
     name = jwks_cluster_name(uri)
     host, port, tls = _jwks_target(uri)
-    c = cluster.Cluster(
-        name=name,
-        type=cluster.ClusterDiscoveryType.LOGICAL_DNS,
-        connect_timeout=timedelta(seconds=5),
-        load_assignment=ClusterLoadAssignment.parse(
-            load_assignment(name, (ir.Endpoint(host, port),))
-        ),
+    c = single_host_cluster(
+        name, host, port, cluster.ClusterDiscoveryType.LOGICAL_DNS, timedelta(seconds=5)
     )
     if tls:
         context = UpstreamTlsContext(
