@@ -16,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -118,6 +120,42 @@ def _load_from(
     out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300)
     counts: dict[str, int] = json.loads(out.stdout)
     return counts
+
+
+async def apply(mesh: LocalMesh, config: Path, name: str, *objects: dict[str, Any]) -> float:
+    """Write one file of the demo's config; once every sidecar acknowledged the
+    result, how long that took (ms)."""
+    before = mesh.store.generation
+    t0 = time.monotonic()
+    (config / name).write_text(yaml.safe_dump_all(list(objects)))
+    await asyncio.wait_for(mesh.wait_synced(after=before), 60)
+    return (time.monotonic() - t0) * 1e3
+
+
+async def in_local_mesh(
+    workdir: Path,
+    objects: list[dict[str, Any]],
+    envoy: str | None,
+    scenes: Callable[[LocalMesh, Path], Awaitable[bool]],
+) -> bool:
+    """Run `scenes` against a local mesh of `objects` (real Envoy sidecars), stopped
+    afterwards whatever happens."""
+    config = workdir / "config"
+    config.mkdir()
+    (config / "mesh.yaml").write_text(yaml.safe_dump_all(objects))
+    mesh = LocalMesh(config, envoy=envoy, workdir=workdir)
+    ready = asyncio.Event()
+    task = asyncio.create_task(mesh.run(ready))
+    try:
+        t0 = time.monotonic()
+        await asyncio.wait_for(ready.wait(), 60)
+        count = len(mesh.pipeline.mesh.proxies)
+        print(f"mesh up: {count} Envoy sidecars in sync after {time.monotonic() - t0:.2f} s\n")
+        return await scenes(mesh, config)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _demo(workdir: Path, requests: int, envoy: str | None) -> bool:

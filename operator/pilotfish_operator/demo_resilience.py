@@ -14,17 +14,17 @@ It exits 0 when every effect is within bounds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import demo
 from .demo import _bar, _load_from
 from .local.echo import CONTROL
 from .local.runner import LocalMesh
@@ -124,11 +124,7 @@ async def _scenes(mesh: LocalMesh, config: Path, n: int) -> bool:
     ok = True
 
     async def apply(name: str, *objects: dict[str, Any]) -> float:
-        before = mesh.store.generation
-        t0 = time.monotonic()
-        (config / name).write_text(yaml.safe_dump_all(list(objects)))
-        await asyncio.wait_for(mesh.wait_synced(after=before), 60)
-        return (time.monotonic() - t0) * 1e3
+        return await demo.apply(mesh, config, name, *objects)
 
     def check(label: str, good: bool) -> None:
         nonlocal ok
@@ -220,24 +216,6 @@ async def _scenes(mesh: LocalMesh, config: Path, n: int) -> bool:
     return ok
 
 
-async def _demo(workdir: Path, n: int, envoy: str | None) -> bool:
-    config = workdir / "config"
-    config.mkdir()
-    (config / "mesh.yaml").write_text(yaml.safe_dump_all(mesh_objects()))
-    mesh = LocalMesh(config, envoy=envoy, workdir=workdir)
-    ready = asyncio.Event()
-    task = asyncio.create_task(mesh.run(ready))
-    try:
-        t0 = time.monotonic()
-        await asyncio.wait_for(ready.wait(), 60)
-        print(f"mesh up: the client's Envoy sidecar in sync after {time.monotonic() - t0:.2f} s\n")
-        return await _scenes(mesh, config, n)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def run_demo_resilience(requests: int = 60, envoy: str | None = None) -> int:
     assert CONTROL  # the echo backends' control paths are not used: behaviour is fixed
     with tempfile.TemporaryDirectory(prefix="pilotfish-demo-") as tmp:
@@ -254,7 +232,8 @@ def run_demo_resilience(requests: int = 60, envoy: str | None = None) -> int:
                 backends.append(proc)
                 assert proc.stdout is not None
                 proc.stdout.readline()  # "ready"
-            ok = asyncio.run(_demo(Path(tmp), requests, envoy))
+            scenes = functools.partial(_scenes, n=requests)
+            ok = asyncio.run(demo.in_local_mesh(Path(tmp), mesh_objects(), envoy, scenes))
         finally:
             for proc in backends:
                 proc.terminate()

@@ -17,18 +17,16 @@ It exits 0 when every step is within bounds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import http.client
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from . import demo
 from .demo import _bar
 from .local.runner import LocalMesh
 
@@ -114,12 +112,9 @@ async def _steps(mesh: LocalMesh, config: Path, n: int) -> bool:
     ok = True
 
     async def apply(name: str, obj: dict[str, Any]) -> float:
-        before = mesh.store.generation
-        t0 = time.monotonic()
-        (config / name).write_text(yaml.safe_dump(obj))
-        await asyncio.wait_for(mesh.wait_synced(after=before), 60)
+        ms = await demo.apply(mesh, config, name, obj)
         await asyncio.sleep(1.5)  # listener changes drain old connections (local mode: 1 s)
-        return (time.monotonic() - t0) * 1e3
+        return ms + 1500
 
     def check(label: str, good: bool) -> None:
         nonlocal ok
@@ -162,24 +157,6 @@ async def _steps(mesh: LocalMesh, config: Path, n: int) -> bool:
     return ok
 
 
-async def _demo(workdir: Path, n: int, envoy: str | None) -> bool:
-    config = workdir / "config"
-    config.mkdir()
-    (config / "mesh.yaml").write_text(yaml.safe_dump_all(mesh_objects()))
-    mesh = LocalMesh(config, envoy=envoy, workdir=workdir)
-    ready = asyncio.Event()
-    task = asyncio.create_task(mesh.run(ready))
-    try:
-        t0 = time.monotonic()
-        await asyncio.wait_for(ready.wait(), 60)
-        print(f"mesh up: 3 sidecars in sync after {time.monotonic() - t0:.2f} s\n")
-        return await _steps(mesh, config, n)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def run_demo_security(requests: int = 20, envoy: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pilotfish-demo-") as tmp:
         args = [sys.executable, "-m", "pilotfish_operator.local.echo", "--name", "web"]
@@ -189,7 +166,8 @@ def run_demo_security(requests: int = 20, envoy: str | None = None) -> int:
         try:
             assert backend.stdout is not None
             backend.stdout.readline()  # "ready"
-            ok = asyncio.run(_demo(Path(tmp), requests, envoy))
+            steps = functools.partial(_steps, n=requests)
+            ok = asyncio.run(demo.in_local_mesh(Path(tmp), mesh_objects(), envoy, steps))
         finally:
             backend.terminate()
             backend.wait()
