@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +213,16 @@ class Harness:
         out, _ = await asyncio.wait_for(proc.communicate(), 300)
         assert proc.returncode == 0
         return Counter(json.loads(out))
+
+
+def envoy_stat(admin: str, name: str) -> int:
+    """One counter from a sidecar's admin interface (0 when Envoy has not made it)."""
+    body = urllib.request.urlopen(f"http://{admin}/stats?filter={name}", timeout=5).read()
+    for line in body.decode().splitlines():
+        key, _, value = line.partition(": ")
+        if key == name:
+            return int(value)
+    return 0
 
 
 def _control(address: str, path: str, body: bytes | None) -> Any:

@@ -13,7 +13,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from harness import Harness, Response, namespace, pod, service
+from harness import Harness, Response, envoy_stat, namespace, pod, service
 
 from pilotfish_operator.security.ca import MeshCA
 
@@ -39,17 +39,6 @@ async def _setup(harness: Harness) -> dict[str, str]:
     return ips
 
 
-def _stat(admin: str, name: str) -> int:
-    import urllib.request
-
-    body = urllib.request.urlopen(f"http://{admin}/stats?filter={name}", timeout=10).read()
-    for line in body.decode().splitlines():
-        key, _, value = line.partition(": ")
-        if key == name:
-            return int(value)
-    return 0
-
-
 async def test_auto_mtls_carries_the_callers_identity(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -62,7 +51,9 @@ async def test_auto_mtls_carries_the_callers_identity(
     # client's sidecar checked the server's: both identities are in the header.
     assert f"URI={CLIENT_ID}" in xfcc, xfcc
     assert "spiffe://cluster.local/ns/shop/sa/web" in xfcc, xfcc
-    handshakes = _stat(f"{ips['web']}:15000", "listener.{}_15006.ssl.handshake".format(ips["web"]))
+    handshakes = envoy_stat(
+        f"{ips['web']}:15000", "listener.{}_15006.ssl.handshake".format(ips["web"])
+    )
     assert handshakes >= 1
 
     # A pod without a sidecar gets plaintext (it could not speak mTLS), and a forged

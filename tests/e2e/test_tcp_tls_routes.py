@@ -11,16 +11,14 @@ import asyncio
 import datetime
 import json
 import ssl
-import urllib.request
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from harness import Harness, istio, namespace, pod, service
+from harness import Harness, envoy_stat, istio, namespace, pod, service
 from test_e2e_canary import within
+
+from pilotfish_operator.security import pki
 
 pytestmark = pytest.mark.envoy
 
@@ -62,42 +60,15 @@ async def https_via_sni(ip: str, port: int, sni: str) -> str:
 
 
 def _certificate(tmp_path: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ledger")])
+    """The ledger's own certificate (what the sidecar passes through, never opens)."""
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(SNI_API), x509.DNSName(SNI_SERVICE)]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    ca, ca_key = pki.new_ca(now, datetime.timedelta(days=1), pki.name("ledger CA"))
+    sans = [x509.DNSName(SNI_API), x509.DNSName(SNI_SERVICE)]
+    cert, key = pki.new_leaf(ca, ca_key, sans, now, datetime.timedelta(days=1), pki.name("ledger"))
     cert_file, key_file = tmp_path / "ledger.pem", tmp_path / "ledger.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_file.write_bytes(cert)
+    key_file.write_bytes(key)
     return str(cert_file), str(key_file)
-
-
-def _stat(admin: str, name: str) -> int:
-    body = urllib.request.urlopen(f"http://{admin}/stats?filter={name}", timeout=5).read()
-    for line in body.decode().splitlines():
-        key, _, value = line.partition(": ")
-        if key == name:
-            return int(value)
-    return 0
 
 
 def _subsets(host: str) -> dict[str, object]:
@@ -169,7 +140,9 @@ async def test_tcp_routes_split_by_weight_and_client_labels(harness: Harness) ->
 
     # The db pods have sidecars: the connections went through them over mutual TLS
     # (the SNI names the service port), so TCP authorization applies there too.
-    assert await asyncio.to_thread(_stat, f"{v2}:15000", "cluster.inbound|5432||.upstream_cx_total")
+    assert await asyncio.to_thread(
+        envoy_stat, f"{v2}:15000", "cluster.inbound|5432||.upstream_cx_total"
+    )
     deny = {
         "selector": {"matchLabels": {"app": "db", "version": "v2"}},
         "action": "DENY",
@@ -188,7 +161,7 @@ async def test_tcp_routes_split_by_weight_and_client_labels(harness: Harness) ->
     await writer.drain()
     assert await asyncio.wait_for(reader.readline(), 10) == b"", "the canary was let in"
     writer.close()
-    denied = await asyncio.to_thread(_stat, f"{v2}:15000", "inbound_5432.deny.rbac.denied")
+    denied = await asyncio.to_thread(envoy_stat, f"{v2}:15000", "inbound_5432.deny.rbac.denied")
     assert denied == 1
     assert {await greeting(client, 5432) for _ in range(20)} == {"db-v1", "db-v2"}
 
