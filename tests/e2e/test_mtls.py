@@ -13,7 +13,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from harness import Harness, Response, envoy_stat, namespace, pod, service
+from harness import Harness, Response, envoy_stat, istio, namespace, pod, service
 
 from pilotfish_operator.security.ca import MeshCA
 
@@ -68,6 +68,23 @@ async def test_auto_mtls_carries_the_callers_identity(
     # Keys were issued and delivered; none reached a log line.
     assert "certificate issued for spiffe://cluster.local/ns/shop/sa/frontend" in caplog.text
     assert "PRIVATE KEY" not in caplog.text
+
+
+async def test_destination_rule_tls_modes_override_auto_mtls(harness: Harness) -> None:
+    ips = await _setup(harness)
+
+    def rule(host: str, mode: str) -> dict[str, object]:
+        spec = {"host": host, "trafficPolicy": {"tls": {"mode": mode}}}
+        return istio("DestinationRule", host, "shop", spec)
+
+    # DISABLE: plaintext to a pod that has a sidecar (PERMISSIVE serves it).
+    await harness.apply("web-dr.yaml", rule("web", "DISABLE"))
+    r = await harness.get(ips["client"], "http://web/")
+    assert r.served_by == "web-1" and "x-forwarded-client-cert" not in r.json["headers"]
+    # ISTIO_MUTUAL: mesh mTLS even to a pod without a sidecar, which cannot answer it.
+    await harness.apply("legacy-dr.yaml", rule("legacy", "ISTIO_MUTUAL"))
+    r = await harness.get(ips["client"], "http://legacy/")
+    assert r.served_by is None and r.status == 503
 
 
 async def test_a_certificate_from_another_ca_is_refused(harness: Harness, tmp_path: Path) -> None:
