@@ -25,6 +25,8 @@ def _control_plane(args: argparse.Namespace) -> tuple[str, tuple[bytes, str] | N
         tls = state.get("xds_tls")
         trust = (Path(tls["roots"]).read_bytes(), str(tls["server_name"])) if tls else None
         return str(state["xds"]), trust
+    if args.roots:
+        return str(args.xds), (Path(args.roots).read_bytes(), str(args.server_name))
     return str(args.xds), None
 
 
@@ -177,6 +179,16 @@ def parser() -> argparse.ArgumentParser:
             )
         c.add_argument("--xds", default=DEFAULT_XDS, help="control plane address (host:port)")
         c.add_argument("--state", help="read the address from local mode's state file")
+        c.add_argument(
+            "--roots",
+            help="PEM roots to verify a TLS control plane with (in a cluster: the "
+            "root-cert.pem of ConfigMap pilotfish-ca-root-cert)",
+        )
+        c.add_argument(
+            "--server-name",
+            default="pilotfish.pilotfish-system.svc",
+            help="the name the control plane's certificate carries (with --roots)",
+        )
         c.set_defaults(func=func)
     return p
 

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 NAMESPACE_LABEL = "mesh-injection"
 POD_LABEL = "sidecar.pilotfish.io/inject"
 CONTROL_PLANE_NAMESPACE = "pilotfish-system"
+XDS_TOKEN_AUDIENCE = "pilotfish"
+"""The audience of the projected token an injected sidecar proves itself with."""
+ROOT_CONFIGMAP = "pilotfish-ca-root-cert"
+ROOT_CONFIGMAP_KEY = "root-cert.pem"
+"""The mesh roots in every namespace (the operator writes it; sidecars mount it)."""
 NEVER = frozenset({CONTROL_PLANE_NAMESPACE, "kube-system", "kube-public", "kube-node-lease"})
 
 

@@ -24,6 +24,15 @@ VALUES = {
     "default": (),
     "ha": ("--values", str(CHART / "values-ha.yaml")),
     "cert-manager": ("--set", "certManager.enabled=true"),
+    "mesh-ca-cert-manager": (
+        "--set",
+        "security.ca.source=certManager",
+        "--set",
+        "security.ca.certManager.issuerRef.name=root-ca",
+        "--set",
+        "security.ca.certManager.issuerRef.kind=ClusterIssuer",
+    ),
+    "plaintext-xds": ("--set", "security.enabled=false"),
 }
 
 

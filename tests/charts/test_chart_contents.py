@@ -173,13 +173,29 @@ CERT_SECRET = {
     ("", "secrets", "update", "pilotfish-webhook-certs"),
 }
 
+SECURITY_CLUSTER_GRANTS = {
+    # Whose projected token a sidecar presents; the roots ConfigMap in every namespace.
+    ("authentication.k8s.io", "tokenreviews", "create", "*"),
+    ("", "configmaps", "create", "*"),
+    ("", "configmaps", "get", "pilotfish-ca-root-cert"),
+    ("", "configmaps", "update", "pilotfish-ca-root-cert"),
+}
+MESH_CA_SECRETS = {
+    ("", "secrets", "create", "*"),
+    ("", "secrets", "get", "cacerts"),
+    ("", "secrets", "get", "pilotfish-ca"),
+}
+
 
 @pytest.mark.parametrize("values", sorted(VALUES))
 def test_rbac_is_exactly_what_the_operator_needs(values: str) -> None:
     docs = documents(render(*VALUES[values]))
-    assert grants(find(docs, "ClusterRole", "pilotfish")) == CLUSTER_GRANTS
+    secure = values != "plaintext-xds"
+    cluster = CLUSTER_GRANTS | (SECURITY_CLUSTER_GRANTS if secure else set())
+    assert grants(find(docs, "ClusterRole", "pilotfish")) == cluster
     # Secrets only when the operator keeps its own certificate; cert-manager's is mounted.
     expected = LEASES if values == "cert-manager" else LEASES | CERT_SECRET
+    expected = expected | (MESH_CA_SECRETS if secure else set())
     role = find(docs, "Role", "pilotfish")
     assert role["metadata"]["namespace"] == "pilotfish-system"
     assert grants(role) == expected
@@ -238,7 +254,12 @@ def test_operator_pod_is_wired_to_its_flags(values: str) -> None:
     (container,) = pod["containers"]
     args = flags(container)
     assert args["--namespace"] == "pilotfish-system"
-    assert args["--xds"] == "0.0.0.0:15010"
+    secure = values != "plaintext-xds"
+    assert args["--xds"] == ("0.0.0.0:15012" if secure else "0.0.0.0:15010")
+    assert ("--plaintext-xds" in args) is not secure
+    xds_port = next(p for p in container["ports"] if p["name"] == "xds")["containerPort"]
+    service_ports = {p["port"] for p in find(docs, "Service", "pilotfish")["spec"]["ports"]}
+    assert xds_port == int(args["--xds"].rsplit(":", 1)[1]) and xds_port in service_ports
     assert args["--webhook"] == "0.0.0.0:15017"
     assert args["--monitoring"] == "0.0.0.0:15014"
     assert args["--cluster-domain"] == "cluster.local"
@@ -249,6 +270,11 @@ def test_operator_pod_is_wired_to_its_flags(values: str) -> None:
     config = find(docs, "ConfigMap", volumes[volume]["configMap"]["name"])
     assert key in config["data"]
 
+    if values == "mesh-ca-cert-manager":
+        # The mesh CA Certificate writes the Secret the operator reads first.
+        certificate = find(docs, "Certificate", "pilotfish-mesh-ca")
+        assert certificate["spec"]["secretName"] == "cacerts" and certificate["spec"]["isCA"]
+        assert certificate["spec"]["issuerRef"]["name"] == "root-ca"
     if values == "cert-manager":
         assert "--cert-secret" not in args
         volume, _ = mounted_file(pod, container, args["--cert-dir"] + "/tls.crt")
@@ -277,7 +303,7 @@ def test_service_reaches_the_operator_ports() -> None:
     reach = {
         p["port"]: named.get(p["targetPort"], p["targetPort"]) for p in service["spec"]["ports"]
     }
-    assert reach == {15010: 15010, 443: 15017, 15014: 15014}
+    assert reach == {15012: 15012, 443: 15017, 15014: 15014}
     probes = {
         kind: (container[kind]["httpGet"]["path"], named[container[kind]["httpGet"]["port"]])
         for kind in ("livenessProbe", "readinessProbe")

@@ -61,6 +61,8 @@ def test_every_document_is_valid_kubernetes(values: str, version: str) -> None:
         kubernetes_validate.validate(doc, version, strict=True)
     if values == "cert-manager":
         assert kinds >= CERT_MANAGER_KINDS
+    elif values == "mesh-ca-cert-manager":
+        assert ("cert-manager.io/v1", "Certificate") in kinds
     else:
         assert not CERT_MANAGER_KINDS & kinds
 

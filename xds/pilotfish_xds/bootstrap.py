@@ -5,7 +5,7 @@ Local mode writes it to a file; in-cluster injection renders the same document.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .ports import ADMIN_PORT
@@ -33,29 +33,11 @@ def bootstrap(
     loaded machine starting tens of sidecars gets there), and reports ready empty.
     Readiness then means "has its config", and the app waits for it."""
     ads = {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"}
-    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
-    xds_cluster: dict[str, Any] = {}
-    if xds_tls is not None:
-        grpc_service["initial_metadata"] = [
-            {"key": "authorization", "value": f"Bearer {xds_tls.token}"}
-        ]
-        xds_cluster["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/"
-                "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "sni": xds_tls.server_name,
-                "common_tls_context": {
-                    "alpn_protocols": ["h2"],  # gRPC servers insist on it
-                    "validation_context": {
-                        "trusted_ca": {"filename": xds_tls.roots_file},
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "DNS", "matcher": {"exact": xds_tls.server_name}}
-                        ],
-                    },
-                },
-            },
-        }
+    grpc_service = (
+        _protected(xds_tls, xds_host, xds_port)
+        if xds_tls is not None
+        else {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
+    )
     return {
         "node": {
             "id": node_id,
@@ -74,10 +56,11 @@ def bootstrap(
             "lds_config": ads,
         },
         "static_resources": {
-            "clusters": [
+            "clusters": []
+            if xds_tls is not None
+            else [
                 {
                     "name": XDS_CLUSTER,
-                    **xds_cluster,
                     "type": "STRICT_DNS",
                     "connect_timeout": "1s",
                     "typed_extension_protocol_options": {
@@ -106,12 +89,50 @@ def bootstrap(
 @dataclass(frozen=True)
 class XdsTls:
     """How a sidecar reaches a protected control plane: TLS verified against the mesh
-    roots (a file the pod can read) for the server's name, and the sidecar's token,
-    sent with every stream (the server gives a stream only the node it proves)."""
+    roots (a file the pod can read) for the server's name, and the sidecar's token
+    (a file: the kubelet's projected token, or local mode's), sent with every stream;
+    the server gives a stream only the node that token proves."""
 
     roots_file: str
     server_name: str
-    token: str = field(repr=False)
+    token_file: str
+
+
+def _protected(tls: XdsTls, host: str, port: int) -> dict[str, Any]:
+    """Envoy's Google gRPC client: its file-based call credentials read the token file
+    each time a stream starts, so a token the kubelet rotated is what the next
+    reconnection sends (`envoy_grpc`'s `initial_metadata` is fixed at start-up).
+    The name override makes the certificate check use the control plane's name
+    whatever address `host` is (local mode dials an IP)."""
+    return {
+        "google_grpc": {
+            "target_uri": f"{host}:{port}",
+            "stat_prefix": XDS_CLUSTER,
+            "channel_credentials": {
+                "ssl_credentials": {"root_certs": {"filename": tls.roots_file}}
+            },
+            "call_credentials": [
+                {
+                    "from_plugin": {
+                        "name": _FILE_TOKEN,
+                        "typed_config": {
+                            "@type": "type.googleapis.com/"
+                            "envoy.config.grpc_credential.v3.FileBasedMetadataConfig",
+                            "secret_data": {"filename": tls.token_file},
+                            "header_prefix": "Bearer ",
+                        },
+                    }
+                }
+            ],
+            "credentials_factory_name": _FILE_TOKEN,
+            "channel_args": {
+                "args": {"grpc.ssl_target_name_override": {"string_value": tls.server_name}}
+            },
+        }
+    }
+
+
+_FILE_TOKEN = "envoy.grpc_credentials.file_based_metadata"
 
 
 def _socket(host: str, port: int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -24,8 +24,9 @@ from .streams import END, DeltaStream, SotwStream, Stream
 log = logging.getLogger(__name__)
 
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
-Authenticator = Callable[[str, Mapping[str, str]], str | None]
-"""(node id, the stream's request metadata) → why the stream is refused, or None."""
+Authenticator = Callable[[str, Mapping[str, str]], Awaitable[str | None]]
+"""(node id, the stream's request metadata) → why the stream is refused, or None.
+Asynchronous: in a cluster it may ask the API server (TokenReview)."""
 
 
 class AdsServer:

@@ -95,7 +95,7 @@ class Stream:
                 )
             if self.server.authenticate is not None:
                 metadata = {k: v for k, v in self.context.invocation_metadata() or ()}
-                refused = self.server.authenticate(node.id, metadata)
+                refused = await self.server.authenticate(node.id, metadata)
                 if refused is not None:
                     log.warning(
                         "xDS stream from %s refused: it names node %r but %s",

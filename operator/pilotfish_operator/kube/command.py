@@ -15,6 +15,8 @@ from ..injection import CONTROL_PLANE_NAMESPACE
 def cmd_operator(args: argparse.Namespace) -> int:
     from .runner import run
 
+    if args.xds is None:
+        args.xds = "0.0.0.0:15010" if args.plaintext_xds else "0.0.0.0:15012"
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(args))
     return 0
@@ -26,7 +28,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster credentials)")
     p.add_argument("--namespace", default=CONTROL_PLANE_NAMESPACE, help="control-plane namespace")
-    p.add_argument("--xds", default="0.0.0.0:15010", help="xDS listen address (host:port)")
+    p.add_argument(
+        "--xds",
+        help="xDS listen address (host:port; default 0.0.0.0:15012, or :15010 with "
+        "--plaintext-xds)",
+    )
+    p.add_argument(
+        "--plaintext-xds",
+        action="store_true",
+        help="no mesh CA: xDS without TLS or tokens, no workload certificates, no mTLS",
+    )
+    p.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain")
+    p.add_argument(
+        "--cert-ttl-hours", type=float, default=24.0, help="workload certificate lifetime"
+    )
     p.add_argument("--webhook", default="0.0.0.0:15017", help="admission webhook HTTPS address")
     p.add_argument(
         "--monitoring", default="0.0.0.0:15014", help="/healthz, /readyz, /metrics address"

@@ -3,6 +3,10 @@
 kopf fills the Store through the ClusterView; the pipeline (the same one local
 mode runs, with `Options(local=False)`) turns it into per-proxy snapshots once
 the view is full; every replica serves xDS, and the leader (a Lease) writes status.
+With security on (the default), every replica signs workload certificates with the
+mesh CA from its Secret, serves xDS over TLS only to streams whose projected token
+(TokenReview) proves the pod they ask for, and the leader keeps the roots ConfigMap
+in every namespace.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -20,18 +25,27 @@ import kopf
 import kubernetes
 
 from pilotfish_xds.cache import SnapshotCache
-from pilotfish_xds.server import serve
+from pilotfish_xds.server import XdsServer, serve
 from pilotfish_xds.status import StatusRegistry
 
 from .. import metrics
 from ..pipeline import Pipeline
+from ..security.ca import WORKLOAD_TTL, MeshCA
+from ..security.issuer import Issuer
+from ..security.serving import ServingCert
+from ..security.xds_access import XdsAccess
 from ..store import Store
 from ..translate import Options
+from ..webhook.certs import dns_names
+from ..webhook.kube import KubeCertStore
 from . import credentials, handlers, health, listing
 from .client import KubeClient
 from .kinds import BY_PLURAL
 from .leader import LeaderElector
+from .mesh_ca import CaSecrets
+from .root_cert import RootPublisher
 from .status import StatusWriter
+from .token_review import TokenReviewer
 from .view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -50,6 +64,11 @@ class Settings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     debounce: float = 0.1
+    security: bool = True
+    """Workload certificates, xDS over TLS with token authentication (else plaintext
+    xDS and no certificates: the mesh runs without mTLS)."""
+    trust_domain: str = "cluster.local"
+    cert_ttl: datetime.timedelta = WORKLOAD_TTL
 
 
 class _NotKopfTasks(Collection[asyncio.Task[Any]]):
@@ -96,7 +115,11 @@ class Operator:
         self.pipeline = Pipeline(
             self.store,
             self.cache,
-            Options(cluster_domain=settings.cluster_domain, local=False),
+            Options(
+                cluster_domain=settings.cluster_domain,
+                local=False,
+                trust_domain=settings.trust_domain,
+            ),
             debounce=settings.debounce,
             ready=self.view.full,
         )
@@ -121,6 +144,10 @@ class Operator:
         self.side_services: list[contextlib.AbstractAsyncContextManager[Any]] = []
         """Servers started with the operator and stopped with it (the admission
         webhook server plugs in here)."""
+        self.issuer: Issuer | None = None
+        """Set in `run` once the mesh CA is loaded (security on)."""
+        self.roots: RootPublisher | None = None
+        self.xds_server: XdsServer | None = None
         self.xds_port = 0
         self.monitoring_port = 0
         self.started = asyncio.Event()
@@ -136,9 +163,16 @@ class Operator:
         stop = stop or asyncio.Event()
         kopf_stop = asyncio.Event()
         async with contextlib.AsyncExitStack() as stack:
-            server, self.xds_port = await serve(self.settings.xds, self.cache, self.xds_status)
+            stack.push_async_callback(self.client.close)
+            protection: dict[str, Any] = {}
+            if self.settings.security:
+                protection = await self._secure()
+            server, self.xds_port = await serve(
+                self.settings.xds, self.cache, self.xds_status, **protection
+            )
+            self.xds_server = server
             stack.push_async_callback(server.stop, None)
-            log.info("xDS on port %d", self.xds_port)
+            log.info("xDS on port %d%s", self.xds_port, " (TLS, tokens)" if protection else "")
             if self.settings.monitoring:
                 scrape = metrics.registry(self.pipeline, self.cache, self.xds_status)
                 runner, self.monitoring_port = await health.start(
@@ -149,7 +183,6 @@ class Operator:
             # Other servers (the admission webhooks, see `run`) start and stop with us.
             for service in self.side_services:
                 await stack.enter_async_context(service)
-            stack.push_async_callback(self.client.close)
 
             tasks = [
                 asyncio.create_task(self.pipeline.run(), name="pipeline"),
@@ -157,6 +190,7 @@ class Operator:
                 asyncio.create_task(self.status.run(), name="status"),
                 asyncio.create_task(self._kopf(kopf_stop), name="kopf"),
                 asyncio.create_task(stop.wait(), name="stop"),
+                *self._security_tasks(),
             ]
             self.started.set()
             try:
@@ -175,6 +209,43 @@ class Operator:
             for task in done:
                 if task is not tasks[4] and not task.cancelled() and task.exception() is not None:
                     raise RuntimeError(f"{task.get_name()} failed") from task.exception()
+
+    async def _secure(self) -> dict[str, Any]:
+        """Load the mesh CA; the xDS server's credentials and stream check."""
+        settings = self.settings
+        self.ca_secrets = CaSecrets(
+            KubeCertStore(self.client), settings.namespace, settings.trust_domain
+        )
+        ca = await self.ca_secrets.load()
+        issuer = self.issuer = self.pipeline.issuer = Issuer(ca, ttl=settings.cert_ttl)
+        self.roots = RootPublisher(
+            self.client, self.store, lambda: self.elector.is_leader, ca.roots_pem
+        )
+        self.view.observers.append(self.roots.observe)
+        self.elector.on_change.append(self.roots.leadership_changed)
+        names = dns_names(namespace=settings.namespace, domain=settings.cluster_domain)
+        reviewer = TokenReviewer(self.client)
+        return {
+            "credentials": ServingCert(lambda: issuer.ca, names).credentials(),
+            "authenticate": XdsAccess(reviewer.review, self.store, pod_must_be_known=False),
+        }
+
+    def _security_tasks(self) -> list[asyncio.Task[None]]:
+        if self.issuer is None or self.roots is None:
+            return []
+        return [
+            asyncio.create_task(self.roots.run(), name="root-configmaps"),
+            asyncio.create_task(
+                self.ca_secrets.follow(self.issuer.ca, self.ca_changed), name="mesh-ca"
+            ),
+        ]
+
+    def ca_changed(self, ca: MeshCA) -> None:
+        """A replaced CA: re-issue every workload's certificate, publish the roots."""
+        assert self.issuer is not None and self.roots is not None
+        self.issuer.set_ca(ca)
+        self.pipeline.refresh_certificates()
+        self.roots.set_roots(ca.roots_pem)
 
     async def _kopf(self, stop: asyncio.Event) -> None:
         # Set in this task's context, so kopf's watch streams (its sub-tasks) report
@@ -203,6 +274,9 @@ async def run(args: argparse.Namespace) -> None:
         xds=args.xds,
         monitoring=args.monitoring,
         cluster_domain=args.cluster_domain,
+        security=not args.plaintext_xds,
+        trust_domain=args.trust_domain,
+        cert_ttl=datetime.timedelta(hours=args.cert_ttl_hours),
     )
     operator = Operator(cfg, settings)
     from ..webhook.service import webhooks
@@ -217,6 +291,7 @@ async def run(args: argparse.Namespace) -> None:
             cert_dir=args.cert_dir,
             injection_template=args.injection_template,
             cluster_domain=args.cluster_domain,
+            xds_security=settings.security,
             on_configuration_change=operator.webhook_changed,
         )
     )

@@ -15,11 +15,8 @@ import datetime
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import grpc
 
 from pilotfish_xds import ir
 from pilotfish_xds.bootstrap import XdsTls
@@ -33,7 +30,9 @@ from ..pipeline import Pipeline
 from ..security.ca import WORKLOAD_TTL, MeshCA
 from ..security.issuer import Issuer
 from ..security.pki import utcnow
-from ..security.tokens import LocalTokens, TokenError
+from ..security.serving import ServingCert
+from ..security.tokens import LocalTokens, TokenClaims
+from ..security.xds_access import XdsAccess
 from ..sources.files import DirectorySource
 from ..store import Store
 from ..translate import Options, proxy_id
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 
 XDS_NAME = "pilotfish.pilotfish-system.svc"
 """The name the control plane's xDS certificate carries and sidecars check."""
-XDS_CERT_TTL = datetime.timedelta(days=30)
 
 
 class LocalMesh:
@@ -110,15 +108,14 @@ class LocalMesh:
             host = self.xds_address.rsplit(":", 1)[0]
             # The xDS channel is TLS with a certificate from the mesh CA, and every
             # stream must prove (with its pod's token) the node it asks for.
-            chain, key = self.issuer.ca.issue_server([XDS_NAME], utcnow(), XDS_CERT_TTL)
             self.roots_file = workdir / "mesh-roots.pem"
             self.roots_file.write_bytes(self.issuer.ca.roots_pem)
             server, self.xds_port = await serve(
                 self.xds_address,
                 self.cache,
                 self.status,
-                credentials=grpc.ssl_server_credentials([(key, chain)]),
-                authenticate=self._authenticate,
+                credentials=ServingCert(lambda: self.issuer.ca, [XDS_NAME]).credentials(),
+                authenticate=XdsAccess(self._verify, self.store, pod_must_be_known=True),
             )
             log.info("xDS server on %s (TLS, per-pod tokens)", self.xds)
             sidecars = self._sidecars = Sidecars(
@@ -219,30 +216,16 @@ class LocalMesh:
         return f"has not acknowledged its {', '.join(waiting)} config" if waiting else ""
 
     def _xds_tls(self, proxy: ir.Proxy) -> XdsTls:
-        """How `proxy`'s sidecar reaches this control plane, with its own token."""
+        """How `proxy`'s sidecar reaches this control plane: with its own token, in a
+        file only this user reads (as the kubelet writes a projected token)."""
         account = proxy.identity.rsplit("/sa/", 1)[-1]
-        token = self.tokens.issue(proxy.namespace, proxy.name, account)
-        return XdsTls(str(self.roots_file), XDS_NAME, token)
+        token_file = self.roots_file.with_name(f"{proxy.namespace}_{proxy.name}.token")
+        token_file.touch(mode=0o600)
+        token_file.write_text(self.tokens.issue(proxy.namespace, proxy.name, account))
+        return XdsTls(str(self.roots_file), XDS_NAME, str(token_file))
 
-    def _authenticate(self, node_id: str, metadata: Mapping[str, str]) -> str | None:
-        """Serve a stream only the node its token names, and only while that pod runs
-        with the service account the token was issued for."""
-        scheme, _, token = metadata.get("authorization", "").partition(" ")
-        if scheme != "Bearer" or not token:
-            return "it presents no token"
-        try:
-            claims = self.tokens.verify(token)
-        except TokenError as exc:
-            return f"it presents {exc}"
-        if node_id != proxy_id(claims.namespace, claims.pod):
-            return f"its token is for pod {claims.namespace}/{claims.pod}"
-        pod = self.store.get(("Pod", claims.namespace, claims.pod))
-        if not isinstance(pod, Pod) or pod.service_account != claims.service_account:
-            return (
-                f"its token's service account {claims.service_account!r} is not "
-                f"pod {claims.namespace}/{claims.pod}'s"
-            )
-        return None
+    async def _verify(self, token: str) -> TokenClaims:
+        return self.tokens.verify(token)
 
     def rotate_root(self) -> None:
         """A new root signs from now on; every sidecar trusts old and new roots and

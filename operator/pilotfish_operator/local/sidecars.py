@@ -111,8 +111,6 @@ class Sidecars:
             xds_tls=self.xds_tls(proxy) if self.xds_tls is not None else None,
         )
         path = self.workdir / f"{proxy.namespace}_{proxy.name}.bootstrap.json"
-        # It holds the pod's token: readable by this user only, as a projected token is.
-        path.touch(mode=0o600)
         path.write_text(json.dumps(config, indent=2))
         log_path = self.workdir / f"{proxy.namespace}_{proxy.name}.envoy.log"
         process = await asyncio.create_subprocess_exec(

@@ -65,7 +65,12 @@ class CertStore(Protocol):
     async def read_secret(self, namespace: str, name: str) -> StoredSecret | None: ...
 
     async def write_secret(
-        self, namespace: str, name: str, data: Mapping[str, bytes], resource_version: str | None
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, bytes],
+        resource_version: str | None,
+        secret_type: str = "kubernetes.io/tls",
     ) -> None:
         """Create (resource_version None) or replace if unchanged; raise Conflict otherwise."""
 

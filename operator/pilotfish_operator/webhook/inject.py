@@ -7,6 +7,7 @@ labels up and emits the Event for a skipped pod; nothing here talks to Kubernete
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -21,7 +22,7 @@ import yaml
 
 from ..injection import decide
 from .admission import AdmissionRequest, Response, append, prepend, set_keys
-from .sidecar_bootstrap import sidecar_bootstrap
+from .sidecar_bootstrap import PodXdsSecurity, sidecar_bootstrap
 from .traffic import (
     ADMIN_PORT,
     HEALTH_PORT,
@@ -40,6 +41,7 @@ INIT_NAME = "pilotfish-init"
 DEFAULT_TEMPLATE = Path(__file__).with_name("injection-template.yaml")
 XDS_HOST = "pilotfish.pilotfish-system.svc"
 XDS_PORT = 15010
+XDS_TLS_PORT = 15012
 # Native sidecars (init containers with restartPolicy: Always) are on by default from 1.29.
 NATIVE_SIDECARS_SINCE = (1, 29)
 
@@ -120,6 +122,8 @@ class Config:
     xds_host: str = XDS_HOST
     xds_port: int = XDS_PORT
     native_sidecars: bool = True
+    security: PodXdsSecurity | None = None
+    """Sidecars reach xDS over TLS with their pod's token (else plaintext)."""
     values: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_VALUES))
 
 
@@ -179,6 +183,7 @@ class Injector:
             service_account=service_account,
             xds_host=self.config.xds_host,
             xds_port=self.config.xds_port,
+            security=self.config.security,
         )
         context = {
             "pod": pod,
@@ -196,6 +201,9 @@ class Injector:
                 "health": HEALTH_PORT,
                 "stats": STATS_PORT,
             },
+            "xds_security": dataclasses.asdict(self.config.security)
+            if self.config.security is not None
+            else None,
             "values": self.config.values,
         }
         try:

@@ -34,7 +34,12 @@ class KubeCertStore:
         return StoredSecret(data, secret["metadata"]["resourceVersion"])
 
     async def write_secret(
-        self, namespace: str, name: str, data: Mapping[str, bytes], resource_version: str | None
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, bytes],
+        resource_version: str | None,
+        secret_type: str = "kubernetes.io/tls",
     ) -> None:
         metadata: dict[str, Any] = {"name": name, "namespace": namespace}
         if resource_version is not None:
@@ -42,7 +47,7 @@ class KubeCertStore:
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "type": "kubernetes.io/tls",
+            "type": secret_type,
             "metadata": metadata,
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
         }

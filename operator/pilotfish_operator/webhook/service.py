@@ -14,9 +14,19 @@ import yaml
 from ..kube.client import KubeClient
 from ..store import Store
 from .certs import FileCerts, SecretCerts, dns_names
-from .inject import DEFAULT_TEMPLATE, Config, Injector, Template, merge_values, native_sidecars
+from .inject import (
+    DEFAULT_TEMPLATE,
+    XDS_PORT,
+    XDS_TLS_PORT,
+    Config,
+    Injector,
+    Template,
+    merge_values,
+    native_sidecars,
+)
 from .kube import KubeCertStore, KubeEvents, KubeNamespaces, server_version
 from .server import WebhookServer, split_address
+from .sidecar_bootstrap import PodXdsSecurity
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,7 @@ async def webhooks(
     cert_dir: Path | None,
     injection_template: Path | None,
     cluster_domain: str,
+    xds_security: bool = True,
     on_configuration_change: list[Callable[[], Awaitable[object]]] | None = None,
 ) -> AsyncIterator[WebhookServer]:
     """The webhook server, serving until the context exits. Appending to
@@ -64,8 +75,11 @@ async def webhooks(
     configurations) makes it patch the CA back into one that lost it."""
     template_path = injection_template or DEFAULT_TEMPLATE
     version = await server_version(client)
+    xds_host = f"pilotfish.{namespace}.svc"
     config = Config(
-        xds_host=f"pilotfish.{namespace}.svc",
+        xds_host=xds_host,
+        xds_port=XDS_TLS_PORT if xds_security else XDS_PORT,
+        security=PodXdsSecurity(server_name=xds_host) if xds_security else None,
         native_sidecars=native_sidecars(version),
         values=injection_values(template_path),
     )

@@ -7,10 +7,12 @@ path each to the admin interface, which stays on 127.0.0.1 so nothing else of it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from pilotfish_xds.bootstrap import bootstrap
+from pilotfish_xds.bootstrap import XdsTls, bootstrap
 
+from ..injection import ROOT_CONFIGMAP, ROOT_CONFIGMAP_KEY, XDS_TOKEN_AUDIENCE
 from .traffic import ADMIN_PORT, HEALTH_PORT, STATS_PORT
 
 ADMIN_CLUSTER = "pilotfish-admin"
@@ -20,6 +22,29 @@ _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnecti
 _ROUTER = "envoy.extensions.filters.http.router.v3.Router"
 
 
+@dataclass(frozen=True)
+class PodXdsSecurity:
+    """How an injected sidecar proves itself to the control plane: the pod's projected
+    ServiceAccount token (audience ours, rotated by the kubelet, re-read by Envoy on
+    every stream) and the mesh roots from the namespace's ConfigMap, both mounted."""
+
+    server_name: str
+    audience: str = XDS_TOKEN_AUDIENCE
+    token_dir: str = "/var/run/secrets/pilotfish/token"
+    token_path: str = "xds-token"
+    token_seconds: int = 43200
+    roots_dir: str = "/var/run/secrets/pilotfish/roots"
+    roots_configmap: str = ROOT_CONFIGMAP
+    roots_key: str = ROOT_CONFIGMAP_KEY
+
+    def xds_tls(self) -> XdsTls:
+        return XdsTls(
+            f"{self.roots_dir}/{self.roots_key}",
+            self.server_name,
+            f"{self.token_dir}/{self.token_path}",
+        )
+
+
 def sidecar_bootstrap(
     *,
     namespace: str,
@@ -27,6 +52,7 @@ def sidecar_bootstrap(
     service_account: str,
     xds_host: str,
     xds_port: int,
+    security: PodXdsSecurity | None = None,
 ) -> dict[str, Any]:
     config = bootstrap(
         f"{POD_NAME}.{namespace}",
@@ -37,6 +63,7 @@ def sidecar_bootstrap(
         xds_port=xds_port,
         admin_host="127.0.0.1",
         admin_port=ADMIN_PORT,
+        xds_tls=security.xds_tls() if security is not None else None,
     )
     config["node"]["metadata"]["SERVICE_ACCOUNT"] = service_account
     static = config["static_resources"]

@@ -75,6 +75,7 @@ async def create(k8s: Any, obj: dict[str, Any]) -> dict[str, Any]:
         "Service": "services",
         "Pod": "pods",
         "ServiceAccount": "serviceaccounts",
+        "Secret": "secrets",
         "EndpointSlice": "endpointslices",
         "VirtualService": "virtualservices",
         "DestinationRule": "destinationrules",
@@ -110,6 +111,8 @@ async def start_operator(k8s: Any) -> AsyncIterator[Start]:
             "renew_deadline": 2.0,
             "retry_period": 0.2,
             "debounce": 0.05,
+            # Plaintext xDS unless a test asks for security (test_operator_security.py).
+            "security": False,
         }
         operator = Operator(cfg, Settings(**{**defaults, **settings}))
         stop = asyncio.Event()

@@ -2,7 +2,7 @@
 
 kmock 0.8 lacks: namespace paths (`/api/v1/namespaces[/name]` are mis-parsed),
 server-side metadata (uid, resourceVersion, generation, generateName, the
-namespace from the URL) and PUT. Added here, plus test levers: a delay on
+namespace from the URL), PUT and TokenReview. Added here, plus test levers: a delay on
 listing a resource, forcing watch streams to start over (410 Gone) after
 objects were changed behind the watchers' backs, and bearer tokens that can be
 revoked (401 as the API server answers).
@@ -65,7 +65,17 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     get the API server's 401 Status (a revoked or expired token). The tests' own
     requests carry no token: they speak for the cluster's admin."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pod_tokens: dict[str, tuple[str, str, str]] = {}
+        """Projected tokens the TokenReview API accepts: token -> (namespace, service
+        account, pod), valid for the audience `pilotfish`."""
+        self.reviewed: list[str] = []
+        """Every token a TokenReview asked about, in order."""
+
     async def _handle(self, request: Any) -> Any:
+        if request.method == kmock.method.POST and request.url.path.endswith("/tokenreviews"):
+            return aiohttp.web.json_response(self._review(request.data or {}), status=201)
         if self.tokens is not None:
             header = request.headers.get("Authorization")
             if header is not None and header.removeprefix("Bearer ") not in self.tokens:
@@ -102,6 +112,25 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         elif request.method == kmock.method.PUT and request.name:
             return await self._replace(request)
         return await super()._handle(request)
+
+    def _review(self, body: dict[str, Any]) -> dict[str, Any]:
+        """As the API server reviews a bound service-account token for an audience."""
+        spec = body.get("spec") or {}
+        self.reviewed.append(spec.get("token", ""))
+        found = self.pod_tokens.get(spec.get("token", ""))
+        status: dict[str, Any] = {"authenticated": False, "error": "invalid bearer token"}
+        if found is not None and "pilotfish" in (spec.get("audiences") or ["pilotfish"]):
+            namespace, account, pod = found
+            status = {
+                "authenticated": True,
+                "audiences": ["pilotfish"],
+                "user": {
+                    "username": f"system:serviceaccount:{namespace}:{account}",
+                    "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+                    "extra": {"authentication.kubernetes.io/pod-name": [pod]},
+                },
+            }
+        return {**body, "status": status}
 
     def _generation(self, request: Any) -> int:
         key = (request.resource, request.namespace, request.name)

@@ -51,7 +51,7 @@ async def test_sigterm_with_a_connected_sidecar_stops_quietly(k8s: Any, tmp_path
     token.write_text("operator-token\n")
     config = kubeconfig(tmp_path / "kubeconfig", str(k8s.url).rstrip("/"), token)
     xds = free_port()
-    args = ["--kubeconfig", str(config), "--xds", f"127.0.0.1:{xds}"]
+    args = ["--kubeconfig", str(config), "--xds", f"127.0.0.1:{xds}", "--plaintext-xds"]
     args += ["--webhook", f"127.0.0.1:{free_port()}", "--monitoring", f"127.0.0.1:{free_port()}"]
     log = tmp_path / "operator.log"
     with log.open("wb") as out:

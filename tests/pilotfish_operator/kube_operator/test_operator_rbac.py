@@ -2,7 +2,8 @@
 
 The operator runs against the emulator with a token of its own, through what it does
 in a cluster: kopf's discovery and watches, status, Events, the Lease, the webhook
-certificate Secret and caBundle patches. Each request bearing its token is turned
+certificate Secret and caBundle patches, the mesh CA Secret, the roots ConfigMap and
+the TokenReview of a sidecar's token. Each request bearing its token is turned
 into the attributes the API server authorizes (group, resource, verb, namespace,
 name) and checked against the rendered ClusterRole and Role. The chart's RBAC had
 missed kopf's list/watch of CRDs: 403s at every start, then a silent watch gap.
@@ -17,17 +18,21 @@ from typing import Any
 
 import kubernetes
 import pytest
+from adsclient import SotwClient
 from kube_emulator import Emulator
-from mesh_objects import NS, objects
+from mesh_objects import CLIENT_NODE, NS, objects
 from test_operator_e2e import accepted
 
 from conftest import VS, Start, create, free_port, wait_for
 from pilotfish_operator.webhook.service import webhooks
+from pilotfish_xds.types import CLUSTER
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "charts"))
 from chartrender import NAMESPACE, documents, find, render
 
 pytestmark = pytest.mark.kmock(cls=Emulator)
+
+XDS_NAME = "pilotfish.pilotfish-system.svc"
 
 TOKEN = "operator-token"
 # Discovery and version are open to every authenticated user (system:discovery).
@@ -107,7 +112,14 @@ async def test_every_call_the_operator_makes_is_granted_by_the_chart(
     cfg = kubernetes.client.Configuration()
     cfg.host = str(k8s.url).rstrip("/")
     cfg.api_key["BearerToken"] = f"Bearer {TOKEN}"
-    operator = await start_operator(cfg=cfg)
+    k8s.pod_tokens = {"pod-token": (NS, "bookinfo", "productpage-1")}
+    operator = await start_operator(cfg=cfg, security=True)
+    # A sidecar's stream: its projected token goes to TokenReview.
+    roots = await wait_for(lambda: configmap_roots(k8s), what="the roots ConfigMap")
+    address = f"127.0.0.1:{operator.xds_port}"
+    async with SotwClient(address, CLIENT_NODE, tls=(roots, XDS_NAME), token="pod-token") as ads:
+        await ads.request(CLUSTER)
+        await ads.recv()
     async with webhooks(
         operator.client,
         operator.store,
@@ -157,10 +169,22 @@ async def test_every_call_the_operator_makes_is_granted_by_the_chart(
         ("leases", "update"),
         ("events", "create"),
         ("secrets", "create"),
+        ("secrets", "get"),
+        ("configmaps", "create"),
+        ("configmaps", "get"),
+        ("tokenreviews", "create"),
         ("mutatingwebhookconfigurations", "update"),
         ("mutatingwebhookconfigurations", "watch"),
     ):
         assert expected in made, f"{expected} not exercised: {sorted(made)}"
+
+
+def configmap_roots(k8s: Any) -> bytes | None:
+    try:
+        configmap = k8s.objects["v1/configmaps", NS, "pilotfish-ca-root-cert"]
+    except KeyError:
+        return None
+    return str(configmap["data"]["root-cert.pem"]).encode()
 
 
 def ours(k8s: Any) -> list[Any]:

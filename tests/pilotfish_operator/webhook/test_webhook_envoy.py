@@ -67,7 +67,9 @@ async def injected_pod(case_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The case's pod after the webhook's patch, and the pilotfish-proxy container."""
     case = yaml.safe_load((CASES / f"{case_name}.in.yaml").read_text())
     version = {"gitVersion": f"v{case['kubernetes']}.0"}
-    webhook = await start_webhook(native_sidecars=native_sidecars(version))
+    # Plaintext xDS: this test is about start-up and readiness; the TLS channel with the
+    # pod's projected token is run end to end in kube_operator/test_operator_security.py.
+    webhook = await start_webhook(native_sidecars=native_sidecars(version), xds_security=False)
     webhook.namespaces.labels_by_namespace[case["request"]["namespace"]] = case["namespaceLabels"]
     try:
         _, body = await post(

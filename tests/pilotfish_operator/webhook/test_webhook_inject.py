@@ -31,6 +31,7 @@ INJECTED = {
     "old-kubernetes",
     "capture-annotations",
     "generate-name",
+    "plaintext-xds",
 }
 SKIPPED = {
     "pod-opt-out": "pod-opt-out",
@@ -65,7 +66,9 @@ def load_case(name: str) -> dict[str, Any]:
 
 async def admit(case: dict[str, Any]) -> tuple[Webhook, dict[str, Any]]:
     version = {"gitVersion": f"v{case['kubernetes']}.0"}
-    webhook = await start_webhook(native_sidecars=native_sidecars(version))
+    webhook = await start_webhook(
+        native_sidecars=native_sidecars(version), xds_security=not case.get("plaintextXds")
+    )
     request = case["request"]
     webhook.namespaces.labels_by_namespace[request["namespace"]] = case["namespaceLabels"]
     try:

@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 
 from pilotfish_operator.webhook.certs import Conflict, SecretCerts, StoredSecret, WebhookKind
-from pilotfish_operator.webhook.inject import Config, Injector
+from pilotfish_operator.webhook.inject import XDS_HOST, XDS_TLS_PORT, Config, Injector
 from pilotfish_operator.webhook.server import WebhookServer
+from pilotfish_operator.webhook.sidecar_bootstrap import PodXdsSecurity
 
 SERVICE_HOST = "pilotfish.pilotfish-system.svc"
 
@@ -39,7 +40,12 @@ class FakeCertStore:
         return self.secrets.get((namespace, name))
 
     async def write_secret(
-        self, namespace: str, name: str, data: Mapping[str, bytes], resource_version: str | None
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, bytes],
+        resource_version: str | None,
+        secret_type: str = "kubernetes.io/tls",
     ) -> None:
         current = self.secrets.get((namespace, name))
         if (current.resource_version if current else None) != resource_version:
@@ -120,11 +126,22 @@ class Webhook:
         return self.server.serving.ca_bundle
 
 
-async def start_webhook(native_sidecars: bool = True) -> Webhook:
+def injection_config(native_sidecars: bool = True, xds_security: bool = True) -> Config:
+    """As the operator configures its injector (security on unless turned off)."""
+    if not xds_security:
+        return Config(native_sidecars=native_sidecars)
+    return Config(
+        xds_port=XDS_TLS_PORT,
+        native_sidecars=native_sidecars,
+        security=PodXdsSecurity(server_name=XDS_HOST),
+    )
+
+
+async def start_webhook(native_sidecars: bool = True, xds_security: bool = True) -> Webhook:
     store, namespaces, events = FakeCertStore(), FakeNamespaces(), FakeEvents()
     store.install_webhooks()
     server = WebhookServer(
-        Injector(Config(native_sidecars=native_sidecars)),
+        Injector(injection_config(native_sidecars, xds_security)),
         SecretCerts(store),
         namespaces,
         events,
