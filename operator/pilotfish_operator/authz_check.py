@@ -13,11 +13,18 @@ from pathlib import Path
 
 import yaml
 
-from .api import AuthorizationPolicy, PeerAuthentication, Pod, RequestAuthentication
+from .api import (
+    AuthorizationPolicy,
+    PeerAuthentication,
+    Pod,
+    RequestAuthentication,
+    Service,
+    mesh_config,
+)
 from .injection import decide
 from .store import Store
 from .translate import Options
-from .translate.authorization import scope
+from .translate.authorization import ext_authz, scope
 from .translate.peer_authentication import PeerPolicies
 
 
@@ -37,7 +44,9 @@ def _load(args: argparse.Namespace) -> Store:
     return store
 
 
-def explain(store: Store, namespace: str, name: str, root: str) -> list[str]:
+def explain(
+    store: Store, namespace: str, name: str, root: str, domain: str = "cluster.local"
+) -> list[str]:
     pod = store.get(("Pod", namespace, name))
     if not isinstance(pod, Pod):
         return [f"no Pod {namespace}/{name} among the objects read"]
@@ -69,8 +78,9 @@ def explain(store: Store, namespace: str, name: str, root: str) -> list[str]:
         out.append("  none: PERMISSIVE, Istio's default (mutual TLS and plaintext)")
 
     out.append(
-        "AuthorizationPolicy: DENY first, then ALLOW (with any ALLOW policy, a request "
-        "none allows gets 403); AUDIT only logs"
+        "AuthorizationPolicy: CUSTOM first (an external service decides the requests its "
+        "rules match), then DENY, then ALLOW (with any ALLOW policy, a request none allows "
+        "gets 403); AUDIT only logs"
     )
     policies = [
         a for a in store.of_kind("AuthorizationPolicy") if isinstance(a, AuthorizationPolicy)
@@ -84,8 +94,18 @@ def explain(store: Store, namespace: str, name: str, root: str) -> list[str]:
         label = f"{a.spec.action} {a.namespace}/{a.name}"
         if a.spec.target_ref is not None or a.spec.target_refs:
             out.append(f"  not applied: {label} (targetRefs bind it to gateways)")
-        elif a.spec.action == "CUSTOM":
-            out.append(f"  not applied: {label} (CUSTOM is not supported yet)")
+        elif a.spec.action == "CUSTOM" and a.spec.provider is not None:
+            applied += 1
+            services = {
+                (s.namespace, s.name): s for s in store.of_kind("Service") if isinstance(s, Service)
+            }
+            provider = ext_authz(a.spec.provider.name, mesh_config.of(store), services, domain)
+            where = (
+                f"fails closed, its rules deny: {provider}"
+                if isinstance(provider, str)
+                else f"asks {provider.authority} ({'gRPC' if provider.grpc else 'HTTP'})"
+            )
+            out.append(f"  {label}: {len(a.spec.rules)} rule(s), {where} ({why})")
         else:
             applied += 1
             rules = len(a.spec.rules)

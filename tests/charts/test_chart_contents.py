@@ -145,7 +145,7 @@ def read(group: str, *resources: str) -> set[Grant]:
 
 CLUSTER_GRANTS = (
     # Every kind the operator reads (api/kinds.py), and the status of the kinds it owns.
-    {g for spec in SPECS for g in read(spec.group, spec.plural)}
+    {g for spec in SPECS if spec.watched for g in read(spec.group, spec.plural)}
     | {(s.group, f"{s.plural}/status", "patch", "*") for s in SPECS if s.status != "none"}
     # Only its own two webhook configurations, to patch the CA in.
     | {
@@ -165,7 +165,9 @@ CLUSTER_GRANTS = (
         for verb in ("list", "watch")
     }
 )
-LEASES = {("coordination.k8s.io", "leases", v, "*") for v in ("get", "create", "update")}
+LEASES = {("coordination.k8s.io", "leases", v, "*") for v in ("get", "create", "update")} | {
+    ("", "configmaps", "get", "pilotfish-mesh")  # the mesh config, read by name
+}
 CERT_SECRET = {
     # `create` cannot be limited by name in Kubernetes RBAC.
     ("", "secrets", "create", "*"),
@@ -372,3 +374,23 @@ def test_bad_anti_affinity_value_is_refused() -> None:
     out = helm("template", "pilotfish", str(CHART), "--set", "podAntiAffinity=sometimes")
     assert out.returncode != 0
     assert 'podAntiAffinity must be "soft", "hard" or ""' in out.stderr
+
+
+def test_mesh_config_value_renders_the_configmap_the_operator_reads() -> None:
+    provider = {
+        "name": "my-ext-authz",
+        "envoyExtAuthzHttp": {"service": "ext-authz.foo.svc.cluster.local", "port": 8000},
+    }
+    values = json.dumps({"extensionProviders": [provider]})
+    docs = documents(render("--set-json", f"meshConfig={values}"))
+    configmap = find(docs, "ConfigMap", "pilotfish-mesh")
+    assert configmap["metadata"]["namespace"] == "pilotfish-system"
+    code = """
+import json, sys
+from pilotfish_operator.api import parse, mesh_config
+cm = parse(json.loads(sys.argv[1]))
+print(json.dumps([p.name for p in mesh_config.parse_mesh("", "", cm.data).extension_providers]))
+"""
+    assert operator_side(code, json.dumps(configmap)) == ["my-ext-authz"]
+    # Without the value, no ConfigMap: the operator runs with the defaults.
+    assert not [d for d in documents(render()) if d["metadata"]["name"] == "pilotfish-mesh"]

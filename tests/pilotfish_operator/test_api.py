@@ -324,7 +324,7 @@ INVALID = {
         "Gateway default/gw: kind: unknown kind 'Gateway'; expected one of VirtualService, "
         "DestinationRule, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, "
         "Namespace, Service, Pod, "
-        "EndpointSlice, ServiceAccount, Node",
+        "EndpointSlice, ServiceAccount, Node, ConfigMap",
     ),
 }
 

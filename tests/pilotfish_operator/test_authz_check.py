@@ -23,7 +23,6 @@ def test_explains_each_policy_that_applies(capsys: pytest.CaptureFixture[str]) -
         "  AUDIT pilotfish-system/audit-all: 1 rule(s) "
         "(mesh-wide (no selector in the root namespace pilotfish-system))"
     ) in out
-    assert "  not applied: CUSTOM shop/ext (CUSTOM is not supported yet)" in out
     assert "  not applied: ALLOW shop/gateway-only (targetRefs bind it to gateways)" in out
     assert any(line.startswith("  shop/jwt: issuers https://issuer.example") for line in out)
 
@@ -37,3 +36,19 @@ def test_composed_peer_authentication(capsys: pytest.CaptureFixture[str]) -> Non
     assert "  none: every request is allowed" in out
     assert main(["authz", "check", "shop/nobody", *files]) == 0
     assert "no Pod shop/nobody" in capsys.readouterr().out
+
+
+def test_custom_policies_name_their_provider(capsys: pytest.CaptureFixture[str]) -> None:
+    files = ["-f", str(CASES / "ext-authz.in.yaml")]
+    assert main(["authz", "check", "shop/web-1", *files]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        "  CUSTOM shop/admin-check: 1 rule(s), asks ext-authz.shop.svc.cluster.local:8000 "
+        "(HTTP) (selector app=web matches)"
+    ) in out
+    assert main(["authz", "check", "shop/legacy-1", *files]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        "  CUSTOM shop/legacy-check: 1 rule(s), fails closed, its rules deny: provider 'opa' "
+        "is not among the mesh config's extensionProviders (selector app=legacy matches)"
+    ) in out

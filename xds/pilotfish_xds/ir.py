@@ -451,14 +451,44 @@ class AuthzRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtAuthz:
+    """An external authorization service (a MeshConfig extension provider): a request
+    a CUSTOM policy's rule matches is sent there first, and refused if it says no."""
+
+    provider: str
+    cluster: str
+    """The service's outbound cluster."""
+    authority: str
+    """host:port of the service."""
+    grpc: bool = False
+    timeout: timedelta | None = None
+    path_prefix: str = ""
+    fail_open: bool = False
+    status_on_error: int | None = None
+    request_headers: tuple[str, ...] = ()
+    """Client headers sent to the service besides Envoy's defaults."""
+    additional_headers: tuple[tuple[str, str], ...] = ()
+    upstream_headers: tuple[str, ...] = ()
+    """Response headers of the service copied to the request on allow."""
+    client_headers_on_deny: tuple[str, ...] = ()
+    client_headers_on_allow: tuple[str, ...] = ()
+    body_max_bytes: int | None = None
+    """Send the request body (up to this many bytes); None: no body."""
+    body_partial: bool = False
+    body_as_bytes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AuthzPolicy:
     """An AuthorizationPolicy that applies to the proxy's workload."""
 
     name: str
     """namespace/name"""
-    action: Literal["ALLOW", "DENY", "AUDIT"]
+    action: Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"]
     rules: tuple[AuthzRule, ...] = ()
     """None: matches nothing (an ALLOW policy without rules allows nothing)."""
+    provider: ExtAuthz | None = None
+    """CUSTOM: where matching requests are checked."""
 
 
 @dataclass(frozen=True, slots=True)

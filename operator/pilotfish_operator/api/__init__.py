@@ -11,9 +11,11 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from . import mesh_config
 from .errors import ConfigError, Problem, format_path, problems_from
 from .kinds import BY_KIND, SPECS, KindSpec
 from .kube import (
+    ConfigMap,
     Container,
     ContainerPort,
     Endpoint,
@@ -100,13 +102,16 @@ def parse(obj: Mapping[str, Any]) -> Resource:
         obj = _without_nulls(obj)
     try:
         resource: Resource = _adapter(cls).validate_python(obj)
-        return resource
     except ValidationError as exc:
         raise ConfigError(kind, namespace, name, problems_from(exc)) from None
+    if isinstance(resource, ConfigMap) and resource.key == mesh_config.STORE_KEY:
+        mesh_config.parse_mesh(namespace, name, resource.data)  # refused here, whole
+    return resource
 
 
 __all__ = [
     "BY_KIND",
+    "ConfigMap",
     "KINDS",
     "SPECS",
     "KindSpec",

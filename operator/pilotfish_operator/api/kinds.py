@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .kube import EndpointSlice, Namespace, Node, Pod, Service, ServiceAccount
+from .kube import ConfigMap, EndpointSlice, Namespace, Node, Pod, Service, ServiceAccount
 from .meta import Resource
 from .networking import DestinationRule, DestinationRuleSpec, VirtualService, VirtualServiceSpec
 from .security import (
@@ -44,6 +44,10 @@ class KindSpec:
     columns: tuple[Column, ...] = ()
     status: Literal["accepted", "none"] = "none"
     """`accepted`: observedGeneration and an Accepted condition (kube/status.py)."""
+    watched: bool = True
+    """Watched by the operator's kopf handlers. The mesh ConfigMap is not: a watch of
+    every ConfigMap in the cluster for one object would cost memory and RBAC; it is
+    read by name (kube/mesh_config.py)."""
 
     @property
     def kind(self) -> str:
@@ -120,5 +124,6 @@ SPECS: tuple[KindSpec, ...] = (
     KindSpec(EndpointSlice, "endpointslices"),
     KindSpec(ServiceAccount, "serviceaccounts"),
     KindSpec(Node, "nodes"),
+    KindSpec(ConfigMap, "configmaps", watched=False),
 )
 BY_KIND: dict[str, KindSpec] = {s.kind: s for s in SPECS}

@@ -36,6 +36,16 @@ class Namespace(KubeObject):
 
 
 @kube_object
+class ConfigMap(KubeObject):
+    """Read for one object only: the mesh config (api/mesh_config.py)."""
+
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
+    KIND: ClassVar[str] = "ConfigMap"
+
+    data: StrMap = Field(default_factory=dict)
+
+
+@kube_object
 class ServicePort:
     port: Port
     name: Str | None = None

@@ -33,7 +33,9 @@ class Watched:
 # Every kind we read, from the kind descriptors. Our kinds are watched at their stored
 # version only: the API server serves every version of an object, converted, through each.
 WATCHED = tuple(
-    Watched(s.group, s.versions[0], s.plural, s.kind, s.namespaced, istio=s.owned) for s in SPECS
+    Watched(s.group, s.versions[0], s.plural, s.kind, s.namespaced, istio=s.owned)
+    for s in SPECS
+    if s.watched
 )
 BY_KIND = {w.kind: w for w in WATCHED}
 BY_PLURAL = {(w.group, w.plural): w for w in WATCHED}

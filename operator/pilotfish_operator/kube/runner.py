@@ -43,6 +43,7 @@ from .client import KubeClient
 from .kinds import BY_PLURAL
 from .leader import LeaderElector
 from .mesh_ca import CaSecrets
+from .mesh_config import MeshConfigReader
 from .root_cert import RootPublisher
 from .status import StatusWriter
 from .token_review import TokenReviewer
@@ -124,6 +125,7 @@ class Operator:
             ready=self.view.full,
         )
         self.client = KubeClient(cfg)
+        self.mesh_config = MeshConfigReader(self.client, self.store, settings.namespace)
         self.elector = LeaderElector(
             self.client,
             settings.namespace,
@@ -184,12 +186,16 @@ class Operator:
             for service in self.side_services:
                 await stack.enter_async_context(service)
 
+            await self.mesh_config.read()
+            kopf_task = asyncio.create_task(self._kopf(kopf_stop), name="kopf")
+            stop_task = asyncio.create_task(stop.wait(), name="stop")
             tasks = [
+                kopf_task,
+                stop_task,
+                asyncio.create_task(self.mesh_config.run(), name="mesh-config"),
                 asyncio.create_task(self.pipeline.run(), name="pipeline"),
                 asyncio.create_task(self.elector.run(), name="leader-election"),
                 asyncio.create_task(self.status.run(), name="status"),
-                asyncio.create_task(self._kopf(kopf_stop), name="kopf"),
-                asyncio.create_task(stop.wait(), name="stop"),
                 *self._security_tasks(),
             ]
             self.started.set()
@@ -200,14 +206,13 @@ class Operator:
                         log.error("%s failed", task.get_name(), exc_info=task.exception())
             finally:
                 kopf_stop.set()
-                kopf_task = tasks[3]
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(kopf_task), 30)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
             for task in done:
-                if task is not tasks[4] and not task.cancelled() and task.exception() is not None:
+                if task is not stop_task and not task.cancelled() and task.exception() is not None:
                     raise RuntimeError(f"{task.get_name()} failed") from task.exception()
 
     async def _secure(self) -> dict[str, Any]:

@@ -78,6 +78,7 @@ PASSES: tuple[Pass, ...] = (
                 "PeerAuthentication",
                 "AuthorizationPolicy",
                 "RequestAuthentication",
+                "ConfigMap",  # the mesh config: CUSTOM authorization's providers
             }
         ),
         lambda t, store, changed: t._workloads_pass(store, changed),
@@ -282,7 +283,7 @@ class Translator:
 
     def _services_of(self, store: Store, failures: Failures) -> tuple[Workloads, list[ServiceInfo]]:
         names, local = self.names, self.options.local
-        workloads = Workloads.of(store, self.options.root_namespace)
+        workloads = Workloads.of(store, self.options.root_namespace, self.options.cluster_domain)
         slices = slices_by_service(store)
 
         infos: list[ServiceInfo] = []

@@ -3,17 +3,25 @@
 A policy in the root namespace without a selector applies to every workload, one in
 a namespace without a selector to the workloads of that namespace, one with a
 selector to the matching workloads of its namespace. A policy with `targetRefs`
-binds to gateways and waypoints, not sidecars (Istio). CUSTOM (external
-authorization) is not applied yet: the translator warns.
+binds to gateways and waypoints, not sidecars (Istio).
+
+CUSTOM sends the requests its rules match to an external authorization service, an
+`extensionProviders` entry of the mesh config. As Istio, it fails closed: a policy
+whose provider is missing, is not an ext_authz provider or names a service the mesh
+does not know, and the CUSTOM policies of a workload that name more than one
+provider, become DENY policies for the same rules, with a warning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pilotfish_xds import ir
 
-from ..api import AuthorizationPolicy, RequestAuthentication, Rule
+from ..api import AuthorizationPolicy, RequestAuthentication, Rule, Service
+from ..api.mesh_config import EMPTY, MeshConfigSpec
 from .precedence import age
 
 
@@ -51,23 +59,44 @@ def _rule(r: Rule) -> ir.AuthzRule:
     )
 
 
+DEFAULT_TIMEOUT = datetime.timedelta(seconds=600)
+"""Istio's default for a provider's `timeout`."""
+
+
 class AuthzPolicies:
-    def __init__(self, policies: Iterable[AuthorizationPolicy], root_namespace: str) -> None:
+    def __init__(
+        self,
+        policies: Iterable[AuthorizationPolicy],
+        root_namespace: str,
+        mesh: MeshConfigSpec = EMPTY,
+        services: Mapping[tuple[str, str], Service] | None = None,
+        cluster_domain: str = "cluster.local",
+    ) -> None:
         self.root = root_namespace
         self.warnings: list[str] = []
         self._all: list[tuple[AuthorizationPolicy, ir.AuthzPolicy]] = []
+        services = services or {}
         for p in sorted(policies, key=age):
             if p.spec.target_ref is not None or p.spec.target_refs:
                 continue  # for gateways and waypoints
-            action = p.spec.action
-            if action == "CUSTOM":
-                self.warnings.append(
-                    f"AuthorizationPolicy {p.namespace}/{p.name}: action CUSTOM (external "
-                    "authorization) is not supported yet; not applied"
-                )
-                continue
             rules = tuple(_rule(r) for r in p.spec.rules)
-            self._all.append((p, ir.AuthzPolicy(f"{p.namespace}/{p.name}", action, rules)))
+            name = f"{p.namespace}/{p.name}"
+            if p.spec.action != "CUSTOM":
+                self._all.append((p, ir.AuthzPolicy(name, p.spec.action, rules)))
+                continue
+            assert p.spec.provider is not None  # the API checks it
+            found = ext_authz(p.spec.provider.name, mesh, services, cluster_domain)
+            if isinstance(found, str):
+                self.warnings.append(
+                    f"AuthorizationPolicy {name}: {found}; its rules deny instead (fail closed)"
+                )
+                self._all.append((p, ir.AuthzPolicy(name, "DENY", rules)))
+            else:
+                self._all.append((p, ir.AuthzPolicy(name, "CUSTOM", rules, found)))
+
+    def _warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
 
     def for_workload(self, namespace: str, labels: dict[str, str]) -> tuple[ir.AuthzPolicy, ...]:
         out = []
@@ -75,7 +104,65 @@ class AuthzPolicies:
             selector = p.spec.selector.match_labels if p.spec.selector is not None else {}
             if _applies(p.namespace, selector, self.root, namespace, labels):
                 out.append(policy)
+        providers = {p.provider.provider for p in out if p.provider is not None}
+        if len(providers) > 1:
+            self._warn(
+                f"workloads in {namespace} with labels {labels}: CUSTOM policies name "
+                f"{len(providers)} providers ({', '.join(sorted(providers))}), one is allowed; "
+                "their rules deny instead (fail closed)"
+            )
+            out = [
+                ir.AuthzPolicy(p.name, "DENY", p.rules) if p.action == "CUSTOM" else p for p in out
+            ]
         return tuple(out)
+
+
+def ext_authz(
+    name: str,
+    mesh: MeshConfigSpec,
+    services: Mapping[tuple[str, str], Service],
+    cluster_domain: str,
+) -> ir.ExtAuthz | str:
+    """The provider `name` as Envoy needs it, or why it cannot be used."""
+    provider = mesh.provider(name)
+    if provider is None:
+        return f"provider {name!r} is not among the mesh config's extensionProviders"
+    http, grpc = provider.envoy_ext_authz_http, provider.envoy_ext_authz_grpc
+    config = http or grpc
+    if config is None:
+        return f"provider {name!r} is not envoyExtAuthzHttp or envoyExtAuthzGrpc"
+    host = config.service.split("/", 1)[-1]
+    parts = host.split(".")
+    service = services.get((parts[1], parts[0])) if len(parts) > 1 else None
+    if service is None or (len(parts) > 2 and parts[2] != "svc"):
+        return f"provider {name!r}: service {config.service!r} is not in the mesh"
+    if not any(p.port == config.port for p in service.spec.ports):
+        return f"provider {name!r}: service {config.service!r} has no port {config.port}"
+    fqdn = f"{parts[0]}.{parts[1]}.svc.{cluster_domain}"
+    body = config.include_request_body_in_check
+    common: dict[str, Any] = {
+        "provider": name,
+        "cluster": ir.outbound_cluster_name(fqdn, config.port),
+        "authority": f"{fqdn}:{config.port}",
+        "grpc": http is None,
+        "timeout": config.timeout or DEFAULT_TIMEOUT,
+        "fail_open": config.fail_open,
+        "status_on_error": int(config.status_on_error) if config.status_on_error else None,
+        "body_max_bytes": body.max_request_bytes if body is not None else None,
+        "body_partial": body.allow_partial_message if body is not None else False,
+        "body_as_bytes": body.pack_as_bytes if body is not None else False,
+    }
+    if http is None:
+        return ir.ExtAuthz(**common)
+    return ir.ExtAuthz(
+        **common,
+        path_prefix=http.path_prefix or "",
+        request_headers=http.include_request_headers_in_check,
+        additional_headers=tuple(sorted(http.include_additional_headers_in_check.items())),
+        upstream_headers=http.headers_to_upstream_on_allow,
+        client_headers_on_deny=http.headers_to_downstream_on_deny,
+        client_headers_on_allow=http.headers_to_downstream_on_allow,
+    )
 
 
 def scope(

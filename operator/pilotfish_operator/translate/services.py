@@ -19,6 +19,7 @@ from ..api import (
     Pod,
     RequestAuthentication,
     Service,
+    mesh_config,
 )
 from ..injection import decide
 from ..store import Store
@@ -98,7 +99,12 @@ class Workloads:
         return ir.Locality(base.region, zone or base.zone, base.subzone)
 
     @classmethod
-    def of(cls, store: Store, root_namespace: str = "pilotfish-system") -> Workloads:
+    def of(
+        cls,
+        store: Store,
+        root_namespace: str = "pilotfish-system",
+        cluster_domain: str = "cluster.local",
+    ) -> Workloads:
         ns_labels = {n.name: dict(n.metadata.labels) for n in store.of_kind("Namespace")}
         pods = {(p.namespace, p.name): p for p in store.of_kind("Pod") if isinstance(p, Pod)}
         injected = set()
@@ -127,6 +133,9 @@ class Workloads:
         authz_policies = AuthzPolicies(
             (a for a in store.of_kind("AuthorizationPolicy") if isinstance(a, AuthorizationPolicy)),
             root_namespace,
+            mesh_config.of(store),
+            {(s.namespace, s.name): s for s in store.of_kind("Service") if isinstance(s, Service)},
+            cluster_domain,
         )
         authz = {
             key: authz_policies.for_workload(key[0], dict(pods[key].metadata.labels))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ class FakeCertStore:
     ca_bundles: dict[tuple[str, str], bytes] = field(default_factory=dict)
     """Present = the configuration exists (installed by the chart)."""
     writes: int = 0
+    types: dict[tuple[str, str], str] = field(default_factory=dict)
     _version: int = 0
 
     def install_webhooks(self) -> None:
@@ -37,6 +39,7 @@ class FakeCertStore:
         self.secrets[(namespace, name)] = StoredSecret(dict(data), str(self._version))
 
     async def read_secret(self, namespace: str, name: str) -> StoredSecret | None:
+        await asyncio.sleep(0)  # a round trip: racing replicas interleave here
         return self.secrets.get((namespace, name))
 
     async def write_secret(
@@ -47,10 +50,12 @@ class FakeCertStore:
         resource_version: str | None,
         secret_type: str = "kubernetes.io/tls",
     ) -> None:
+        await asyncio.sleep(0)
         current = self.secrets.get((namespace, name))
         if (current.resource_version if current else None) != resource_version:
             raise Conflict(f"{namespace}/{name}")
         self.writes += 1
+        self.types[(namespace, name)] = secret_type
         self.put(namespace, name, data)
 
     async def patch_ca_bundle(self, kind: WebhookKind, name: str, ca_bundle: bytes) -> bool:

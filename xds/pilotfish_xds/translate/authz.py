@@ -1,6 +1,7 @@
 """AuthorizationPolicy → Envoy RBAC filters on a workload's inbound side.
 
-Istio's order: DENY policies first (any match refuses, 403), then AUDIT (logged,
+Istio's order: CUSTOM first (the requests its rules match are asked of an external
+service, `ext_authz.py`), then DENY policies (any match refuses, 403), then AUDIT (logged,
 never refuses), then ALLOW (with any ALLOW policy, a request no rule allows is
 refused). Each action is one `envoy.filters.http.rbac` instance placed before every
 other HTTP filter. A rule is an Envoy policy: any of its sources (and conditions on
@@ -51,6 +52,7 @@ from envoy_data_plane.envoy.type.matcher.v3 import (
 from envoy_data_plane.google.protobuf import Any
 
 from .. import ir, wire
+from . import ext_authz
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 """Where the JWT filter leaves a verified token's claims (under `payload`)."""
@@ -71,9 +73,36 @@ changes routes (applied to the next request) rather than listeners (which would
 leave open connections on the old policy until they drain)."""
 
 
+def http_filters(custom: ir.ExtAuthz | None) -> tuple[HttpFilter, ...]:
+    """A workload's authorization filters, in Istio's order: CUSTOM (when its
+    policies name a provider: the shadow RBAC choosing the requests, then ext_authz),
+    then DENY, AUDIT, ALLOW."""
+    if custom is None:
+        return FILTERS
+    return (_SHADOW, ext_authz.ext_authz_filter(custom), *FILTERS)
+
+
+_SHADOW = wire.shared(HttpFilter(name=ext_authz.SHADOW_FILTER, typed_config=Any.pack(HttpRbac())))
+
+
 def per_filter_config(policies: tuple[ir.AuthzPolicy, ...]) -> dict[str, Any]:
     """The virtual-host configuration of each RBAC filter with policies to enforce."""
     out = {}
+    custom = [p for p in policies if p.action == "CUSTOM"]
+    if custom:
+        shadow = Rbac(
+            action=RbacAction.ALLOW,
+            policies={
+                f"{ext_authz.POLICY_PREFIX}{p.name}[{i}]": _policy(rule)
+                for p in custom
+                for i, rule in enumerate(p.rules)
+            },
+        )
+        out[ext_authz.SHADOW_FILTER] = Any.pack(
+            RbacPerRoute(
+                rbac=HttpRbac(shadow_rules=shadow, shadow_rules_stat_prefix=ext_authz.STAT_PREFIX)
+            )
+        )
     for action, envoy_action in _ACTIONS:
         chosen = [p for p in policies if p.action == action]
         if not chosen:

@@ -40,7 +40,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import authz, jwt, l4, mtls, routes, view
+from .. import authz, ext_authz, jwt, l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -198,7 +198,7 @@ def virtual_inbound_listener(
     (`peer`), each port's chain is split by the port's PeerAuthentication mode into
     mutual TLS and plaintext (`mtls`)."""
 
-    first = (*jwt.http_filters(jwt_rules), *authz.FILTERS)
+    first = (*jwt.http_filters(jwt_rules), *authz.http_filters(ext_authz.provider(policies)))
 
     def http(port: int) -> Callable[[bool], list[Filter]]:
         return lambda certs: [

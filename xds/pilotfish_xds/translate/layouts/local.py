@@ -21,7 +21,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import authz, jwt, l4, mtls, routes, view
+from .. import authz, ext_authz, jwt, l4, mtls, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
@@ -72,6 +72,7 @@ def translate(
             proxy.jwt,
             tcp_in,
             proxy.authz if tcp_in else (),
+            ext_authz.provider(proxy.authz),
         ),
     )
     out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
@@ -157,12 +158,13 @@ def inbound_listener(
     jwt_rules: tuple[ir.JwtRule, ...] = (),
     tcp_in: tuple[tuple[str, int], ...] = (),
     policies: tuple[ir.AuthzPolicy, ...] = (),
+    custom: ir.ExtAuthz | None = None,
 ) -> Listener:
     """Peers reach the app only through ip:15006; the Host picks the app port (routes
     from RDS `inbound`). With mesh mTLS, `peer` decides which of mutual TLS and
-    plaintext it accepts."""
+    plaintext it accepts. `custom`: the workload's CUSTOM authorization provider."""
 
-    first = (*jwt.http_filters(jwt_rules), *authz.FILTERS)
+    first = (*jwt.http_filters(jwt_rules), *authz.http_filters(custom))
 
     def hcm(client_certs: bool) -> list[Filter]:
         return [
