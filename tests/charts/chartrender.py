@@ -33,6 +33,7 @@ VALUES = {
         "security.ca.certManager.issuerRef.kind=ClusterIssuer",
     ),
     "plaintext-xds": ("--set", "security.enabled=false"),
+    "pod-monitor": ("--set", "metrics.podMonitor.enabled=true"),
 }
 
 

@@ -4,6 +4,7 @@ operator may do, and how its pods are wired to the flags, ports and files they u
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chartrender import CHART, VALUES, documents, find, helm, render
+from chartrender import CHART, ROOT, VALUES, documents, find, helm, render
 
 from pilotfish_operator.api.kinds import SPECS
 from pilotfish_operator.injection import decide
@@ -394,3 +395,24 @@ print(json.dumps([p.name for p in mesh_config.parse_mesh("", "", cm.data).extens
     assert operator_side(code, json.dumps(configmap)) == ["my-ext-authz"]
     # Without the value, no ConfigMap: the operator runs with the defaults.
     assert not [d for d in documents(render()) if d["metadata"]["name"] == "pilotfish-mesh"]
+
+
+def test_pod_monitor_scrapes_the_sidecars_and_renames_istios_metrics() -> None:
+    docs = documents(render(*VALUES["pod-monitor"]))
+    monitor = find(docs, "PodMonitor", "pilotfish-sidecars")
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    # The injected proxy's named port, as the injection template declares it.
+    template = (ROOT / "operator/pilotfish_operator/webhook/injection-template.yaml").read_text()
+    assert "{name: envoy-prom, containerPort: {{ ports.stats }}" in template
+    assert endpoint["port"] == "envoy-prom" and endpoint["path"] == "/stats/prometheus"
+    (rename,) = endpoint["metricRelabelings"]
+    assert re.fullmatch(rename["regex"], "envoy_istio_requests_total")
+    assert (
+        re.sub(
+            rename["regex"],
+            rename["replacement"].replace("$1", r"\1"),
+            "envoy_istio_requests_total",
+        )
+        == "istio_requests_total"
+    )
+    assert not [d for d in documents(render()) if d["kind"] == "PodMonitor"]

@@ -34,6 +34,7 @@ INJECTION_TEMPLATE = (
 KUBERNETES = ["1.29.0", latest_version()]
 # Kinds outside Kubernetes' own schemas, rendered only with certManager.enabled.
 CERT_MANAGER_KINDS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
+PROMETHEUS_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
 
 
 @pytest.mark.parametrize("values", sorted(VALUES))
@@ -55,14 +56,16 @@ def test_every_document_is_valid_kubernetes(values: str, version: str) -> None:
     kinds = {(d["apiVersion"], d["kind"]) for d in docs}
     assert {"CustomResourceDefinition", "MutatingWebhookConfiguration"} <= {k for _, k in kinds}
     for doc in docs:
-        if (doc["apiVersion"], doc["kind"]) in CERT_MANAGER_KINDS:
-            continue  # cert-manager's CRDs are not in Kubernetes' schemas
+        if (doc["apiVersion"], doc["kind"]) in CERT_MANAGER_KINDS | PROMETHEUS_KINDS:
+            continue  # cert-manager's and the Prometheus operator's CRDs are not in them
         # strict: unknown fields are errors, as with `kubectl apply --validate=strict`
         kubernetes_validate.validate(doc, version, strict=True)
     if values == "cert-manager":
         assert kinds >= CERT_MANAGER_KINDS
     elif values == "mesh-ca-cert-manager":
         assert ("cert-manager.io/v1", "Certificate") in kinds
+    elif values == "pod-monitor":
+        assert kinds >= PROMETHEUS_KINDS
     else:
         assert not CERT_MANAGER_KINDS & kinds
 

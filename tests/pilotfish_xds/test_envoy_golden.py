@@ -1,18 +1,26 @@
 """Golden tests for the IR → Envoy seam: `in/<case>.yaml` (mesh IR + which proxy) →
-`out/<case>.<type>.yaml`, decoded from the exact bytes the ADS server would send."""
+`out/<case>.<type>.yaml`, decoded from the exact bytes the ADS server would send.
+Telemetry's shared blocks appear by name (whole in the `telemetry` case)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, VirtualHost
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpConnectionManager,
+)
+from envoy_data_plane.google.protobuf import Any as AnyPb
 from pydantic import TypeAdapter
 
 from pilotfish_xds import ir, types
 from pilotfish_xds.codec import EncodeCache, decode
-from pilotfish_xds.translate import WorkloadSecrets, translate
+from pilotfish_xds.translate import WorkloadSecrets, telemetry, translate
 
 CASES = Path(__file__).parent / "testdata" / "envoy"
 MESH = TypeAdapter(ir.Mesh)
@@ -22,6 +30,40 @@ OUTPUTS = {
     "listeners": types.LISTENER,
     "routes": types.ROUTE,
 }
+
+
+def _shared_blocks() -> dict[str, Any]:
+    """Telemetry's blocks, identical on every listener and mesh route: named in each
+    golden (the `telemetry` case shows them whole), as decoded from the wire."""
+    logs = [telemetry.source_log(), telemetry.destination_log(True)]
+    logs.append(telemetry.destination_log(False))
+    hcm = HttpConnectionManager(access_log=logs, http_filters=[telemetry.peer_filter()])
+    vhost = VirtualHost(name="x", request_headers_to_add=list(telemetry.peer_headers()))
+    listener = Listener(
+        name="x",
+        filter_chains=[FilterChain(filters=[Filter(name="hcm", typed_config=AnyPb.pack(hcm))])],
+    )
+    decoded = decode(types.LISTENER, bytes(listener)).to_dict()
+    config = decoded["filterChains"][0]["filters"][0]["typedConfig"]
+    route = decode(types.ROUTE, bytes(RouteConfiguration(virtual_hosts=[vhost]))).to_dict()
+    return {
+        "<telemetry.source_log()>": config["accessLog"][0],
+        "<telemetry.destination_log(mutual_tls=True)>": config["accessLog"][1],
+        "<telemetry.destination_log(mutual_tls=False)>": config["accessLog"][2],
+        "<telemetry.peer_filter()>": config["httpFilters"][0],
+        "<telemetry.peer_headers()>": route["virtualHosts"][0]["requestHeadersToAdd"],
+    }
+
+
+def _elide(node: Any, blocks: dict[str, Any]) -> Any:
+    for label, block in blocks.items():
+        if node == block:
+            return label
+    if isinstance(node, dict):
+        return {k: _elide(v, blocks) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_elide(v, blocks) for v in node]
+    return node
 
 
 def _cases() -> list[str]:
@@ -40,9 +82,10 @@ def test_envoy(case: str, golden: Callable[[Path, str], None]) -> None:
     snapshot = translate(mesh, proxy, EncodeCache(), secrets)
     assert snapshot.consistent(), snapshot.missing()
     assert sorted(snapshot.resources(types.SECRET)) == (["ROOTCA", "default"] if secrets else [])
+    blocks = {} if case == "telemetry" else _shared_blocks()
     for short, type_url in OUTPUTS.items():
         resources = [
-            decode(type_url, r.body).to_dict()
+            _elide(decode(type_url, r.body).to_dict(), blocks)
             for _, r in sorted(snapshot.resources(type_url).items())
         ]
         golden(

@@ -8,9 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import ir
 from .ports import ADMIN_PORT
+from .translate import telemetry
 
 XDS_CLUSTER = "xds-grpc"
+_BYTE_BUCKETS = [10.0**n for n in range(10)]
 
 
 def bootstrap(
@@ -25,13 +28,16 @@ def bootstrap(
     admin_port: int = ADMIN_PORT,
     delta: bool = False,
     xds_tls: XdsTls | None = None,
+    workload: ir.Workload | None = None,
 ) -> dict[str, Any]:
     """A JSON-able bootstrap: ADS over gRPC for CDS/LDS (and through them EDS/RDS).
 
     Envoy waits for its clusters and listeners however long they take: its default
     gives up after 15 s, goes on to ask for listeners while clusters still warm (a
     loaded machine starting tens of sidecars gets there), and reports ready empty.
-    Readiness then means "has its config", and the app waits for it."""
+    Readiness then means "has its config", and the app waits for it.
+
+    `workload`: who the pod is, in the node metadata the standard metrics read."""
     ads = {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"}
     grpc_service = (
         _protected(xds_tls, xds_host, xds_port)
@@ -42,7 +48,26 @@ def bootstrap(
         "node": {
             "id": node_id,
             "cluster": f"{labels.get('app', pod)}.{namespace}",
-            "metadata": {"NAMESPACE": namespace, "POD_NAME": pod, "LABELS": labels},
+            "metadata": {
+                **telemetry.node_metadata(workload),
+                "NAMESPACE": namespace,
+                "POD_NAME": pod,
+                "LABELS": labels,
+            },
+        },
+        # Istio's buckets for its byte-size histograms (durations use Envoy's defaults,
+        # which are Istio's).
+        "stats_config": {
+            "histogram_bucket_settings": [
+                {
+                    "match": {"prefix": f"{telemetry.PREFIX}.request_bytes"},
+                    "buckets": _BYTE_BUCKETS,
+                },
+                {
+                    "match": {"prefix": f"{telemetry.PREFIX}.response_bytes"},
+                    "buckets": _BYTE_BUCKETS,
+                },
+            ]
         },
         "admin": {"address": _socket(admin_host, admin_port)},
         "dynamic_resources": {

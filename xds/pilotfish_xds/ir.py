@@ -270,6 +270,9 @@ class Route:
     match: RouteMatch
     action: Action
     headers: Headers = Headers()
+    service: tuple[str, ...] = ()
+    """An inbound route's service (hostname, name, namespace): what the server's
+    metrics report as destination_service."""
 
 
 # ---------------------------------------------------------------- services
@@ -373,6 +376,21 @@ class Locality:
 
 
 @dataclass(frozen=True, slots=True)
+class Workload:
+    """Who a pod is, as Istio's standard metrics label it (source_* / destination_*)."""
+
+    name: str
+    """The workload: its Deployment (or other controller), else the pod."""
+    namespace: str
+    app: str = "unknown"
+    version: str = "unknown"
+    canonical_service: str = "unknown"
+    canonical_revision: str = "latest"
+    principal: str = "unknown"
+    """Its SPIFFE identity when a sidecar fronts it (it speaks mTLS), else unknown."""
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     address: str
     port: int
@@ -384,6 +402,8 @@ class Endpoint:
     mtls: bool = False
     """A sidecar in front of it accepts mutual TLS (Istio's `tlsMode: istio` label):
     auto mTLS originates mTLS to it, plaintext to the others."""
+    workload: Workload | None = None
+    """The pod behind it (metrics label requests with it); None: not a known pod."""
 
 
 MtlsMode = Literal["auto", "istio", "disable"]
@@ -772,6 +792,8 @@ class Proxy:
     """Where it runs (its node's topology labels): locality-aware load balancing
     prefers endpoints near it."""
     peer_auth: PeerAuth = PeerAuth()
+    workload: Workload | None = None
+    """Its own workload (metrics label what it sends and receives with it)."""
     authz: tuple[AuthzPolicy, ...] = ()
     jwt: tuple[JwtRule, ...] = ()
     """RequestAuthentication rules for this workload: a token that fails them is

@@ -127,6 +127,13 @@ objects carry far more than we read); the fields we read are type-checked."""
 
 
 @kube_object
+class OwnerReference:
+    kind: Str
+    name: Str
+    controller: Bool = False
+
+
+@kube_object
 class ObjectMeta:
     name: Str
     namespace: Str | None = None
@@ -137,6 +144,7 @@ class ObjectMeta:
     resource_version: Str | None = None
     # Lax on purpose: YAML loaders turn RFC 3339 timestamps into datetime objects.
     creation_timestamp: datetime | None = None
+    owner_references: tuple[OwnerReference, ...] = ()
 
 
 class Resource:

@@ -297,6 +297,7 @@ async def run(args: argparse.Namespace) -> None:
             injection_template=args.injection_template,
             cluster_domain=args.cluster_domain,
             xds_security=settings.security,
+            trust_domain=settings.trust_domain,
             on_configuration_change=operator.webhook_changed,
         )
     )

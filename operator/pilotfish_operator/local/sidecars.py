@@ -109,6 +109,7 @@ class Sidecars:
             admin_port=ADMIN_PORT,
             delta=self.delta,
             xds_tls=self.xds_tls(proxy) if self.xds_tls is not None else None,
+            workload=proxy.workload,
         )
         path = self.workdir / f"{proxy.namespace}_{proxy.name}.bootstrap.json"
         path.write_text(json.dumps(config, indent=2))

@@ -29,6 +29,7 @@ from .services import (
     service_info,
     slices_by_service,
     target_port,
+    workload_of,
 )
 
 log = logging.getLogger(__name__)
@@ -511,6 +512,7 @@ def _clusters(
                     b.locality,
                     tuple(ir.label_value(ir.labels_of(b.labels), b.locality, k) for k in keys),
                     mtls=bool(b.identity),
+                    workload=b.workload,
                 )
                 for b in chosen
             ),
@@ -566,6 +568,7 @@ def _proxy(
         identity=identity_of(pod, options.trust_domain),
         locality=locality,
         peer_auth=peer or ir.PeerAuth(),
+        workload=workload_of(pod, identity_of(pod, options.trust_domain)),
     )
 
 

@@ -8,6 +8,7 @@ endpoints the way that controller would pick them: pods matching the selector.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pilotfish_xds import ir
@@ -48,6 +49,7 @@ class Backend:
     identity: str = ""
     """The SPIFFE identity of its sidecar when the traffic reaches one (auto mTLS);
     empty for a pod without a sidecar or a port its sidecar is bypassed on."""
+    workload: ir.Workload | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,41 @@ def identity_of(pod: Pod, trust_domain: str) -> str:
     return f"spiffe://{trust_domain}/ns/{pod.namespace}/sa/{pod.service_account}"
 
 
+def workload_of(pod: Pod, identity: str = "") -> ir.Workload:
+    owners = [(o.kind, o.name) for o in pod.metadata.owner_references if o.controller]
+    return workload_from(pod.name, pod.namespace, pod.metadata.labels, owners, identity)
+
+
+def workload_from(
+    pod_name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    controllers: Sequence[tuple[str, str]],
+    identity: str = "",
+) -> ir.Workload:
+    """Istio's names for a pod in its metrics: the workload is the pod's controller
+    (a ReplicaSet's Deployment: the name without its pod-template-hash suffix), else the
+    pod; app, version and the canonical service and revision from the labels Istio
+    reads, in its order. Shared by the translator and the injector (node metadata)."""
+    name = pod_name
+    if controllers:
+        kind, name = controllers[0]
+        template = labels.get("pod-template-hash")
+        if kind == "ReplicaSet" and template and name.endswith(f"-{template}"):
+            name = name.removesuffix(f"-{template}")
+    app = labels.get("app") or labels.get("app.kubernetes.io/name")
+    version = labels.get("version") or labels.get("app.kubernetes.io/version")
+    return ir.Workload(
+        name=name,
+        namespace=namespace,
+        app=app or "unknown",
+        version=version or "unknown",
+        canonical_service=labels.get("service.istio.io/canonical-name") or app or name,
+        canonical_revision=labels.get("service.istio.io/canonical-revision") or version or "latest",
+        principal=identity or "unknown",
+    )
+
+
 def _sidecar_identity(
     pod_key: tuple[str, str] | None,
     sp: ServicePort,
@@ -248,7 +285,15 @@ def _from_pods(
                 port = INBOUND_PORT  # local mode: peers reach the app through its sidecar
             where = workloads.locality(pod.spec.node_name)
             out[sp.port].append(
-                Backend(pod.status.pod_ip, port, pod_ready(pod), labels, where, identity)
+                Backend(
+                    pod.status.pod_ip,
+                    port,
+                    pod_ready(pod),
+                    labels,
+                    where,
+                    identity,
+                    workload_of(pod, identity),
+                )
             )
     return out
 
@@ -272,6 +317,7 @@ def _from_slices(
                 healthy = ep.conditions is None or ep.conditions.ready is not False
                 labels: dict[str, str] = {}
                 pod_key = None
+                pod = None
                 ref = ep.target_ref
                 if ref is not None and ref.kind == "Pod" and ref.name:
                     pod_key = (ref.namespace or sl.namespace, ref.name)
@@ -282,8 +328,11 @@ def _from_slices(
                 if local and pod_key in workloads.injected and _through_sidecar(sp, identity):
                     port = INBOUND_PORT
                 where = workloads.locality(ep.node_name, ep.zone)
+                workload = workload_of(pod, identity) if pod is not None else None
                 for address in ep.addresses:
-                    out[sp.port].append(Backend(address, port, healthy, labels, where, identity))
+                    out[sp.port].append(
+                        Backend(address, port, healthy, labels, where, identity, workload)
+                    )
     return out
 
 

@@ -21,6 +21,7 @@ import jinja2
 import yaml
 
 from ..injection import decide
+from ..translate.services import workload_from
 from .admission import AdmissionRequest, Response, append, prepend, set_keys
 from .sidecar_bootstrap import PodXdsSecurity, sidecar_bootstrap
 from .traffic import (
@@ -124,6 +125,7 @@ class Config:
     native_sidecars: bool = True
     security: PodXdsSecurity | None = None
     """Sidecars reach xDS over TLS with their pod's token (else plaintext)."""
+    trust_domain: str = "cluster.local"
     values: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_VALUES))
 
 
@@ -177,6 +179,19 @@ class Injector:
         spec = pod.get("spec") or {}
         service_account = spec.get("serviceAccountName") or "default"
         labels = dict(meta.get("labels") or {})
+        controllers = [
+            (str(o.get("kind")), str(o.get("name")))
+            for o in meta.get("ownerReferences") or ()
+            if o.get("controller")
+        ]
+        identity = (
+            f"spiffe://{self.config.trust_domain}/ns/{namespace}/sa/{service_account}"
+            if self.config.security is not None
+            else ""
+        )
+        # A generateName pod without a controller is named only by the kubelet.
+        pod_name = meta.get("name") or str(meta.get("generateName") or "").rstrip("-")
+        workload = workload_from(pod_name, namespace, labels, controllers, identity)
         boot = sidecar_bootstrap(
             namespace=namespace,
             labels=labels,
@@ -184,6 +199,7 @@ class Injector:
             xds_host=self.config.xds_host,
             xds_port=self.config.xds_port,
             security=self.config.security,
+            workload=workload,
         )
         context = {
             "pod": pod,

@@ -68,6 +68,7 @@ async def webhooks(
     injection_template: Path | None,
     cluster_domain: str,
     xds_security: bool = True,
+    trust_domain: str = "cluster.local",
     on_configuration_change: list[Callable[[], Awaitable[object]]] | None = None,
 ) -> AsyncIterator[WebhookServer]:
     """The webhook server, serving until the context exits. Appending to
@@ -80,6 +81,7 @@ async def webhooks(
         xds_host=xds_host,
         xds_port=XDS_TLS_PORT if xds_security else XDS_PORT,
         security=PodXdsSecurity(server_name=xds_host) if xds_security else None,
+        trust_domain=trust_domain,
         native_sidecars=native_sidecars(version),
         values=injection_values(template_path),
     )

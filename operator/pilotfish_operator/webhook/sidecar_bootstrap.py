@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pilotfish_xds import ir
 from pilotfish_xds.bootstrap import XdsTls, bootstrap
 
 from ..injection import ROOT_CONFIGMAP, ROOT_CONFIGMAP_KEY, XDS_TOKEN_AUDIENCE
@@ -53,6 +54,7 @@ def sidecar_bootstrap(
     xds_host: str,
     xds_port: int,
     security: PodXdsSecurity | None = None,
+    workload: ir.Workload | None = None,
 ) -> dict[str, Any]:
     config = bootstrap(
         f"{POD_NAME}.{namespace}",
@@ -64,6 +66,7 @@ def sidecar_bootstrap(
         admin_host="127.0.0.1",
         admin_port=ADMIN_PORT,
         xds_tls=security.xds_tls() if security is not None else None,
+        workload=workload,
     )
     config["node"]["metadata"]["SERVICE_ACCOUNT"] = service_account
     static = config["static_resources"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from envoy_data_plane.envoy.config.cluster import v3 as cluster
@@ -20,7 +21,15 @@ from envoy_data_plane.envoy.config.endpoint.v3 import Endpoint as EnvoyEndpoint
 from envoy_data_plane.envoy.type.v3 import Percent
 
 from .. import ir, wire
-from . import circuit_breakers, locality, mtls, outlier_detection, upstream_tls, warmup
+from . import (
+    circuit_breakers,
+    locality,
+    mtls,
+    outlier_detection,
+    telemetry,
+    upstream_tls,
+    warmup,
+)
 from .config_source import ads
 
 _POLICY = {
@@ -45,7 +54,10 @@ def socket_address(address: str, port: int) -> Address:
 def outbound_cluster(c: ir.Cluster, local: bool = False, mesh_tls: bool = False) -> cluster.Cluster:
     """`mesh_tls`: the proxy holds a workload certificate, so mesh mTLS applies."""
     out = cluster.Cluster(
-        name=c.name, connect_timeout=c.policy.connect_timeout, common_lb_config=_NO_PANIC
+        name=c.name,
+        connect_timeout=c.policy.connect_timeout,
+        common_lb_config=_NO_PANIC,
+        metadata=telemetry.service_metadata(c.hostname, c.hostname.split(".")[0], c.namespace),
     )
     if c.policy.lb.policy == "PASSTHROUGH":
         # No load balancing: the connection goes where the app sent it. Local mode has no
@@ -102,7 +114,13 @@ _ADDRESS_SOCKET = _n(Address, "socket_address")
 _SOCKET_ADDRESS = _n(SocketAddress, "address")
 _SOCKET_PORT = wire.tag(_n(SocketAddress, "port_value"), 0)
 _HEALTH = {True: wire.varint(HealthStatus.HEALTHY), False: wire.varint(HealthStatus.UNHEALTHY)}
-_MTLS_METADATA = wire.length_delimited(_n(LbEndpoint, "metadata"), mtls.ENDPOINT_METADATA)
+_LB_METADATA = _n(LbEndpoint, "metadata")
+
+
+@functools.cache
+def _endpoint_metadata(mtls_match: bool, workload: ir.Workload | None) -> bytes:
+    md = telemetry.endpoint_metadata(mtls_match, workload)
+    return wire.length_delimited(_LB_METADATA, md) if md else b""
 
 
 def _lb_endpoint(e: ir.Endpoint) -> bytes:
@@ -111,7 +129,7 @@ def _lb_endpoint(e: ir.Endpoint) -> bytes:
     address = wire.length_delimited(_ADDRESS_SOCKET, socket)
     endpoint = wire.length_delimited(_ENDPOINT_ADDRESS, address)
     out = wire.length_delimited(_LB_ENDPOINT, endpoint) + _LB_HEALTH + _HEALTH[e.healthy]
-    return out + _MTLS_METADATA if e.mtls else out
+    return out + _endpoint_metadata(e.mtls, e.workload)
 
 
 def _locality(where: ir.Locality | None) -> bytes:

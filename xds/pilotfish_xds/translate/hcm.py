@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
 from envoy_data_plane.envoy.config.listener.v3 import Filter
 from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -37,6 +38,7 @@ def http_connection_manager(
     route_config: RouteConfiguration | None = None,
     client_certs: bool = False,
     first: tuple[HttpFilter, ...] = (),
+    access_log: tuple[AccessLog, ...] = (),
 ) -> Filter:
     """Routes from RDS `rds`, or inline `route_config`; the chain from `filters`.
     `client_certs`: the connection is mutual TLS, so the app is told the peer's identity
@@ -47,6 +49,7 @@ def http_connection_manager(
         codec_type=HttpConnectionManagerCodecType.AUTO,
         stat_prefix=stat_prefix,
         http_filters=[*first, *_chain()],  # type: ignore[list-item]
+        access_log=list(access_log),
     )
     if client_certs:
         hcm.forward_client_cert_details = HttpConnectionManagerForwardClientCertDetails.SANITIZE_SET

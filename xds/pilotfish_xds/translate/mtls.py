@@ -136,7 +136,7 @@ def inbound_sni(hostname: str, port: int) -> str:
     return f"outbound_.{port}_._.{hostname}"
 
 
-_ISTIO_MODE = wire.shared(Struct(fields={"tlsMode": Value(string_value="istio")}))
+ISTIO_MODE = wire.shared(Struct(fields={"tlsMode": Value(string_value="istio")}))
 
 
 def apply(out: cluster.Cluster, c: ir.Cluster) -> None:
@@ -151,12 +151,12 @@ def apply(out: cluster.Cluster, c: ir.Cluster) -> None:
     if any(e.mtls for e in c.endpoints):
         out.transport_socket_matches = [
             cluster.ClusterTransportSocketMatch(
-                name="tlsMode-istio", match=_ISTIO_MODE, transport_socket=socket
+                name="tlsMode-istio", match=ISTIO_MODE, transport_socket=socket
             )
         ]
 
 
-ENDPOINT_METADATA = wire.encode(Metadata(filter_metadata={MATCH_KEY: _ISTIO_MODE}))
+ENDPOINT_METADATA = wire.encode(Metadata(filter_metadata={MATCH_KEY: ISTIO_MODE}))
 """An mTLS endpoint's LbEndpoint.metadata, encoded once."""
 
 

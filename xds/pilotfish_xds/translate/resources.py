@@ -99,10 +99,14 @@ def inbound_clusters(proxy: ir.Proxy, ports: list[int], cache: EncodeCache, out:
 
 
 def to_app(
-    port: int, header: tuple[str, str] | None = None, peer_tls: bool | None = None
+    port: int,
+    header: tuple[str, str] | None = None,
+    peer_tls: bool | None = None,
+    service: tuple[str, ...] = (),
 ) -> ir.Route:
     """A route to the app's `port`; with `header` (name, value) only requests carrying it;
-    with `peer_tls` only requests over mutual TLS (True) or without it (False)."""
+    with `peer_tls` only requests over mutual TLS (True) or without it (False).
+    `service`: the service it serves (hostname, name, namespace), for metrics."""
     cluster = ir.inbound_cluster_name(port)
     headers: tuple[ir.HeaderMatch, ...] = ()
     if header is not None:
@@ -113,6 +117,7 @@ def to_app(
         name=f"{cluster}{header[1] if header else ''}",
         match=match,
         action=ir.Forward((ir.WeightedCluster(cluster, 100),)),
+        service=service,
     )
 
 

@@ -15,7 +15,7 @@ from envoy_data_plane.envoy.config.route import v3 as route
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatchAndSubstitute
 
 from .. import ir, wire
-from . import filters
+from . import filters, telemetry
 from .listeners import INBOUND_HEADER
 from .matchers import regex, route_match
 from .mirrors import mirror_policy
@@ -166,6 +166,9 @@ def envoy_route(
         response_headers_to_add=header_options(r.headers.response),
         response_headers_to_remove=list(r.headers.response.remove),
     )
+    if r.service:
+        host, name, namespace = r.service
+        out.metadata = telemetry.service_metadata(host, name, namespace)
     per_filter = filters.per_route(r)
     if per_filter:
         out.typed_per_filter_config = per_filter
@@ -182,11 +185,16 @@ def envoy_route(
 
 
 def virtual_host(
-    name: str, domains: tuple[str, ...], routes: tuple[ir.Route, ...], tag_inbound: bool = False
+    name: str,
+    domains: tuple[str, ...],
+    routes: tuple[ir.Route, ...],
+    tag_inbound: bool = False,
+    outbound: bool = False,
 ) -> route.VirtualHost:
     """The retry policy most of its routes share goes on the virtual host, once (Envoy
     applies it to every route without its own): the mesh default would otherwise be
-    repeated on every route of a large route table."""
+    repeated on every route of a large route table. `outbound`: a mesh service's
+    host, to which the client's sidecar says who it is (telemetry's peer headers)."""
     retries = Counter(
         r.action.traffic.retry
         for r in routes
@@ -198,4 +206,5 @@ def virtual_host(
         domains=list(domains),
         routes=[envoy_route(r, tag_inbound, host_retry) for r in routes],
         retry_policy=retry_policy(host_retry) if host_retry is not None else None,
+        request_headers_to_add=list(telemetry.peer_headers()) if outbound else [],
     )

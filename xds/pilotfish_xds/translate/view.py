@@ -135,8 +135,9 @@ def visible_clusters(mesh: ir.Mesh, proxy: ir.Proxy) -> list[ir.Cluster]:
     return out
 
 
-def inbound_virtual_hosts(proxy: ir.Proxy) -> list[tuple[str, Domains, int]]:
-    """(name, domains, app port) per service port reaching this workload, de-duplicated."""
+def inbound_virtual_hosts(proxy: ir.Proxy) -> list[tuple[str, Domains, int, ir.Inbound]]:
+    """(name, domains, app port, the service port) per service port reaching this
+    workload, de-duplicated."""
     defaults = _default_ports((i.hostname, i.service_port) for i in proxy.inbound)
     taken: set[str] = set()
     out = []
@@ -148,5 +149,5 @@ def inbound_virtual_hosts(proxy: ir.Proxy) -> list[tuple[str, Domains, int]]:
         domains = tuple(d for d in _domains(names, i.service_port, bare) if d not in taken)
         taken.update(domains)
         if domains:
-            out.append((f"inbound|{i.hostname}:{i.service_port}", domains, i.target_port))
+            out.append((f"inbound|{i.hostname}:{i.service_port}", domains, i.target_port, i))
     return out

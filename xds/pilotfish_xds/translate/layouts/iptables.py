@@ -40,7 +40,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, routes, view
+from .. import authz, ext_authz, jwt, l4, mtls, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -77,7 +77,7 @@ def translate(
         hosts = http_ports.get(port, [])
         if hosts:
             parts = [
-                cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, False).body
+                cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, False, True).body
                 for vh, domains, rs in hosts
             ]
             out.add(types.ROUTE, route_configuration(port_route_name(port), [*parts, allow]))
@@ -103,7 +103,13 @@ def translate(
     http_in = tuple(p for p in ports if p not in l4_only)
     for port in http_in:
         name = inbound_route_name(port)
-        out.add(types.ROUTE, cache.build(name, inbound_routes, port, proxy.authz))
+        serving = {
+            (i.hostname, i.short_name or i.hostname.split(".")[0], proxy.namespace)
+            for i in proxy.inbound
+            if i.target_port == port
+        }
+        service = next(iter(serving)) if len(serving) == 1 else ()
+        out.add(types.ROUTE, cache.build(name, inbound_routes, port, proxy.authz, service))
     out.add(
         types.LISTENER,
         cache.build(
@@ -143,7 +149,9 @@ def port_listener(port: int, http: bool = True, l4_views: tuple[l4.PortView, ...
     fallback = FilterChain(
         name=f"{name}|http" if http else PASSTHROUGH,
         filters=[
-            http_connection_manager(name, rds=port_route_name(port))
+            http_connection_manager(
+                name, rds=port_route_name(port), access_log=(telemetry.source_log(),)
+            )
             if http
             else tcp_proxy(PASSTHROUGH, PASSTHROUGH)
         ],
@@ -177,10 +185,14 @@ def inbound_route_name(port: int) -> str:
     return f"inbound|{port}"
 
 
-def inbound_routes(port: int, policies: tuple[ir.AuthzPolicy, ...] = ()) -> RouteConfiguration:
+def inbound_routes(
+    port: int, policies: tuple[ir.AuthzPolicy, ...] = (), service: tuple[str, ...] = ()
+) -> RouteConfiguration:
     """One app port's inbound route table (RDS, so a policy edit applies to the next
-    request), with the workload's AuthorizationPolicies on its virtual host."""
-    vhost = routes.virtual_host(f"inbound|http|{port}", ("*",), (to_app(port),))
+    request), with the workload's AuthorizationPolicies on its virtual host. `service`:
+    the one service the port serves, for metrics (none when several share it)."""
+    route = to_app(port, service=service)
+    vhost = routes.virtual_host(f"inbound|http|{port}", ("*",), (route,))
     vhost.typed_per_filter_config = authz.per_filter_config(policies)
     return RouteConfiguration(name=inbound_route_name(port), virtual_hosts=[vhost])
 
@@ -206,7 +218,8 @@ def virtual_inbound_listener(
                 f"inbound_{port}",
                 rds=inbound_route_name(port),
                 client_certs=certs,
-                first=first,
+                first=(telemetry.peer_filter(), *first),
+                access_log=(telemetry.destination_log(certs),),
             )
         ]
 

@@ -21,7 +21,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, routes, view
+from .. import authz, ext_authz, jwt, l4, mtls, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
@@ -41,7 +41,7 @@ def translate(
     out = Resources()
     out.add_secrets(secrets, cache)
     parts = [
-        cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True).body
+        cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True, True).body
         for vh, domains, rs in view.outbound_virtual_hosts(mesh, proxy)
     ]
     out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
@@ -58,7 +58,7 @@ def translate(
         if peer is not None
         else ()
     )
-    ports = sorted({p for _, _, p in inbound} | set(proxy.app_ports) | {p for _, p in tcp_in})
+    ports = sorted({p for _, _, p, _ in inbound} | set(proxy.app_ports) | {p for _, p in tcp_in})
     inbound_clusters(proxy, ports, cache, out)
     out.add(types.ROUTE, cache.build("inbound", _inbound_routes, proxy, tuple(inbound), peer))
     jwks_clusters(proxy, cache, out)
@@ -100,7 +100,12 @@ def l4_listener(name: str, ip: str, port: int, views: tuple[l4.PortView, ...]) -
 def outbound_listener(ip: str) -> Listener:
     """An HTTP proxy at ip:15001 routing every mesh service by Host."""
     return _listener(
-        "outbound", ip, OUTBOUND_PORT, http_connection_manager("outbound", rds=OUTBOUND_ROUTE)
+        "outbound",
+        ip,
+        OUTBOUND_PORT,
+        http_connection_manager(
+            "outbound", rds=OUTBOUND_ROUTE, access_log=(telemetry.source_log(),)
+        ),
     )
 
 
@@ -117,7 +122,7 @@ def _listener_mode(peer: ir.PeerAuth | None) -> ir.PeerMode | None:
 
 def _inbound_routes(
     proxy: ir.Proxy,
-    inbound: tuple[tuple[str, view.Domains, int], ...],
+    inbound: tuple[tuple[str, view.Domains, int, ir.Inbound], ...],
     peer: ir.PeerAuth | None = None,
 ) -> RouteConfiguration:
     """The inbound route table (RDS `inbound`, so a policy edit applies to the next
@@ -127,20 +132,26 @@ def _inbound_routes(
     AuthorizationPolicies ride on every virtual host (`authz`)."""
     mode = _listener_mode(peer)
 
-    def app(port: int, header: tuple[str, str] | None = None) -> ir.Route:
+    def app(
+        port: int, header: tuple[str, str] | None = None, service: tuple[str, ...] = ()
+    ) -> ir.Route:
         need: bool | None = None
         if peer is not None and mode == "PERMISSIVE":
             need = {"STRICT": True, "DISABLE": False}.get(peer.for_port(port))
-        return to_app(port, header, need)
+        return to_app(port, header, need, service)
+
+    def service(i: ir.Inbound) -> tuple[str, ...]:
+        return (i.hostname, i.short_name or i.hostname.split(".")[0], proxy.namespace)
 
     tagged = tuple(
         dict.fromkeys(
-            app(i.target_port, (INBOUND_HEADER, f"{i.hostname}:{i.service_port}"))
+            app(i.target_port, (INBOUND_HEADER, f"{i.hostname}:{i.service_port}"), service(i))
             for i in proxy.inbound
         )
     )
     vhosts = [
-        routes.virtual_host(name, domains, (*tagged, app(port))) for name, domains, port in inbound
+        routes.virtual_host(name, domains, (*tagged, app(port, None, service(i))))
+        for name, domains, port, i in inbound
     ]
     if proxy.app_ports:
         vhosts.append(routes.virtual_host("inbound|*", ("*",), (*tagged, app(proxy.app_ports[0]))))
@@ -169,7 +180,11 @@ def inbound_listener(
     def hcm(client_certs: bool) -> list[Filter]:
         return [
             http_connection_manager(
-                "inbound", rds="inbound", client_certs=client_certs, first=first
+                "inbound",
+                rds="inbound",
+                client_certs=client_certs,
+                first=(telemetry.peer_filter(), *first),
+                access_log=(telemetry.destination_log(client_certs),),
             )
         ]
 

@@ -1,0 +1,142 @@
+"""Istio's standard HTTP metrics from stock Envoy, read from each sidecar's own
+Prometheus endpoint: the client's sidecar reports (reporter=source) and the server's
+(reporter=destination) count the same requests with Istio's labels, workloads named
+as Istio names them (a ReplicaSet's pod by its Deployment)."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from typing import Any
+
+import pytest
+from harness import Harness, namespace, pod, service
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.envoy
+
+REVIEWS = "reviews.shop.svc.cluster.local"
+
+
+def deployment_pod(name: str, ip: str, labels: dict[str, str], port: int, sa: str) -> Any:
+    """A pod as a Deployment's ReplicaSet creates it."""
+    obj = pod(f"{name}-7d4b9c-x2x8k", "shop", ip, labels, (port,), service_account=sa)
+    obj["metadata"]["labels"]["pod-template-hash"] = "7d4b9c"
+    obj["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": f"{name}-7d4b9c",
+            "controller": True,
+        }
+    ]
+    return obj
+
+
+def series(admin: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample of metric `name` on a sidecar's admin."""
+    with urllib.request.urlopen(f"http://{admin}/stats/prometheus", timeout=5) as r:
+        text = r.read().decode()
+    return [
+        (dict(s.labels), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+def total(rows: list[tuple[dict[str, str], float]], **match: str) -> float:
+    return sum(v for labels, v in rows if all(labels.get(k) == m for k, m in match.items()))
+
+
+async def test_client_and_server_sidecars_report_istios_labels(harness: Harness) -> None:
+    client, v1, plain = harness.ip(30), harness.ip(31), harness.ip(32)
+    harness.backend("reviews-v1", v1, 9080)
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        service("reviews", "shop", {"app": "reviews"}, (9080,)),
+        deployment_pod(
+            "productpage-v1",
+            client,
+            {"app": "productpage", "version": "v1"},
+            9080,
+            "bookinfo-productpage",
+        ),
+        deployment_pod(
+            "reviews-v1", v1, {"app": "reviews", "version": "v1"}, 9080, "bookinfo-reviews"
+        ),
+        pod("curl", "shop", plain, {"app": "curl"}, inject=False),
+    )
+    await harness.start()
+    for _ in range(3):
+        r = await harness.get(client, "http://reviews.shop:9080/")
+        assert (r.status, r.served_by) == (200, "reviews-v1")
+    missing = await harness.get(client, "http://reviews.shop:9080/", {"x-backend-status": "503"})
+    assert missing.status in (200, 503)
+    # A client without a sidecar, straight to the server's sidecar (inbound port).
+    r = await harness.direct(f"{v1}:15006", "/", {"host": f"{REVIEWS}:9080"})
+    assert r.status == 200
+
+    source = series(f"{client}:15000", "envoy_istio_requests_total")
+    expected_source = {
+        "reporter": "source",
+        "source_workload": "productpage-v1",
+        "source_workload_namespace": "shop",
+        "source_app": "productpage",
+        "source_version": "v1",
+        "source_canonical_service": "productpage",
+        "source_canonical_revision": "v1",
+        "source_cluster": "Kubernetes",
+        "destination_workload": "reviews-v1",
+        "destination_workload_namespace": "shop",
+        "destination_principal": "spiffe://cluster.local/ns/shop/sa/bookinfo-reviews",
+        "destination_app": "reviews",
+        "destination_version": "v1",
+        "destination_service": REVIEWS,
+        "destination_service_name": "reviews",
+        "destination_service_namespace": "shop",
+        "destination_canonical_service": "reviews",
+        "destination_canonical_revision": "v1",
+        "destination_cluster": "Kubernetes",
+        "request_protocol": "http",
+        "response_code": "200",
+        "connection_security_policy": "unknown",
+    }
+    assert total(source, **expected_source) >= 3, source
+
+    server = series(f"{v1}:15000", "envoy_istio_requests_total")
+    expected_destination = {
+        **expected_source,
+        "reporter": "destination",
+        "source_principal": "spiffe://cluster.local/ns/shop/sa/bookinfo-productpage",
+        "connection_security_policy": "mutual_tls",
+    }
+    assert total(server, **expected_destination) >= 3, server
+    # The plaintext client: nothing told the server who it is.
+    assert (
+        total(
+            server,
+            reporter="destination",
+            source_workload="unknown",
+            source_principal="unknown",
+            destination_workload="reviews-v1",
+            destination_service=REVIEWS,
+            connection_security_policy="none",
+            response_code="200",
+        )
+        == 1
+    ), server
+    # The app never sees the peer headers the sidecars exchange.
+    r = await harness.get(client, "http://reviews.shop:9080/")
+    assert not [h for h in r.json["headers"] if h.startswith("x-pilotfish-peer")]
+
+    # Histograms reach the admin's view at Envoy's stats flush (every 5 s).
+    for _ in range(100):
+        durations = series(f"{client}:15000", "envoy_istio_request_duration_milliseconds_count")
+        if total(durations, reporter="source", destination_workload="reviews-v1") >= 3:
+            break
+        await asyncio.sleep(0.2)
+    assert total(durations, reporter="source", destination_workload="reviews-v1") >= 3
+    sizes = series(f"{v1}:15000", "envoy_istio_response_bytes_bucket")
+    assert {labels["le"] for labels, _ in sizes} >= {"10", "1000", "1000000000"}

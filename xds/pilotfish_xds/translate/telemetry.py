@@ -1,0 +1,276 @@
+"""Istio's standard metrics from stock Envoy: the stats access logger on every HTTP
+connection manager counts each request with Istio's labels.
+
+Nothing here is per proxy, so listeners and routes stay shared: what a proxy knows of
+itself is in its node metadata (the bootstrap: WORKLOAD_NAME, APP, ...) and read with
+CEL; what it knows of the other side comes from the cluster and endpoint metadata
+(`pilotfish` namespace) when it is the client (reporter=source), and from the client
+sidecar's peer headers (turned into dynamic metadata, then removed, before the app
+sees them) when it is the server (reporter=destination). Envoy exports them as
+`envoy_istio_<name>`; the chart's scrape configuration renames them `istio_<name>`.
+
+Cardinality: one series per distinct label set, i.e. per (peer workload, response
+code, response flags, gRPC status, protocol) of each proxy's actual traffic.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
+from envoy_data_plane.envoy.config.core.v3 import (
+    HeaderValue,
+    HeaderValueOption,
+    HeaderValueOptionHeaderAppendAction,
+    Metadata,
+)
+from envoy_data_plane.envoy.extensions.access_loggers.stats.v3 import (
+    Config as StatsConfig,
+)
+from envoy_data_plane.envoy.extensions.access_loggers.stats.v3 import (
+    ConfigCounter,
+    ConfigHistogram,
+    ConfigHistogramUnit,
+    ConfigStat,
+    ConfigTag,
+)
+from envoy_data_plane.envoy.extensions.filters.http.header_to_metadata.v3 import (
+    Config as HeaderToMetadata,
+)
+from envoy_data_plane.envoy.extensions.filters.http.header_to_metadata.v3 import (
+    ConfigKeyValuePair,
+    ConfigRule,
+    ConfigValueType,
+)
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpFilter,
+)
+from envoy_data_plane.envoy.type.v3 import Scope
+from envoy_data_plane.google.protobuf import Any, Struct, Value
+
+from .. import ir, wire
+from . import mtls
+
+PREFIX = "istio"
+METADATA = "pilotfish"
+"""The metadata namespace of clusters, endpoints and routes that metrics read."""
+PEER = "pilotfish.peer"
+"""Where the server's sidecar keeps what the client's sidecar said about itself."""
+CLUSTER_ID = "Kubernetes"
+"""Istio's default cluster name (source_cluster, destination_cluster)."""
+UNKNOWN = "unknown"
+
+# (peer header / metadata key, node metadata key), Istio's workload labels.
+_SELF = (
+    ("workload", "WORKLOAD_NAME"),
+    ("namespace", "NAMESPACE"),
+    ("app", "APP"),
+    ("version", "VERSION"),
+    ("canonical_service", "CANONICAL_SERVICE"),
+    ("canonical_revision", "CANONICAL_REVISION"),
+)
+
+
+def peer_header(key: str) -> str:
+    return f"x-pilotfish-peer-{key.replace('_', '-')}"
+
+
+def _cel(expr: str) -> str:
+    return f"%CEL({expr})%"
+
+
+def _node(key: str) -> str:
+    return _cel(f"xds.node.metadata.{key}")
+
+
+def _or_unknown(where: str, key: str) -> str:
+    base = f"{where}.filter_metadata"
+    return _cel(f"has({base}.{METADATA}) ? {base}.{METADATA}.{key} : '{UNKNOWN}'")
+
+
+def _peer(key: str) -> str:
+    return f"%DYNAMIC_METADATA({PEER}:{key})%"
+
+
+_PROTOCOL = _cel(
+    "'content-type' in request.headers && "
+    "request.headers['content-type'].startsWith('application/grpc') ? 'grpc' : 'http'"
+)
+
+
+def _labels(
+    reporter: str, source: dict[str, str], dest: dict[str, str], security: str
+) -> list[ConfigTag]:
+    """Istio's label set, in Istio's order."""
+    pairs = [
+        ("reporter", reporter),
+        ("source_workload", source["workload"]),
+        ("source_workload_namespace", source["namespace"]),
+        ("source_principal", source["principal"]),
+        ("source_app", source["app"]),
+        ("source_version", source["version"]),
+        ("source_cluster", CLUSTER_ID),
+        ("destination_workload", dest["workload"]),
+        ("destination_workload_namespace", dest["namespace"]),
+        ("destination_principal", dest["principal"]),
+        ("destination_app", dest["app"]),
+        ("destination_version", dest["version"]),
+        ("destination_service", dest["service"]),
+        ("destination_service_name", dest["service_name"]),
+        ("destination_service_namespace", dest["service_namespace"]),
+        ("destination_cluster", CLUSTER_ID),
+        ("request_protocol", _PROTOCOL),
+        ("response_code", "%RESPONSE_CODE%"),
+        ("grpc_response_status", "%GRPC_STATUS_NUMBER%"),
+        ("response_flags", "%RESPONSE_FLAGS%"),
+        ("connection_security_policy", security),
+        ("source_canonical_service", source["canonical_service"]),
+        ("source_canonical_revision", source["canonical_revision"]),
+        ("destination_canonical_service", dest["canonical_service"]),
+        ("destination_canonical_revision", dest["canonical_revision"]),
+    ]
+    return [ConfigTag(name=n, value_format=v) for n, v in pairs]
+
+
+def _http_log(tags: list[ConfigTag]) -> AccessLog:
+    def stat(name: str) -> ConfigStat:
+        return ConfigStat(name=name, tags=tags)
+
+    config = StatsConfig(
+        stats_scope=Scope(prefix=PREFIX),
+        counters=[ConfigCounter(stat=stat("requests_total"), value_fixed=1)],
+        histograms=[
+            ConfigHistogram(
+                stat=stat("request_duration_milliseconds"),
+                unit=ConfigHistogramUnit.Milliseconds,
+                value_format="%DURATION%",
+            ),
+            ConfigHistogram(
+                stat=stat("request_bytes"),
+                unit=ConfigHistogramUnit.Bytes,
+                value_format="%BYTES_RECEIVED%",
+            ),
+            ConfigHistogram(
+                stat=stat("response_bytes"),
+                unit=ConfigHistogramUnit.Bytes,
+                value_format="%BYTES_SENT%",
+            ),
+        ],
+    )
+    return AccessLog(name="envoy.access_loggers.stats", typed_config=Any.pack(config))
+
+
+def _self() -> dict[str, str]:
+    out = {key: _node(node_key) for key, node_key in _SELF}
+    out["principal"] = _node("PRINCIPAL")
+    return out
+
+
+@functools.cache
+def source_log() -> AccessLog:
+    """For a client's HCM (reporter=source): itself from its node, the destination from
+    the cluster (the service) and the chosen endpoint (the workload)."""
+    host = "xds.upstream_host_metadata"
+    dest = {key: _or_unknown(host, key) for key, _ in _SELF}
+    dest["principal"] = _or_unknown(host, "principal")
+    cluster = "xds.cluster_metadata"
+    dest["service"] = _or_unknown(cluster, "service")
+    dest["service_name"] = _or_unknown(cluster, "service_name")
+    dest["service_namespace"] = _or_unknown(cluster, "service_namespace")
+    return wire.shared(_http_log(_labels("source", _self(), dest, UNKNOWN)))
+
+
+@functools.cache
+def destination_log(mutual_tls: bool) -> AccessLog:
+    """For a server's HCM (reporter=destination): the source from the peer's headers
+    (and its certificate), itself from its node, the service from the route."""
+    source = {key: _peer(key) for key, _ in _SELF}
+    source["principal"] = "%DOWNSTREAM_PEER_URI_SAN%" if mutual_tls else UNKNOWN
+    dest = _self()
+    route = "xds.route_metadata"
+    dest["service"] = _or_unknown(route, "service")
+    dest["service_name"] = _or_unknown(route, "service_name")
+    dest["service_namespace"] = _or_unknown(route, "service_namespace")
+    security = "mutual_tls" if mutual_tls else "none"
+    return wire.shared(_http_log(_labels("destination", source, dest, security)))
+
+
+@functools.cache
+def peer_filter() -> HttpFilter:
+    """First on a server's HCM: the client sidecar's peer headers become dynamic
+    metadata (`unknown` when absent: a client without a sidecar) and are removed."""
+    rules = [
+        ConfigRule(
+            header=peer_header(key),
+            on_header_present=ConfigKeyValuePair(
+                metadata_namespace=PEER, key=key, type=ConfigValueType.STRING
+            ),
+            on_header_missing=ConfigKeyValuePair(
+                metadata_namespace=PEER, key=key, value=UNKNOWN, type=ConfigValueType.STRING
+            ),
+            remove=True,
+        )
+        for key, _ in _SELF
+    ]
+    config = HeaderToMetadata(request_rules=rules)
+    return wire.shared(
+        HttpFilter(name="envoy.filters.http.header_to_metadata", typed_config=Any.pack(config))
+    )
+
+
+@functools.cache
+def peer_headers() -> tuple[HeaderValueOption, ...]:
+    """What a client's sidecar tells the server's about itself (on mesh virtual hosts
+    only: nothing about the pod leaves the mesh)."""
+    return tuple(
+        HeaderValueOption(
+            header=HeaderValue(key=peer_header(key), value=_node(node_key)),
+            append_action=HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+        )
+        for key, node_key in _SELF
+    )
+
+
+def node_metadata(workload: ir.Workload | None) -> dict[str, str]:
+    """The bootstrap's node metadata the labels read (`unknown` for what is unknown)."""
+    w = workload or ir.Workload(UNKNOWN, UNKNOWN)
+    return {
+        "WORKLOAD_NAME": w.name,
+        "NAMESPACE": w.namespace,
+        "APP": w.app,
+        "VERSION": w.version,
+        "CANONICAL_SERVICE": w.canonical_service,
+        "CANONICAL_REVISION": w.canonical_revision,
+        "PRINCIPAL": w.principal,
+        "CLUSTER_ID": CLUSTER_ID,
+    }
+
+
+def service_metadata(host: str, name: str, namespace: str) -> Metadata:
+    """A cluster's or inbound route's service, for destination_service*."""
+    fields = _struct(service=host, service_name=name, service_namespace=namespace)
+    return Metadata(filter_metadata={METADATA: fields})
+
+
+@functools.cache
+def endpoint_metadata(mtls_match: bool, workload: ir.Workload | None) -> bytes:
+    """An endpoint's encoded Metadata: its transport-socket match (auto mTLS) and the
+    workload behind it. Cached: endpoints of one workload share the bytes."""
+    fields: dict[str, Struct] = {}
+    if mtls_match:
+        fields[mtls.MATCH_KEY] = mtls.ISTIO_MODE
+    if workload is not None:
+        fields[METADATA] = _struct(
+            workload=workload.name,
+            namespace=workload.namespace,
+            app=workload.app,
+            version=workload.version,
+            canonical_service=workload.canonical_service,
+            canonical_revision=workload.canonical_revision,
+            principal=workload.principal,
+        )
+    return wire.encode(Metadata(filter_metadata=fields)) if fields else b""
+
+
+def _struct(**values: str) -> Struct:
+    return Struct(fields={k: Value(string_value=v) for k, v in values.items()})
