@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pilotfish_xds import ir
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.codec import EncodeCache
+from pilotfish_xds.status import StatusRegistry
 from pilotfish_xds.translate import WorkloadSecrets
 from pilotfish_xds.translate import translate as to_envoy
 
@@ -75,8 +76,12 @@ class Pipeline:
         max_delay: float = 10.0,
         ready: asyncio.Event | None = None,
         issuer: Issuer | None = None,
+        status: StatusRegistry | None = None,
     ) -> None:
         self.store = store
+        self.status = status
+        """Told what each push should converge to (pilot_proxy_convergence_time)."""
+        self._changed_at: float | None = None
         self.issuer = issuer
         """Signs each proxy's workload certificate; None: no mesh mTLS."""
         self.cache = cache
@@ -131,7 +136,8 @@ class Pipeline:
             for callback in self.on_failures:
                 callback(self.failures)
         t1 = time.perf_counter()
-        self._push(set(self.cache.connected()))
+        self._push(set(self.cache.connected()), self._changed_at)
+        self._changed_at = None
         if self.issuer is not None:
             self.issuer.forget({p.identity for p in self.mesh.proxies})
         self.encoder.sweep()
@@ -150,7 +156,9 @@ class Pipeline:
         )
         self.rebuilt.set()
 
-    def _push(self, nodes: set[str]) -> None:
+    def _push(self, nodes: set[str], since: float | None = None) -> None:
+        """`since`: when the change this push carries was first seen (default: now)."""
+        since = since if since is not None else time.monotonic()
         by_id = {p.id: p for p in self.mesh.proxies}
         self.stats.proxies = 0
         for node in sorted(nodes):
@@ -164,6 +172,11 @@ class Pipeline:
                 log.exception("building the config of %s failed; it keeps its last one", node)
                 self.stats.failed += 1
                 continue
+            if self.status is not None:
+                old = self.cache.get(node)
+                types = snapshot.type_urls()
+                if old is None or any(old.version(t) != snapshot.version(t) for t in types):
+                    self.status.expect(node, since)
             self.cache.set(node, snapshot)
             self.stats.proxies += 1
 
@@ -213,6 +226,8 @@ class Pipeline:
     async def _watch_store(self) -> None:
         while True:
             await self.store.wait_changed()
+            if self._changed_at is None:
+                self._changed_at = time.monotonic()
             self._wake.set()
 
     async def _settle(self) -> None:

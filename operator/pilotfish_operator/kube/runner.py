@@ -123,6 +123,7 @@ class Operator:
             ),
             debounce=settings.debounce,
             ready=self.view.full,
+            status=self.xds_status,
         )
         self.client = KubeClient(cfg)
         self.mesh_config = MeshConfigReader(self.client, self.store, settings.namespace)

@@ -75,7 +75,12 @@ class LocalMesh:
         self.tokens = LocalTokens()
         self.roots_file = Path()
         self.pipeline = Pipeline(
-            self.store, self.cache, options, debounce=debounce, issuer=self.issuer
+            self.store,
+            self.cache,
+            options,
+            debounce=debounce,
+            issuer=self.issuer,
+            status=self.status,
         )
         self._workdir = workdir
         self.delta = delta

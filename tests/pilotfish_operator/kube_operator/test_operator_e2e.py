@@ -3,6 +3,7 @@ them, and what a sidecar gets over ADS; status and Events written back."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp
@@ -130,6 +131,14 @@ async def test_invalid_object_is_marked_while_the_rest_keeps_flowing(
     assert 'pilotfish_config_invalid_objects{kind="VirtualService"} 1.0' in scraped
     assert "pilotfish_xds_connected_proxies 1.0" in scraped
     assert "pilotfish_xds_nacks_total 0.0" in scraped
+    # Istio's names for the same facts (its control-plane dashboard and Kiali read them).
+    assert re.search(r'^pilot_xds\{version="[^"]+"\} 1\.0$', scraped, re.M)
+    assert re.search(r'^pilot_xds_pushes_total\{type="cds"\} [1-9]', scraped, re.M)
+    assert re.search(r'^pilot_xds_pushes_total\{type="rds"\} [1-9]', scraped, re.M)
+    assert "pilot_services 3.0" in scraped and "pilot_virt_services 1.0" in scraped
+    # This proxy acknowledged its configs: each is one convergence observed.
+    converged = re.search(r"^pilot_proxy_convergence_time_count (\S+)$", scraped, re.M)
+    assert converged and float(converged[1]) >= 1
 
     # Fixing the object makes it Accepted again, for the new generation.
     response = await k8s.patch(
