@@ -140,3 +140,58 @@ async def test_client_and_server_sidecars_report_istios_labels(harness: Harness)
     assert total(durations, reporter="source", destination_workload="reviews-v1") >= 3
     sizes = series(f"{v1}:15000", "envoy_istio_response_bytes_bucket")
     assert {labels["le"] for labels, _ in sizes} >= {"10", "1000", "1000000000"}
+
+
+async def test_tcp_connections_and_bytes_are_counted_on_both_sides(harness: Harness) -> None:
+    client, db = harness.ip(40), harness.ip(41)
+    harness.backend("db-1", db, 5432, tcp=True)
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        service("db", "shop", {"app": "db"}, (5432,), protocol="tcp"),
+        deployment_pod("api-v1", client, {"app": "api", "version": "v1"}, 8080, "api"),
+        deployment_pod("db-v1", db, {"app": "db", "version": "v1"}, 5432, "db"),
+    )
+    await harness.start()
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection(client, 5432)  # the client's sidecar
+        assert (await asyncio.wait_for(reader.readline(), 10)).strip() == b"db-1"
+        writer.write(b"ping\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readline(), 10) == b"ping\n"
+        writer.close()
+        await writer.wait_closed()
+
+    labels = {
+        "source_workload": "api-v1",
+        "source_app": "api",
+        "destination_workload": "db-v1",
+        "destination_service": "db.shop.svc.cluster.local",
+        "request_protocol": "tcp",
+    }
+
+    async def counted(admin: str, name: str, want: float, **match: str) -> float:
+        for _ in range(100):  # the close is logged once both sides have shut down
+            found = total(series(admin, name), **match)
+            if found >= want:
+                return found
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{name} {match}: {series(admin, name)}")
+
+    source = {**labels, "reporter": "source"}
+    await counted(f"{client}:15000", "envoy_istio_tcp_connections_opened_total", 2, **source)
+    await counted(f"{client}:15000", "envoy_istio_tcp_connections_closed_total", 2, **source)
+    # Bytes the client sent (request) and got back (the greeting and the echo).
+    sent = await counted(f"{client}:15000", "envoy_istio_tcp_received_bytes_total", 10, **source)
+    assert sent == 10  # "ping\n" twice
+    got = await counted(f"{client}:15000", "envoy_istio_tcp_sent_bytes_total", 20, **source)
+    assert got == 2 * len(b"db-1\nping\n")
+    # The server's sidecar: the client known by its certificate only (no headers on TCP).
+    destination = {
+        "reporter": "destination",
+        "destination_workload": "db-v1",
+        "source_principal": "spiffe://cluster.local/ns/shop/sa/api",
+        "connection_security_policy": "mutual_tls",
+        "request_protocol": "tcp",
+    }
+    await counted(f"{db}:15000", "envoy_istio_tcp_connections_closed_total", 2, **destination)

@@ -15,6 +15,7 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, VirtualHo
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManager,
 )
+from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpProxy
 from envoy_data_plane.google.protobuf import Any as AnyPb
 from pydantic import TypeAdapter
 
@@ -46,7 +47,21 @@ def _shared_blocks() -> dict[str, Any]:
     decoded = decode(types.LISTENER, bytes(listener)).to_dict()
     config = decoded["filterChains"][0]["filters"][0]["typedConfig"]
     route = decode(types.ROUTE, bytes(RouteConfiguration(virtual_hosts=[vhost]))).to_dict()
+    tcp_logs = {
+        "tcp_source_logs()": telemetry.tcp_source_logs(),
+        "tcp_destination_logs(mutual_tls=True)": telemetry.tcp_destination_logs(True),
+        "tcp_destination_logs(mutual_tls=False)": telemetry.tcp_destination_logs(False),
+    }
+    tcp = {}
+    for label, logs in tcp_logs.items():
+        proxy = TcpProxy(stat_prefix="x", cluster="x", access_log=list(logs))
+        chain = FilterChain(filters=[Filter(name="tcp", typed_config=AnyPb.pack(proxy))])
+        found = decode(types.LISTENER, bytes(Listener(name="x", filter_chains=[chain]))).to_dict()
+        tcp[f"<telemetry.{label}>"] = found["filterChains"][0]["filters"][0]["typedConfig"][
+            "accessLog"
+        ]
     return {
+        **tcp,
         "<telemetry.source_log()>": config["accessLog"][0],
         "<telemetry.destination_log(mutual_tls=True)>": config["accessLog"][1],
         "<telemetry.destination_log(mutual_tls=False)>": config["accessLog"][2],

@@ -22,13 +22,13 @@ from envoy_data_plane.envoy.config.listener.v3 import (
 )
 from envoy_data_plane.envoy.extensions.filters.listener.tls_inspector.v3 import TlsInspector
 from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import (
-    TcpProxy,
     TcpProxyWeightedCluster,
     TcpProxyWeightedClusterClusterWeight,
 )
 from envoy_data_plane.google.protobuf import Any
 
 from .. import ir
+from . import telemetry
 from .listeners import tcp_proxy
 
 PortView = tuple[ir.VirtualHost, tuple[str, ...], tuple[ir.L4Route, ...]]
@@ -42,18 +42,16 @@ def tls_inspector() -> ListenerFilter:
 
 
 def route_filter(stat_prefix: str, route: ir.L4Route) -> Filter:
+    logs = telemetry.tcp_source_logs()
     if len(route.clusters) == 1:
-        return tcp_proxy(stat_prefix, route.clusters[0].cluster)
+        return tcp_proxy(stat_prefix, route.clusters[0].cluster, logs)
     weighted = TcpProxyWeightedCluster(
         clusters=[
             TcpProxyWeightedClusterClusterWeight(name=c.cluster, weight=c.weight)
             for c in route.clusters
         ]
     )
-    return Filter(
-        name="envoy.filters.network.tcp_proxy",
-        typed_config=Any.pack(TcpProxy(stat_prefix=stat_prefix, weighted_clusters=weighted)),
-    )
+    return tcp_proxy(stat_prefix, access_log=logs, weighted=weighted)
 
 
 def _cidr(value: str) -> CidrRange:

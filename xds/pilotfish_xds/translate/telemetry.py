@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import functools
 
-from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
+from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog, AccessLogFilter, LogTypeFilter
 from envoy_data_plane.envoy.config.core.v3 import (
     HeaderValue,
     HeaderValueOption,
     HeaderValueOptionHeaderAppendAction,
     Metadata,
 )
+from envoy_data_plane.envoy.data.accesslog.v3 import AccessLogType
 from envoy_data_plane.envoy.extensions.access_loggers.stats.v3 import (
     Config as StatsConfig,
 )
@@ -99,9 +100,9 @@ _PROTOCOL = _cel(
 
 
 def _labels(
-    reporter: str, source: dict[str, str], dest: dict[str, str], security: str
+    reporter: str, source: dict[str, str], dest: dict[str, str], security: str, http: bool = True
 ) -> list[ConfigTag]:
-    """Istio's label set, in Istio's order."""
+    """Istio's label set, in Istio's order (TCP: no response or gRPC code)."""
     pairs = [
         ("reporter", reporter),
         ("source_workload", source["workload"]),
@@ -119,9 +120,9 @@ def _labels(
         ("destination_service_name", dest["service_name"]),
         ("destination_service_namespace", dest["service_namespace"]),
         ("destination_cluster", CLUSTER_ID),
-        ("request_protocol", _PROTOCOL),
-        ("response_code", "%RESPONSE_CODE%"),
-        ("grpc_response_status", "%GRPC_STATUS_NUMBER%"),
+        ("request_protocol", _PROTOCOL if http else "tcp"),
+        ("response_code", "%RESPONSE_CODE%" if http else ""),
+        ("grpc_response_status", "%GRPC_STATUS_NUMBER%" if http else ""),
         ("response_flags", "%RESPONSE_FLAGS%"),
         ("connection_security_policy", security),
         ("source_canonical_service", source["canonical_service"]),
@@ -129,7 +130,7 @@ def _labels(
         ("destination_canonical_service", dest["canonical_service"]),
         ("destination_canonical_revision", dest["canonical_revision"]),
     ]
-    return [ConfigTag(name=n, value_format=v) for n, v in pairs]
+    return [ConfigTag(name=n, value_format=v) for n, v in pairs if v or http]
 
 
 def _http_log(tags: list[ConfigTag]) -> AccessLog:
@@ -166,10 +167,9 @@ def _self() -> dict[str, str]:
     return out
 
 
-@functools.cache
-def source_log() -> AccessLog:
-    """For a client's HCM (reporter=source): itself from its node, the destination from
-    the cluster (the service) and the chosen endpoint (the workload)."""
+def _server_side() -> dict[str, str]:
+    """The destination as a client sees it: the cluster (the service) and the chosen
+    endpoint (the workload)."""
     host = "xds.upstream_host_metadata"
     dest = {key: _or_unknown(host, key) for key, _ in _SELF}
     dest["principal"] = _or_unknown(host, "principal")
@@ -177,7 +177,14 @@ def source_log() -> AccessLog:
     dest["service"] = _or_unknown(cluster, "service")
     dest["service_name"] = _or_unknown(cluster, "service_name")
     dest["service_namespace"] = _or_unknown(cluster, "service_namespace")
-    return wire.shared(_http_log(_labels("source", _self(), dest, UNKNOWN)))
+    return dest
+
+
+@functools.cache
+def source_log() -> AccessLog:
+    """For a client's HCM (reporter=source): itself from its node, the destination from
+    the cluster and endpoint metadata."""
+    return wire.shared(_http_log(_labels("source", _self(), _server_side(), UNKNOWN)))
 
 
 @functools.cache
@@ -193,6 +200,58 @@ def destination_log(mutual_tls: bool) -> AccessLog:
     dest["service_namespace"] = _or_unknown(route, "service_namespace")
     security = "mutual_tls" if mutual_tls else "none"
     return wire.shared(_http_log(_labels("destination", source, dest, security)))
+
+
+def _tcp_logs(tags: list[ConfigTag]) -> tuple[AccessLog, ...]:
+    """Opened when the upstream connects; closed, and the bytes each way, when the
+    connection ends (so a long-lived connection's bytes show at its close)."""
+
+    def counter(name: str, value: str | None = None) -> ConfigCounter:
+        stat = ConfigStat(name=name, tags=tags)
+        if value is None:
+            return ConfigCounter(stat=stat, value_fixed=1)
+        return ConfigCounter(stat=stat, value_format=value)
+
+    def log(event: AccessLogType, counters: list[ConfigCounter]) -> AccessLog:
+        config = StatsConfig(stats_scope=Scope(prefix=PREFIX), counters=counters)
+        return AccessLog(
+            name="envoy.access_loggers.stats",
+            filter=AccessLogFilter(log_type_filter=LogTypeFilter(types=[event])),
+            typed_config=Any.pack(config),
+        )
+
+    return (
+        log(AccessLogType.TcpUpstreamConnected, [counter("tcp_connections_opened_total")]),
+        log(
+            AccessLogType.TcpConnectionEnd,
+            [
+                counter("tcp_connections_closed_total"),
+                counter("tcp_sent_bytes_total", "%BYTES_SENT%"),
+                counter("tcp_received_bytes_total", "%BYTES_RECEIVED%"),
+            ],
+        ),
+    )
+
+
+@functools.cache
+def tcp_source_logs() -> tuple[AccessLog, ...]:
+    """For a client's TCP proxy (reporter=source)."""
+    tags = _labels("source", _self(), _server_side(), UNKNOWN, http=False)
+    return tuple(wire.shared(log) for log in _tcp_logs(tags))
+
+
+@functools.cache
+def tcp_destination_logs(mutual_tls: bool) -> tuple[AccessLog, ...]:
+    """For a server's TCP proxy (reporter=destination). No headers on TCP: of the
+    client, only its certificate's identity is known (Istio exchanges metadata in
+    ALPN, which stock Envoy cannot)."""
+    source = {key: UNKNOWN for key, _ in _SELF}
+    source["principal"] = "%DOWNSTREAM_PEER_URI_SAN%" if mutual_tls else UNKNOWN
+    dest = {**_self(), "service": UNKNOWN, "service_name": UNKNOWN}
+    dest["service_namespace"] = UNKNOWN
+    security = "mutual_tls" if mutual_tls else "none"
+    tags = _labels("destination", source, dest, security, http=False)
+    return tuple(wire.shared(log) for log in _tcp_logs(tags))
 
 
 @functools.cache

@@ -126,6 +126,11 @@ def translate(
     return out.snapshot()
 
 
+def _passthrough() -> Filter:
+    """TCP to an address the mesh does not know, counted as Istio's PassthroughCluster."""
+    return tcp_proxy(PASSTHROUGH, PASSTHROUGH, telemetry.tcp_source_logs())
+
+
 def virtual_outbound_listener() -> Listener:
     """Where iptables sends the pod's outbound TCP. It binds the port and hands each
     connection to the listener of its original destination; what none takes is
@@ -134,7 +139,7 @@ def virtual_outbound_listener() -> Listener:
         name=VIRTUAL_OUTBOUND,
         address=socket_address(ANY_ADDRESS, OUTBOUND_PORT),
         use_original_dst=True,
-        filter_chains=[FilterChain(filters=[tcp_proxy(PASSTHROUGH, PASSTHROUGH)])],
+        filter_chains=[FilterChain(filters=[_passthrough()])],
     )
 
 
@@ -153,7 +158,7 @@ def port_listener(port: int, http: bool = True, l4_views: tuple[l4.PortView, ...
                 name, rds=port_route_name(port), access_log=(telemetry.source_log(),)
             )
             if http
-            else tcp_proxy(PASSTHROUGH, PASSTHROUGH)
+            else _passthrough()
         ],
     )
     return Listener(
@@ -225,7 +230,14 @@ def virtual_inbound_listener(
 
     def tcp(port: int) -> Callable[[bool], list[Filter]]:
         rbac = authz.network_filters(policies, f"inbound_{port}")
-        return lambda _: [*rbac, tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port))]
+        return lambda certs: [
+            *rbac,
+            tcp_proxy(
+                f"inbound_{port}",
+                ir.inbound_cluster_name(port),
+                telemetry.tcp_destination_logs(certs),
+            ),
+        ]
 
     per_port = [(p, http(p)) for p in http_ports] + [(p, tcp(p)) for p in tcp_ports]
     filter_chains: list[FilterChain] = []
@@ -255,7 +267,13 @@ def virtual_inbound_listener(
         filter_chains=filter_chains,
         default_filter_chain=FilterChain(
             name="inbound|passthrough",
-            filters=[tcp_proxy(INBOUND_PASSTHROUGH, INBOUND_PASSTHROUGH)],
+            filters=[
+                tcp_proxy(
+                    INBOUND_PASSTHROUGH,
+                    INBOUND_PASSTHROUGH,
+                    telemetry.tcp_destination_logs(False),
+                )
+            ],
         ),
     )
 

@@ -199,7 +199,11 @@ def inbound_listener(
             transport_socket=mtls.server_socket(),
             filters=[
                 *authz.network_filters(policies, f"inbound_{port}"),
-                tcp_proxy(f"inbound_{port}", ir.inbound_cluster_name(port)),
+                tcp_proxy(
+                    f"inbound_{port}",
+                    ir.inbound_cluster_name(port),
+                    telemetry.tcp_destination_logs(True),
+                ),
             ],
         )
         for sni, port in tcp_in
