@@ -163,6 +163,9 @@ def parser() -> argparse.ArgumentParser:
     from . import authz_check
 
     authz_check.add_parser(sub)
+    from . import top
+
+    top.add_parser(sub)
 
     for name, func, text in (
         ("proxy-status", cmd_proxy_status, "what each proxy acknowledged or rejected"),

@@ -13,6 +13,8 @@ import pytest
 from harness import Harness, namespace, pod, service
 from prometheus_client.parser import text_string_to_metric_families
 
+from pilotfish_operator import top
+
 pytestmark = pytest.mark.envoy
 
 REVIEWS = "reviews.shop.svc.cluster.local"
@@ -195,3 +197,39 @@ async def test_tcp_connections_and_bytes_are_counted_on_both_sides(harness: Harn
         "request_protocol": "tcp",
     }
     await counted(f"{db}:15000", "envoy_istio_tcp_connections_closed_total", 2, **destination)
+
+
+async def test_pilotfish_top_shows_success_rate_rps_and_latency(harness: Harness) -> None:
+    client, web, api = harness.ip(50), harness.ip(51), harness.ip(52)
+    harness.backend("web-1", web, 8080)
+    # Half the answers fail with 500 (no retry policy retries a 500 by default).
+    harness.backend("api-1", api, 8080, pattern=(200, 500))
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        service("web", "shop", {"app": "web"}, {80: 8080}),
+        service("api", "shop", {"app": "api"}, {80: 8080}),
+        pod("client", "shop", client, {"app": "client"}),
+        pod("web-1", "shop", web, {"app": "web"}, (8080,)),
+        pod("api-1", "shop", api, {"app": "api"}, (8080,)),
+    )
+    await harness.start()
+    assert harness.mesh is not None and harness.mesh.state_path is not None
+    admins = top.sidecar_admins(harness.mesh.state_path)
+    assert f"{web}:15000" in admins and f"{api}:15000" in admins
+
+    # Envoy publishes histograms every 5 s: a window longer than that sees latencies.
+    reading = asyncio.create_task(asyncio.to_thread(top.run, admins, 7.0, "service"))
+    await asyncio.sleep(0.5)
+    await harness.split(client, "http://web.shop/", 60)
+    await harness.split(client, "http://api.shop/", 60)
+    rows = {r.name: r for r in await reading}
+    web_row, api_row = rows["web.shop.svc.cluster.local"], rows["api.shop.svc.cluster.local"]
+    assert web_row.requests == 60 and web_row.success == 1.0
+    assert api_row.requests == 60 and api_row.success == 0.5
+    assert 60 / 7.5 <= web_row.rps <= 60 / 6.5
+    assert web_row.p50 is not None and web_row.p99 is not None and web_row.p50 <= web_row.p99
+    table = top.render(list(rows.values()))
+    assert any(
+        line.split()[:2] == ["api.shop.svc.cluster.local", "50.00%"] for line in table.splitlines()
+    )
