@@ -3,9 +3,11 @@ latency percentiles, like `linkerd viz stat`, from Istio's standard metrics as t
 servers' sidecars report them (reporter=destination).
 
 It reads the sidecars' own Prometheus endpoints twice, `--window` seconds apart (local
-mode's state file lists them), and works on the difference. Percentiles interpolate
-within histogram buckets, as Prometheus' histogram_quantile does. Envoy publishes
-histograms at its stats flush (every 5 s): a window shorter than that shows no latency.
+mode's state file lists them), and works on the difference; or, with `--prometheus`,
+asks a Prometheus that scrapes the mesh (Istio's metric names) over the last window.
+Percentiles interpolate within histogram buckets, as Prometheus' histogram_quantile
+does. Envoy publishes histograms at its stats flush (every 5 s): a window shorter than
+that shows no latency.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import math
 import time
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -140,9 +143,54 @@ def run(admins: Sequence[str], window: float, by: str) -> list[Row]:
     return compare(before, after, time.monotonic() - start)
 
 
+def from_prometheus(url: str, window: float, by: str = "service") -> list[Row]:
+    """The same rows from a Prometheus's istio_* series over the last `window` seconds."""
+    label, span = GROUPS[by], f"{max(1, int(window))}s"
+    selector = 'reporter="destination"'
+
+    def ask(promql: str) -> dict[str, float]:
+        query = urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/query?{query}", timeout=10) as r:
+            body = json.load(r)
+        out = {}
+        for item in body["data"]["result"]:
+            value = float(item["value"][1])
+            if not math.isnan(value):
+                out[item["metric"].get(label, "unknown")] = value
+        return out
+
+    counts = f"istio_requests_total{{{selector}}}"
+    requests = ask(f"sum(increase({counts}[{span}])) by ({label})")
+    failed = f'istio_requests_total{{{selector},response_code=~"5.."}}'
+    failures = ask(f"sum(increase({failed}[{span}])) by ({label})")
+    buckets = f"istio_request_duration_milliseconds_bucket{{{selector}}}"
+    latency = {
+        q: ask(f"histogram_quantile({q}, sum(rate({buckets}[{span}])) by (le, {label}))")
+        for q in (0.5, 0.95, 0.99)
+    }
+    rows = []
+    for name, count in sorted(requests.items()):
+        rows.append(
+            Row(
+                name=name,
+                requests=count,
+                success=(count - failures.get(name, 0.0)) / count if count > 0 else None,
+                rps=count / window,
+                p50=latency[0.5].get(name),
+                p95=latency[0.95].get(name),
+                p99=latency[0.99].get(name),
+            )
+        )
+    return rows
+
+
 def cmd_top(args: argparse.Namespace) -> int:
-    admins = list(args.admin) or sidecar_admins(Path(args.state))
-    print(render(run(admins, args.window, args.by), args.by))
+    if args.prometheus:
+        rows = from_prometheus(args.prometheus, args.window, args.by)
+    else:
+        admins = list(args.admin) or sidecar_admins(Path(args.state))
+        rows = run(admins, args.window, args.by)
+    print(render(rows, args.by))
     return 0
 
 
@@ -154,6 +202,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--admin", action="append", default=[], help="a sidecar's admin host:port (repeatable)"
     )
-    p.add_argument("--window", type=float, default=10.0, help="seconds between the two reads")
+    p.add_argument(
+        "--prometheus", help="a Prometheus that scrapes the mesh, e.g. http://prometheus:9090"
+    )
+    p.add_argument(
+        "--window", type=float, default=10.0, help="seconds between the two reads (or looked back)"
+    )
     p.add_argument("--by", choices=sorted(GROUPS), default="service", help="group rows by")
     p.set_defaults(func=cmd_top)

@@ -12,12 +12,15 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from harness import Harness, namespace, pod, service
+
+from pilotfish_operator import top
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "charts"))
 from chartrender import documents, find, render
@@ -88,28 +91,36 @@ async def test_prometheus_scrapes_istio_metrics_from_the_sidecars(
         stderr=subprocess.STDOUT,
     )
     try:
+        url = f"http://127.0.0.1:{port}"
         await harness.split(client, "http://web.shop/", 30)
-        total = 'sum(istio_requests_total{reporter="destination",destination_service_name="web"})'
 
-        async def answered() -> list[dict[str, Any]]:
+        async def eventually(promql: str, accept: Callable[[list[dict[str, Any]]], bool]) -> Any:
+            """Scrapes land every second, each sidecar's on its own: poll until `accept`."""
+            found: list[dict[str, Any]] = []
             for _ in range(300):
                 try:
-                    found = await asyncio.to_thread(query, port, total)
+                    found = await asyncio.to_thread(query, port, promql)
                 except OSError:
-                    found = []
-                if found and float(found[0]["value"][1]) >= 30:
+                    found = []  # not listening yet
+                if accept(found):
                     return found
                 await asyncio.sleep(0.2)
-            raise AssertionError(f"Prometheus never saw the requests; {tmp_path}/prometheus.log")
+            raise AssertionError(f"{promql}: {found}; see {tmp_path}/prometheus.log")
 
-        assert float((await answered())[0]["value"][1]) == 30
+        def value(found: list[dict[str, Any]]) -> float:
+            return float(found[0]["value"][1]) if found else 0.0
+
+        for reporter in ("source", "destination"):
+            total = (
+                f'sum(istio_requests_total{{reporter="{reporter}",destination_service_name="web"}})'
+            )
+            assert value(await eventually(total, lambda f: value(f) >= 30)) == 30
         # Kiali's workload graph: who calls whom, from the client's side, by workload.
-        edges = await asyncio.to_thread(
-            query,
-            port,
+        edges = await eventually(
             'sum(istio_requests_total{reporter="source"}) by '
             "(source_workload, destination_workload, destination_service, "
             "connection_security_policy, response_code)",
+            bool,
         )
         assert [e["metric"] for e in edges] == [
             {
@@ -122,22 +133,31 @@ async def test_prometheus_scrapes_istio_metrics_from_the_sidecars(
         ]
         # Istio's dashboards: the server-side view is mutual TLS, and latency quantiles
         # come out of the histogram (Envoy publishes it every 5 s).
-        assert await asyncio.to_thread(
-            query,
-            port,
+        mtls = (
             'sum(istio_requests_total{reporter="destination",'
-            'connection_security_policy="mutual_tls"})',
+            'connection_security_policy="mutual_tls"})'
         )
+        assert value(await eventually(mtls, bool)) == 30
         p99 = (
             "histogram_quantile(0.99, sum(istio_request_duration_milliseconds_bucket"
             '{reporter="destination",destination_service_name="web"}) by (le))'
         )
+        await eventually(p99, lambda f: bool(f) and f[0]["value"][1] not in ("NaN", "0"))
+
+        # `pilotfish top --prometheus` reads the same series: what changed in its window
+        # (the first 30 were already counted when Prometheus first saw the series).
+        await harness.split(client, "http://web.shop/", 20)
+
+        def web_row() -> top.Row | None:
+            rows = {r.name: r for r in top.from_prometheus(url, 60, "service")}
+            return rows.get("web.shop.svc.cluster.local")
+
         for _ in range(100):
-            found = await asyncio.to_thread(query, port, p99)
-            if found and found[0]["value"][1] not in ("NaN", "0"):
+            row = await asyncio.to_thread(web_row)
+            if row is not None and row.requests >= 15 and row.p99:
                 break
             await asyncio.sleep(0.2)
-        assert found and float(found[0]["value"][1]) > 0, found
+        assert row is not None and row.success == 1.0 and row.requests >= 15 and row.p99
         # Nothing keeps Envoy's name for these (the rename applies to every series).
         assert await asyncio.to_thread(query, port, "count({__name__=~'envoy_istio_.*'})") == []
     finally:
