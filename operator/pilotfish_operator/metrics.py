@@ -13,6 +13,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    UnknownMetricFamily,
 )
 from prometheus_client.registry import Collector
 
@@ -78,7 +79,9 @@ class MeshCollector(Collector):
             ("pilot_xds_pushes", self.status.pushes, "xDS responses sent, per type."),
             ("pilot_total_xds_rejects", self.status.rejects, "xDS NACKs, per type."),
         ):
-            family = CounterMetricFamily(name, help_text, labels=["type"])
+            # Istio exports these counters without the `_total` suffix, and its
+            # dashboards query them so: untyped keeps the exact name.
+            family = UnknownMetricFamily(name, help_text, labels=["type"])
             for type_url, count in sorted(counts.items()):
                 family.add_metric([_ISTIO_TYPES.get(type_url, type_url)], count)
             yield family

@@ -133,8 +133,8 @@ async def test_invalid_object_is_marked_while_the_rest_keeps_flowing(
     assert "pilotfish_xds_nacks_total 0.0" in scraped
     # Istio's names for the same facts (its control-plane dashboard and Kiali read them).
     assert re.search(r'^pilot_xds\{version="[^"]+"\} 1\.0$', scraped, re.M)
-    assert re.search(r'^pilot_xds_pushes_total\{type="cds"\} [1-9]', scraped, re.M)
-    assert re.search(r'^pilot_xds_pushes_total\{type="rds"\} [1-9]', scraped, re.M)
+    assert re.search(r'^pilot_xds_pushes\{type="cds"\} [1-9]', scraped, re.M)
+    assert re.search(r'^pilot_xds_pushes\{type="rds"\} [1-9]', scraped, re.M)
     assert "pilot_services 3.0" in scraped and "pilot_virt_services 1.0" in scraped
     # This proxy acknowledged its configs: each is one convergence observed.
     converged = re.search(r"^pilot_proxy_convergence_time_count (\S+)$", scraped, re.M)
