@@ -391,6 +391,16 @@ class Workload:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessLog:
+    """Where and how a proxy logs each request (Istio's accessLogFile and friends)."""
+
+    path: str
+    encoding: Literal["TEXT", "JSON"] = "TEXT"
+    format: str = ""
+    """TEXT: a format string; JSON: a JSON object text; empty: Istio's default."""
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     address: str
     port: int
@@ -794,6 +804,8 @@ class Proxy:
     peer_auth: PeerAuth = PeerAuth()
     workload: Workload | None = None
     """Its own workload (metrics label what it sends and receives with it)."""
+    access_log: AccessLog | None = None
+    """Log every HTTP request it handles, inbound and outbound (None: no access log)."""
     authz: tuple[AuthzPolicy, ...] = ()
     jwt: tuple[JwtRule, ...] = ()
     """RequestAuthentication rules for this workload: a token that fails them is

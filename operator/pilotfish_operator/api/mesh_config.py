@@ -10,8 +10,9 @@ accepted and ignored until a feature reads them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -87,6 +88,13 @@ class MeshConfigSpec(IstioModel):
     model_config = ConfigDict(extra="allow")
 
     extension_providers: tuple[ExtensionProvider, ...] = ()
+    access_log_file: Str = ""
+    """Istio's mesh-wide access log: a path (`/dev/stdout` for the proxy's output);
+    empty: none."""
+    access_log_encoding: Literal["TEXT", "JSON"] = "TEXT"
+    access_log_format: Str = ""
+    """TEXT: an Envoy format string; JSON: a JSON object of field -> command operator.
+    Empty: Istio's default of the encoding."""
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
@@ -95,6 +103,13 @@ class MeshConfigSpec(IstioModel):
             if p.name in seen:
                 raise invalid(f"provider name {p.name!r} is used twice", "extensionProviders", i)
             seen.add(p.name)
+        if self.access_log_encoding == "JSON" and self.access_log_format:
+            try:
+                fields = json.loads(self.access_log_format)
+            except ValueError:
+                fields = None
+            if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+                raise invalid("with JSON encoding, a JSON object of strings", "accessLogFormat")
         return self
 
     def provider(self, name: str) -> ExtensionProvider | None:

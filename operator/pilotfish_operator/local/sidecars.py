@@ -129,6 +129,9 @@ class Sidecars:
             "1",
             "--parent-shutdown-time-s",
             "2",
+            # Access log lines reach their file within a second (Envoy's default: 10 s).
+            "--file-flush-interval-msec",
+            "1000",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

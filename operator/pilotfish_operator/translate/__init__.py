@@ -410,6 +410,7 @@ class Translator:
                 workloads.peer.get(key),
                 workloads.authz.get(key, ()),
                 workloads.jwt.get(key, ()),
+                workloads.access_log,
             )
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
@@ -422,6 +423,7 @@ class Translator:
                         proxy,
                         authz=workloads.authz.get(key, ()),
                         jwt=workloads.jwt.get(key, ()),
+                        access_log=workloads.access_log,
                     )
                 except Exception as exc:
                     blame(failures, pod.key, exc)

@@ -91,6 +91,8 @@ class Workloads:
     jwt: dict[tuple[str, str], tuple[ir.JwtRule, ...]] = field(default_factory=dict)
     """injected pod → the RequestAuthentication rules that apply to it"""
     warnings: list[str] = field(default_factory=list)
+    access_log: ir.AccessLog | None = None
+    """The mesh config's access log, for every sidecar."""
 
     def locality(self, node: str | None, zone: str | None = None) -> ir.Locality | None:
         """Where a node is; an EndpointSlice's own zone wins over the node's label."""
@@ -132,10 +134,11 @@ class Workloads:
         peer = {
             key: policies.for_workload(key[0], dict(pods[key].metadata.labels)) for key in injected
         }
+        mesh = mesh_config.of(store)
         authz_policies = AuthzPolicies(
             (a for a in store.of_kind("AuthorizationPolicy") if isinstance(a, AuthorizationPolicy)),
             root_namespace,
-            mesh_config.of(store),
+            mesh,
             {(s.namespace, s.name): s for s in store.of_kind("Service") if isinstance(s, Service)},
             cluster_domain,
         )
@@ -163,6 +166,11 @@ class Workloads:
             authz,
             jwt,
             list(authz_policies.warnings),
+            access_log=ir.AccessLog(
+                mesh.access_log_file, mesh.access_log_encoding, mesh.access_log_format
+            )
+            if mesh.access_log_file
+            else None,
         )
 
     def select(self, namespace: str, selector: dict[str, str]) -> list[tuple[str, str]]:

@@ -40,7 +40,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, routes, telemetry, view
+from .. import access_log, authz, ext_authz, jwt, l4, mtls, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -85,7 +85,10 @@ def translate(
         if not hosts and not any(vh.addresses or rs for vh, _, rs in l4_views):
             continue  # only headless TCP services: virtualOutbound passes them through
         name = port_listener_name(port)
-        out.add(types.LISTENER, cache.build(name, port_listener, port, bool(hosts), l4_views))
+        out.add(
+            types.LISTENER,
+            cache.build(name, port_listener, port, bool(hosts), l4_views, proxy.access_log),
+        )
     out.add(types.LISTENER, cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener))
     outbound_clusters(mesh, proxy, cache, out, local=False)
     for name in (PASSTHROUGH, INBOUND_PASSTHROUGH):
@@ -120,6 +123,7 @@ def translate(
             proxy.peer_auth if out.mesh_tls else None,
             proxy.jwt,
             proxy.authz,
+            proxy.access_log,
         ),
     )
     jwks_clusters(proxy, cache, out)
@@ -143,7 +147,12 @@ def virtual_outbound_listener() -> Listener:
     )
 
 
-def port_listener(port: int, http: bool = True, l4_views: tuple[l4.PortView, ...] = ()) -> Listener:
+def port_listener(
+    port: int,
+    http: bool = True,
+    l4_views: tuple[l4.PortView, ...] = (),
+    log: ir.AccessLog | None = None,
+) -> Listener:
     """One service port, any address. It never binds: only virtualOutbound hands it
     connections. TCP and TLS services on the port have chains matching their virtual
     IPs (and SNI names); what else arrives is HTTP, where the Host (a name or the
@@ -155,7 +164,9 @@ def port_listener(port: int, http: bool = True, l4_views: tuple[l4.PortView, ...
         name=f"{name}|http" if http else PASSTHROUGH,
         filters=[
             http_connection_manager(
-                name, rds=port_route_name(port), access_log=(telemetry.source_log(),)
+                name,
+                rds=port_route_name(port),
+                access_log=(telemetry.source_log(), *access_log.http_logs(log)),
             )
             if http
             else _passthrough()
@@ -208,6 +219,7 @@ def virtual_inbound_listener(
     peer: ir.PeerAuth | None = None,
     jwt_rules: tuple[ir.JwtRule, ...] = (),
     policies: tuple[ir.AuthzPolicy, ...] = (),
+    log: ir.AccessLog | None = None,
 ) -> Listener:
     """Where iptables sends the pod's inbound TCP: one HTTP filter chain per app port
     the mesh knows (picked by the original destination port, routed by RDS
@@ -224,7 +236,7 @@ def virtual_inbound_listener(
                 rds=inbound_route_name(port),
                 client_certs=certs,
                 first=(telemetry.peer_filter(), *first),
-                access_log=(telemetry.destination_log(certs),),
+                access_log=(telemetry.destination_log(certs), *access_log.http_logs(log)),
             )
         ]
 

@@ -21,7 +21,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, routes, telemetry, view
+from .. import access_log, authz, ext_authz, jwt, l4, mtls, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
@@ -73,9 +73,10 @@ def translate(
             tcp_in,
             proxy.authz if tcp_in else (),
             ext_authz.provider(proxy.authz),
+            proxy.access_log,
         ),
     )
-    out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip))
+    out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip, proxy.access_log))
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
         if port in SIDECAR_PORTS or port in proxy.app_ports:
             continue  # taken: the operator warns that this TCP/TLS port is unreachable here
@@ -97,14 +98,16 @@ def l4_listener(name: str, ip: str, port: int, views: tuple[l4.PortView, ...]) -
     )
 
 
-def outbound_listener(ip: str) -> Listener:
+def outbound_listener(ip: str, log: ir.AccessLog | None = None) -> Listener:
     """An HTTP proxy at ip:15001 routing every mesh service by Host."""
     return _listener(
         "outbound",
         ip,
         OUTBOUND_PORT,
         http_connection_manager(
-            "outbound", rds=OUTBOUND_ROUTE, access_log=(telemetry.source_log(),)
+            "outbound",
+            rds=OUTBOUND_ROUTE,
+            access_log=(telemetry.source_log(), *access_log.http_logs(log)),
         ),
     )
 
@@ -170,6 +173,7 @@ def inbound_listener(
     tcp_in: tuple[tuple[str, int], ...] = (),
     policies: tuple[ir.AuthzPolicy, ...] = (),
     custom: ir.ExtAuthz | None = None,
+    log: ir.AccessLog | None = None,
 ) -> Listener:
     """Peers reach the app only through ip:15006; the Host picks the app port (routes
     from RDS `inbound`). With mesh mTLS, `peer` decides which of mutual TLS and
@@ -184,7 +188,10 @@ def inbound_listener(
                 rds="inbound",
                 client_certs=client_certs,
                 first=(telemetry.peer_filter(), *first),
-                access_log=(telemetry.destination_log(client_certs),),
+                access_log=(
+                    telemetry.destination_log(client_certs),
+                    *access_log.http_logs(log),
+                ),
             )
         ]
 
