@@ -1,6 +1,6 @@
 """Access logs through real Envoy: the mesh config's accessLogFile makes every sidecar
-log each request it handles, client side and server side, in Istio's default text
-line; switching accessLogEncoding to JSON gives Istio's JSON keys."""
+log each request (and TCP connection) it handles, client side and server side, in
+Istio's default text line; switching accessLogEncoding to JSON gives Istio's JSON keys."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ async def lines(path: Path, want: int) -> list[str]:
 
 
 async def test_access_log_text_then_json(harness: Harness, tmp_path: Path) -> None:
-    client, web = harness.ip(70), harness.ip(71)
+    client, web, db = harness.ip(70), harness.ip(71), harness.ip(72)
     harness.backend("web-1", web, 8080)
+    harness.backend("db-1", db, 5432, tcp=True)
     text_log, json_log = tmp_path / "access.log", tmp_path / "access.json"
     harness.write(
         "mesh.yaml",
@@ -47,6 +48,8 @@ async def test_access_log_text_then_json(harness: Harness, tmp_path: Path) -> No
         service("web", "shop", {"app": "web"}, {80: 8080}),
         pod("client", "shop", client, {"app": "client"}),
         pod("web-1", "shop", web, {"app": "web"}, (8080,)),
+        service("db", "shop", {"app": "db"}, (5432,), protocol="tcp"),
+        pod("db-1", "shop", db, {"app": "db"}, (5432,)),
     )
     harness.write("meshconfig.yaml", mesh_config(accessLogFile=str(text_log)))
     await harness.start()
@@ -62,6 +65,18 @@ async def test_access_log_text_then_json(harness: Harness, tmp_path: Path) -> No
         assert '"probe/1.0"' in line
     request_id = outbound.split('"')[7]
     assert request_id and f'"{request_id}"' in inbound
+
+    # A TCP connection: one line on each side when it ends.
+    reader, writer = await asyncio.open_connection(client, 5432)
+    assert (await asyncio.wait_for(reader.readline(), 10)).strip() == b"db-1"
+    writer.close()
+    await writer.wait_closed()
+    logged = await lines(text_log, 4)
+    tcp = [line for line in logged if "|5432|" in line]
+    assert {line.split()[-6] for line in tcp} == {
+        "outbound|5432||db.shop.svc.cluster.local",
+        "inbound|5432||",
+    }, tcp
 
     await harness.apply(
         "meshconfig.yaml", mesh_config(accessLogFile=str(json_log), accessLogEncoding="JSON")

@@ -1,14 +1,15 @@
-"""Access logs: every HTTP request a proxy handles, one line each, in Istio's default
-text format or its JSON keys, to a file or the proxy's stdout (mesh config
-`accessLogFile`, `accessLogEncoding`, `accessLogFormat`)."""
+"""Access logs: every HTTP request (and TCP connection) a proxy handles, one line each,
+in Istio's default text format or its JSON keys, to a file or the proxy's stdout (mesh
+config `accessLogFile`, `accessLogEncoding`, `accessLogFormat`)."""
 
 from __future__ import annotations
 
 import functools
 import json
 
-from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
+from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog, AccessLogFilter, LogTypeFilter
 from envoy_data_plane.envoy.config.core.v3 import DataSource, SubstitutionFormatString
+from envoy_data_plane.envoy.data.accesslog.v3 import AccessLogType
 from envoy_data_plane.envoy.extensions.access_loggers.file.v3 import FileAccessLog
 from envoy_data_plane.google.protobuf import Any, Struct, Value
 
@@ -72,3 +73,24 @@ def file_log(spec: ir.AccessLog) -> AccessLog:
 
 def http_logs(spec: ir.AccessLog | None) -> tuple[AccessLog, ...]:
     return (file_log(spec),) if spec is not None else ()
+
+
+@functools.cache
+def _tcp_log(spec: ir.AccessLog) -> AccessLog:
+    # Once per connection, at its end (the TCP proxy also logs at connect, for metrics).
+    log = file_log(spec)
+    return wire.shared(
+        AccessLog(
+            name=log.name,
+            filter=AccessLogFilter(
+                log_type_filter=LogTypeFilter(types=[AccessLogType.TcpConnectionEnd])
+            ),
+            typed_config=log.typed_config,
+        )
+    )
+
+
+def tcp_logs(spec: ir.AccessLog | None) -> tuple[AccessLog, ...]:
+    """The access log of a proxy's TCP proxies: one line per connection, at its end,
+    in the same format (HTTP-only fields are `-`)."""
+    return (_tcp_log(spec),) if spec is not None else ()

@@ -28,7 +28,7 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import (
 from envoy_data_plane.google.protobuf import Any
 
 from .. import ir
-from . import telemetry
+from . import access_log, telemetry
 from .listeners import tcp_proxy
 
 PortView = tuple[ir.VirtualHost, tuple[str, ...], tuple[ir.L4Route, ...]]
@@ -41,8 +41,8 @@ def tls_inspector() -> ListenerFilter:
     )
 
 
-def route_filter(stat_prefix: str, route: ir.L4Route) -> Filter:
-    logs = telemetry.tcp_source_logs()
+def route_filter(stat_prefix: str, route: ir.L4Route, log: ir.AccessLog | None = None) -> Filter:
+    logs = (*telemetry.tcp_source_logs(), *access_log.tcp_logs(log))
     if len(route.clusters) == 1:
         return tcp_proxy(stat_prefix, route.clusters[0].cluster, logs)
     weighted = TcpProxyWeightedCluster(
@@ -59,7 +59,9 @@ def _cidr(value: str) -> CidrRange:
     return CidrRange(address_prefix=str(net.network_address), prefix_len=net.prefixlen)
 
 
-def filter_chains(ports: Sequence[PortView], by_address: bool) -> list[FilterChain]:
+def filter_chains(
+    ports: Sequence[PortView], by_address: bool, log: ir.AccessLog | None = None
+) -> list[FilterChain]:
     """The chains of one listener port. `by_address` (iptables capture): a service's own
     routes match its virtual IPs, so services sharing the port stay apart. Without it
     (local mode, where every connection is to the pod's own address) a TLS service's
@@ -88,7 +90,7 @@ def filter_chains(ports: Sequence[PortView], by_address: bool) -> list[FilterCha
                     filter_chain_match=FilterChainMatch(
                         prefix_ranges=[_cidr(s) for s in subnets], server_names=list(sni)
                     ),
-                    filters=[route_filter(f"outbound|{vh.port}||{vh.hostname}", route)],
+                    filters=[route_filter(f"outbound|{vh.port}||{vh.hostname}", route, log)],
                 )
             )
     return out

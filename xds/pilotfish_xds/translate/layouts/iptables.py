@@ -159,7 +159,7 @@ def port_listener(
     service's address) picks the virtual host in RDS `<port>`, or, with no HTTP
     service on the port, passes through."""
     name = port_listener_name(port)
-    chains = l4.filter_chains(l4_views, by_address=True)
+    chains = l4.filter_chains(l4_views, by_address=True, log=log)
     fallback = FilterChain(
         name=f"{name}|http" if http else PASSTHROUGH,
         filters=[
@@ -247,7 +247,7 @@ def virtual_inbound_listener(
             tcp_proxy(
                 f"inbound_{port}",
                 ir.inbound_cluster_name(port),
-                telemetry.tcp_destination_logs(certs),
+                (*telemetry.tcp_destination_logs(certs), *access_log.tcp_logs(log)),
             ),
         ]
 

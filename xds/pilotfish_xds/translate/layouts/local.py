@@ -81,15 +81,24 @@ def translate(
         if port in SIDECAR_PORTS or port in proxy.app_ports:
             continue  # taken: the operator warns that this TCP/TLS port is unreachable here
         name = f"{proxy.ip}_{port}"
-        out.add(types.LISTENER, cache.build(name, l4_listener, name, proxy.ip, port, tuple(views)))
+        out.add(
+            types.LISTENER,
+            cache.build(name, l4_listener, name, proxy.ip, port, tuple(views), proxy.access_log),
+        )
     return out.snapshot()
 
 
-def l4_listener(name: str, ip: str, port: int, views: tuple[l4.PortView, ...]) -> Listener:
+def l4_listener(
+    name: str,
+    ip: str,
+    port: int,
+    views: tuple[l4.PortView, ...],
+    log: ir.AccessLog | None = None,
+) -> Listener:
     """A TCP or TLS service port, bound on the pod's own address (there is no capture
     to bring the connection here): the app connects to `ip:port` to reach the service,
     as with Istio's Sidecar egress listeners that bind without capture."""
-    chains = l4.filter_chains(views, by_address=False)
+    chains = l4.filter_chains(views, by_address=False, log=log)
     return Listener(
         name=name,
         address=socket_address(ip, port),
@@ -209,7 +218,7 @@ def inbound_listener(
                 tcp_proxy(
                     f"inbound_{port}",
                     ir.inbound_cluster_name(port),
-                    telemetry.tcp_destination_logs(True),
+                    (*telemetry.tcp_destination_logs(True), *access_log.tcp_logs(log)),
                 ),
             ],
         )
