@@ -315,3 +315,14 @@ def istio(
         "metadata": {"name": name, "namespace": ns},
         "spec": spec,
     }
+
+
+def mesh_config(**fields: Any) -> dict[str, Any]:
+    """The mesh config ConfigMap (Istio's MeshConfig fields, camelCase) as local mode
+    reads it from the config directory."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "pilotfish-mesh", "namespace": "pilotfish-system"},
+        "data": {"mesh": yaml.safe_dump(fields)},
+    }

@@ -7,22 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from harness import Harness, namespace, pod, service
+from harness import Harness, mesh_config, namespace, pod, service
 
 pytestmark = pytest.mark.envoy
-
-
-def mesh_config(**fields: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "pilotfish-mesh", "namespace": "pilotfish-system"},
-        "data": {"mesh": yaml.safe_dump(fields)},
-    }
 
 
 async def lines(path: Path, want: int) -> list[str]:

@@ -13,10 +13,9 @@ from typing import Any
 import aiohttp.web
 import grpc
 import pytest
-import yaml
 from envoy_data_plane.envoy.service.auth.v3 import CheckRequest, CheckResponse
 from envoy_data_plane.google.rpc import Status
-from harness import Harness, namespace, pod, service
+from harness import Harness, mesh_config, namespace, pod, service
 
 pytestmark = pytest.mark.envoy
 
@@ -33,15 +32,6 @@ PROVIDER = {
         "headersToDownstreamOnDeny": ["x-ext-authz-check-result"],
     },
 }
-
-
-def mesh_config(*providers: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "pilotfish-mesh", "namespace": "pilotfish-system"},
-        "data": {"mesh": yaml.safe_dump({"extensionProviders": list(providers)})},
-    }
 
 
 def custom_policy(provider: str, rule: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +87,7 @@ async def test_custom_policy_asks_the_external_service_for_the_requests_it_selec
             pod("ext-authz-1", "shop", authz, {"app": "ext-authz"}, (8000,), inject=False),
             policy,
         )
-        harness.write("meshconfig.yaml", mesh_config(PROVIDER))
+        harness.write("meshconfig.yaml", mesh_config(extensionProviders=[PROVIDER]))
         await harness.start()
 
         # Outside the rules: served, the service never asked.
@@ -122,7 +112,7 @@ async def test_custom_policy_asks_the_external_service_for_the_requests_it_selec
 
         # The provider is gone from the mesh config: the policy fails closed (its rules
         # deny), the rest of the workload is still served.
-        await harness.apply("meshconfig.yaml", mesh_config())
+        await harness.apply("meshconfig.yaml", mesh_config(extensionProviders=[]))
         r = await harness.get(client, "http://web.shop/admin/users", {"x-ext-authz": "allow"})
         assert r.status == 403
         assert (await harness.get(client, "http://web.shop/public")).status == 200
@@ -171,7 +161,7 @@ async def test_grpc_provider_decides_through_envoys_grpc_client(harness: Harness
             pod("web-1", "shop", web, {"app": "web"}, (8080,)),
             pod("ext-authz-1", "shop", authz, {"app": "ext-authz"}, (9000,), inject=False),
             custom_policy("grpc-authz", {}),
-            mesh_config(provider),
+            mesh_config(extensionProviders=[provider]),
         )
         await harness.start()
         r = await harness.get(client, "http://web.shop/orders")

@@ -24,7 +24,7 @@ from cryptography import x509
 
 from ..security import ca as mesh_ca
 from ..security.ca import CAError, MeshCA
-from ..security.pki import bundle, utcnow
+from ..security.pki import utcnow
 from ..webhook.certs import CertStore, Conflict
 
 log = logging.getLogger(__name__)
@@ -103,13 +103,7 @@ class CaSecrets:
             if (fresh.signer_pem, fresh.roots_pem) == (loaded.signer_pem, loaded.roots_pem):
                 continue
             loaded = fresh
-            current = MeshCA(
-                fresh.signer_pem,
-                fresh.signer_key_pem,
-                fresh.chain_pem,
-                bundle([fresh.roots_pem, current.roots_pem], self.now()),
-                fresh.trust_domain,
-            )
+            current = fresh.also_trusting(current.roots_pem, self.now())
             log.info(
                 "mesh CA replaced: signing with serial %x; the previous roots stay trusted",
                 _serial(fresh.signer_pem),

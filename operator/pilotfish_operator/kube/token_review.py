@@ -45,6 +45,7 @@ class TokenReviewer:
         self.audience = audience
         self.now = now
         self._cache: dict[str, tuple[datetime.datetime, TokenClaims]] = {}
+        self._pruned = now()
 
     async def review(self, token: str) -> TokenClaims:
         """The pod and service account `token` proves; TokenError saying why not."""
@@ -70,6 +71,10 @@ class TokenReviewer:
         return claims
 
     def _forget_expired(self, now: datetime.datetime) -> None:
+        # A reconnecting fleet misses the cache once per pod: sweep only now and then.
+        if now - self._pruned < CACHE_AT_MOST:
+            return
+        self._pruned = now
         for digest in [d for d, (until, _) in self._cache.items() if until <= now]:
             del self._cache[digest]
 

@@ -153,10 +153,16 @@ class MeshCA:
         """A new self-signed root that signs from now on; the old roots stay trusted
         (until they expire or `retire_old_roots`), so peers holding leaves of either
         keep accepting each other while workloads move to the new one."""
-        fresh = MeshCA.self_signed(self.trust_domain, now, validity)
-        roots = pki.bundle([fresh.roots_pem, self.roots_pem], now)
+        return MeshCA.self_signed(self.trust_domain, now, validity).also_trusting(
+            self.roots_pem, now
+        )
+
+    def also_trusting(self, roots_pem: bytes, now: datetime.datetime) -> MeshCA:
+        """This signer, trusting `roots_pem` (unexpired) next to its own roots: how a
+        replaced CA keeps the workloads holding leaves of the old one talking."""
+        roots = pki.bundle([self.roots_pem, roots_pem], now)
         return MeshCA(
-            fresh.signer_pem, fresh.signer_key_pem, fresh.chain_pem, roots, self.trust_domain
+            self.signer_pem, self.signer_key_pem, self.chain_pem, roots, self.trust_domain
         )
 
     def retire_old_roots(self, now: datetime.datetime) -> MeshCA:

@@ -117,7 +117,7 @@ _HEALTH = {True: wire.varint(HealthStatus.HEALTHY), False: wire.varint(HealthSta
 _LB_METADATA = _n(LbEndpoint, "metadata")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16384)  # bounded: versions come and go under a long run
 def _endpoint_metadata(mtls_match: bool, workload: ir.Workload | None) -> bytes:
     md = telemetry.endpoint_metadata(mtls_match, workload)
     return wire.length_delimited(_LB_METADATA, md) if md else b""

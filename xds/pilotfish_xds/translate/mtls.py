@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from envoy_data_plane.envoy.config.cluster import v3 as cluster
-from envoy_data_plane.envoy.config.core.v3 import DataSource, Metadata, TransportSocket
+from envoy_data_plane.envoy.config.core.v3 import DataSource, TransportSocket
 from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, FilterChainMatch
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
     CertificateValidationContext,
@@ -156,7 +156,6 @@ def apply(out: cluster.Cluster, c: ir.Cluster) -> None:
         ]
 
 
-ENDPOINT_METADATA = wire.encode(Metadata(filter_metadata={MATCH_KEY: ISTIO_MODE}))
 """An mTLS endpoint's LbEndpoint.metadata, encoded once."""
 
 

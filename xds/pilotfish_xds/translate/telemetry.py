@@ -311,10 +311,9 @@ def service_metadata(host: str, name: str, namespace: str) -> Metadata:
     return Metadata(filter_metadata={METADATA: fields})
 
 
-@functools.cache
 def endpoint_metadata(mtls_match: bool, workload: ir.Workload | None) -> bytes:
     """An endpoint's encoded Metadata: its transport-socket match (auto mTLS) and the
-    workload behind it. Cached: endpoints of one workload share the bytes."""
+    workload behind it (clusters.py caches the result per workload)."""
     fields: dict[str, Struct] = {}
     if mtls_match:
         fields[mtls.MATCH_KEY] = mtls.ISTIO_MODE
