@@ -57,8 +57,8 @@ def outbound_cluster(c: ir.Cluster, local: bool = False, mesh_tls: bool = False)
         name=c.name,
         connect_timeout=c.policy.connect_timeout,
         common_lb_config=_NO_PANIC,
-        metadata=telemetry.service_metadata(c.hostname, c.hostname.split(".")[0], c.namespace),
     )
+    wire.attach(out, "metadata", _service_metadata(c.hostname, c.namespace))
     if c.policy.lb.policy == "PASSTHROUGH":
         # No load balancing: the connection goes where the app sent it. Local mode has no
         # original destination address, so there the x-envoy-original-dst-host header
@@ -115,6 +115,11 @@ _SOCKET_ADDRESS = _n(SocketAddress, "address")
 _SOCKET_PORT = wire.tag(_n(SocketAddress, "port_value"), 0)
 _HEALTH = {True: wire.varint(HealthStatus.HEALTHY), False: wire.varint(HealthStatus.UNHEALTHY)}
 _LB_METADATA = _n(LbEndpoint, "metadata")
+
+
+@functools.lru_cache(maxsize=16384)  # subsets of one service share it
+def _service_metadata(hostname: str, namespace: str) -> bytes:
+    return telemetry.service_metadata(hostname, hostname.split(".")[0], namespace)
 
 
 @functools.lru_cache(maxsize=16384)  # bounded: versions come and go under a long run

@@ -168,7 +168,7 @@ def envoy_route(
     )
     if r.service:
         host, name, namespace = r.service
-        out.metadata = telemetry.service_metadata(host, name, namespace)
+        wire.attach(out, "metadata", telemetry.service_metadata(host, name, namespace))
     per_filter = filters.per_route(r)
     if per_filter:
         out.typed_per_filter_config = per_filter
