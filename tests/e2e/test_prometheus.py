@@ -30,7 +30,9 @@ async def test_prometheus_scrapes_istio_metrics_from_the_sidecars(
     )
     await harness.start()
 
-    with prometheus(tmp_path, [f"{client}:15000", f"{web}:15000"]) as prom:
+    assert harness.mesh is not None and harness.mesh.monitoring
+    control_plane = [harness.mesh.monitoring]
+    with prometheus(tmp_path, [f"{client}:15000", f"{web}:15000"], control_plane) as prom:
         url = prom.url
         await harness.split(client, "http://web.shop/", 30)
 
@@ -82,5 +84,10 @@ async def test_prometheus_scrapes_istio_metrics_from_the_sidecars(
                 break
             await asyncio.sleep(0.2)
         assert row is not None and row.success == 1.0 and row.requests >= 15 and row.p99
+        # The control plane's own series, as Istio's control-plane dashboard reads them.
+        connected = await prom.eventually(
+            'sum(pilot_xds{job="pilotfish"})', lambda f: value(f) >= 2
+        )
+        assert value(connected) == 2
         # Nothing keeps Envoy's name for these (the rename applies to every series).
         assert await asyncio.to_thread(prom.query, "count({__name__=~'envoy_istio_.*'})") == []

@@ -28,7 +28,7 @@ from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.server import XdsServer, serve
 from pilotfish_xds.status import StatusRegistry
 
-from .. import metrics
+from .. import metrics, monitoring
 from ..pipeline import Pipeline
 from ..security.ca import WORKLOAD_TTL, MeshCA
 from ..security.issuer import Issuer
@@ -38,7 +38,7 @@ from ..store import Store
 from ..translate import Options
 from ..webhook.certs import dns_names
 from ..webhook.kube import KubeCertStore
-from . import credentials, handlers, health, listing
+from . import credentials, handlers, listing
 from .client import KubeClient
 from .kinds import BY_PLURAL
 from .leader import LeaderElector
@@ -178,8 +178,8 @@ class Operator:
             log.info("xDS on port %d%s", self.xds_port, " (TLS, tokens)" if protection else "")
             if self.settings.monitoring:
                 scrape = metrics.registry(self.pipeline, self.cache, self.xds_status)
-                runner, self.monitoring_port = await health.start(
-                    health.app(self.not_ready, lambda: metrics.render(scrape)),
+                runner, self.monitoring_port = await monitoring.start(
+                    monitoring.app(self.not_ready, lambda: metrics.render(scrape)),
                     self.settings.monitoring,
                 )
                 stack.push_async_callback(runner.cleanup)

@@ -25,6 +25,7 @@ from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
 from pilotfish_xds.server import serve
 from pilotfish_xds.status import StatusRegistry
 
+from .. import metrics, monitoring
 from ..api import Pod
 from ..pipeline import Pipeline
 from ..security.ca import WORKLOAD_TTL, MeshCA
@@ -58,6 +59,7 @@ class LocalMesh:
         delta: bool = False,
         converge_timeout: float = 60.0,
         cert_ttl: datetime.timedelta = WORKLOAD_TTL,
+        monitoring: str | None = "127.0.0.1:0",
     ) -> None:
         self.config = config
         self.state_path = state
@@ -86,6 +88,9 @@ class LocalMesh:
         self.delta = delta
         """Sidecars use Delta ADS instead of State-of-the-World."""
         self.xds_port = 0
+        self.monitoring_address = monitoring
+        """Where /metrics (the control plane's) and /healthz, /readyz are served."""
+        self.monitoring_port = 0
         self.state: dict[str, Any] = {}
         self.synced = asyncio.Event()
         """Set while every sidecar has acknowledged the current config."""
@@ -97,6 +102,15 @@ class LocalMesh:
         self._sidecars: Sidecars | None = None
 
     @property
+    def monitoring(self) -> str | None:
+        if not self.monitoring_address:
+            return None
+        return f"{self.monitoring_address.rsplit(':', 1)[0]}:{self.monitoring_port}"
+
+    def _not_ready(self) -> str | None:
+        return None if self.synced.is_set() else "sidecars are not in sync yet"
+
+    @property
     def xds(self) -> str:
         return f"{self.xds_address.rsplit(':', 1)[0]}:{self.xds_port}"
 
@@ -106,7 +120,7 @@ class LocalMesh:
         `ready` is set once the state file is first written: when every sidecar holds
         its config, or `converge_timeout` after that stopped being true, with the
         sidecars that lag named."""
-        with contextlib.ExitStack() as stack:
+        async with contextlib.AsyncExitStack() as stack:
             workdir = self._workdir or Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="pilotfish-local-"))
             )
@@ -123,6 +137,13 @@ class LocalMesh:
                 authenticate=XdsAccess(self._verify, self.store, pod_must_be_known=True),
             )
             log.info("xDS server on %s (TLS, per-pod tokens)", self.xds)
+            if self.monitoring_address:
+                scrape = metrics.registry(self.pipeline, self.cache, self.status)
+                runner, self.monitoring_port = await monitoring.start(
+                    monitoring.app(self._not_ready, lambda: metrics.render(scrape)),
+                    self.monitoring_address,
+                )
+                stack.push_async_callback(runner.cleanup)
             sidecars = self._sidecars = Sidecars(
                 self.envoy,
                 workdir,
@@ -280,6 +301,7 @@ class LocalMesh:
         state = {
             "xds": self.xds,
             "xds_tls": {"roots": str(self.roots_file), "server_name": XDS_NAME},
+            "monitoring": self.monitoring,
             "pods": pods,
         }
         if state == self.state:

@@ -1,4 +1,5 @@
-"""`/healthz`, `/readyz` and `/metrics` on the monitoring port.
+"""`/healthz`, `/readyz` and `/metrics` on the monitoring port (the operator's and
+local mode's).
 
 Live while the loop answers; ready once the operator has a full view of the
 cluster (before that it serves no config, so a rollout should wait for it).
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ..metrics import CONTENT_TYPE
+from .metrics import CONTENT_TYPE
 
 
 def app(
