@@ -391,13 +391,104 @@ class Workload:
 
 
 @dataclass(frozen=True, slots=True)
-class AccessLog:
-    """Where and how a proxy logs each request (Istio's accessLogFile and friends)."""
+class Collector:
+    """A telemetry service a proxy sends to (a tracing or logging provider): the
+    outbound cluster of its mesh service."""
 
-    path: str
+    cluster: str
+    authority: str
+    """host:port, the Host / :authority of what is sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    """Where and how a proxy logs each request: a file (Istio's accessLogFile, or an
+    envoyFileAccessLog provider) or an OpenTelemetry collector (envoyOtelAls)."""
+
+    path: str = ""
     encoding: Literal["TEXT", "JSON"] = "TEXT"
     format: str = ""
     """TEXT: a format string; JSON: a JSON object text; empty: Istio's default."""
+    otel: Collector | None = None
+    """Set: records go to this OTLP/gRPC logs service instead of a file."""
+    log_name: str = ""
+    """OpenTelemetry: the log name the collector sees."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """OpenTelemetry: record attributes (name, format string)."""
+    filter: str = ""
+    """A CEL expression: only requests for which it is true are logged (empty: all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricOverride:
+    """A Telemetry `metrics.overrides` entry, as it applies to one side of a proxy."""
+
+    metric: str
+    """Istio's name (REQUEST_COUNT, ...) or ALL_METRICS."""
+    disabled: bool | None = None
+    tags: tuple[tuple[str, str | None], ...] = ()
+    """tag -> CEL expression for its value (UPSERT), or None (REMOVE)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TracingProvider:
+    kind: Literal["zipkin", "opentelemetry"]
+    collector: Collector
+    path: str = ""
+    """Zipkin: where spans are posted; OpenTelemetry: the OTLP/HTTP path (empty:
+    OTLP/gRPC)."""
+    max_tag_length: int = 256
+    w3c: bool = False
+    """Zipkin: propagate W3C trace context along with B3."""
+    service_name: str = ""
+    """OpenTelemetry: the service the spans are reported for."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """OpenTelemetry over HTTP: headers added to each export."""
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomTag:
+    tag: str
+    kind: Literal["literal", "environment", "header"]
+    value: str
+    """literal: the value; environment: the variable; header: the request header."""
+    default: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    """Istio's Telemetry tracing, resolved for one side of a proxy."""
+
+    provider: TracingProvider | None
+    """None: spans are not reported (disableSpanReporting)."""
+    sampling: float = 1.0
+    """Percent of the requests that start a trace here (an incoming sampled trace
+    context is followed whatever this says)."""
+    custom_tags: tuple[CustomTag, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SideTelemetry:
+    """What one side of a proxy (client: its outbound listeners; server: its inbound
+    ones) reports."""
+
+    metrics: bool = True
+    overrides: tuple[MetricOverride, ...] = ()
+    tracing: Tracing | None = None
+    access_logs: tuple[AccessLog, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """Istio's Telemetry API (and the mesh config's defaults) resolved for a proxy.
+    The default reports the standard metrics, no traces and no access log."""
+
+    client: SideTelemetry = SideTelemetry()
+    server: SideTelemetry = SideTelemetry()
+
+    def side(self, outbound: bool) -> SideTelemetry:
+        return self.client if outbound else self.server
 
 
 @dataclass(frozen=True, slots=True)
@@ -804,8 +895,8 @@ class Proxy:
     peer_auth: PeerAuth = PeerAuth()
     workload: Workload | None = None
     """Its own workload (metrics label what it sends and receives with it)."""
-    access_log: AccessLog | None = None
-    """Log every HTTP request it handles, inbound and outbound (None: no access log)."""
+    telemetry: Telemetry = Telemetry()
+    """Metrics, traces and access logs, per side (Telemetry API and mesh config)."""
     authz: tuple[AuthzPolicy, ...] = ()
     jwt: tuple[JwtRule, ...] = ()
     """RequestAuthentication rules for this workload: a token that fails them is

@@ -40,6 +40,7 @@ from .networking import NETWORKING_VERSIONS
 from .networking import __all__ as _networking_all
 from .security import *  # noqa: F403 - likewise for security.istio.io
 from .security import __all__ as _security_all
+from .telemetry import Telemetry, TelemetrySpec
 
 # kind -> model (from the kind descriptors). Kinds are unique among what we read;
 # parse() checks the apiVersion.
@@ -142,6 +143,8 @@ __all__ = [
     "ServiceAccount",
     "ServicePort",
     "ServiceSpec",
+    "Telemetry",
+    "TelemetrySpec",
     "format_path",
     "parse",
     *_networking_all,

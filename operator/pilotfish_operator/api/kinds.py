@@ -25,6 +25,7 @@ from .security import (
     RequestAuthentication,
     RequestAuthenticationSpec,
 )
+from .telemetry import Telemetry, TelemetrySpec
 
 Column = tuple[str, str, str]
 """An additionalPrinterColumn: (name, type, jsonPath)."""
@@ -115,6 +116,15 @@ SPECS: tuple[KindSpec, ...] = (
         owned=True,
         spec=RequestAuthenticationSpec,
         short_names=("ra",),
+        columns=(_AGE,),
+        status="accepted",
+    ),
+    KindSpec(
+        Telemetry,
+        "telemetries",
+        owned=True,
+        spec=TelemetrySpec,
+        short_names=("telemetry",),
         columns=(_AGE,),
         status="accepted",
     ),

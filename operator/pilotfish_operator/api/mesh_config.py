@@ -75,19 +75,102 @@ class ExtAuthzGrpc(IstioModel):
         return self
 
 
+class Header(IstioModel):
+    name: NonEmptyStr
+    value: Str = ""
+    env_name: Str = ""
+
+
+class Zipkin(IstioModel):
+    service: NonEmptyStr
+    port: Port
+    max_tag_length: Annotated[int, Field(ge=0)] = 0
+    enable_64bit_trace_id: Bool = Field(False, alias="enable64bitTraceId")
+    trace_context_option: Literal["USE_B3", "USE_B3_WITH_W3C_PROPAGATION"] = "USE_B3"
+    timeout: Duration | None = None
+    headers: tuple[Header, ...] = ()
+    path: Str = ""
+
+
+class OtelHttp(IstioModel):
+    path: Str = ""
+    timeout: Duration | None = None
+    headers: tuple[Header, ...] = ()
+
+
+class OtelGrpc(IstioModel):
+    timeout: Duration | None = None
+    initial_metadata: tuple[Header, ...] = ()
+
+
+class OpenTelemetry(IstioModel):
+    model_config = ConfigDict(extra="allow")  # resourceDetectors, samplers: not read
+
+    service: NonEmptyStr
+    port: Port
+    max_tag_length: Annotated[int, Field(ge=0)] = 0
+    http: OtelHttp | None = None
+    grpc: OtelGrpc | None = None
+
+
+class LogFormat(IstioModel):
+    text: Str = ""
+    labels: dict[Str, Any] = Field(default_factory=dict)
+
+
+class FileAccessLog(IstioModel):
+    path: Str = "/dev/stdout"
+    log_format: LogFormat | None = None
+
+
+class OtelAccessLog(IstioModel):
+    service: NonEmptyStr
+    port: Port
+    log_name: Str = ""
+    log_format: LogFormat | None = None
+
+
 class ExtensionProvider(IstioModel):
-    # Other provider kinds (tracing, logging...) pass through unread.
+    # Other provider kinds (Stackdriver, Datadog...) pass through unread.
     model_config = ConfigDict(extra="allow")
 
     name: NonEmptyStr
     envoy_ext_authz_http: ExtAuthzHttp | None = None
     envoy_ext_authz_grpc: ExtAuthzGrpc | None = None
+    zipkin: Zipkin | None = None
+    opentelemetry: OpenTelemetry | None = None
+    envoy_file_access_log: FileAccessLog | None = None
+    envoy_otel_als: OtelAccessLog | None = None
+    prometheus: dict[Str, Any] | None = None
+
+
+class DefaultProviders(IstioModel):
+    tracing: tuple[Str, ...] = ()
+    metrics: tuple[Str, ...] = ()
+    access_logging: tuple[Str, ...] = ()
+
+
+class ProxyTracing(IstioModel):
+    model_config = ConfigDict(extra="allow")  # per-tracer settings: not read
+
+    sampling: Annotated[float, Field(ge=0, le=100)] | None = None
+
+
+class ProxyConfig(IstioModel):
+    model_config = ConfigDict(extra="allow")  # the rest of Istio's ProxyConfig: not read
+
+    tracing: ProxyTracing | None = None
 
 
 class MeshConfigSpec(IstioModel):
     model_config = ConfigDict(extra="allow")
 
     extension_providers: tuple[ExtensionProvider, ...] = ()
+    default_providers: DefaultProviders = DefaultProviders()
+    """Providers used where no Telemetry names any (metrics: `prometheus` when empty)."""
+    default_config: ProxyConfig = ProxyConfig()
+    """`tracing.sampling`: the percent of requests traced where Telemetry sets none
+    (Istio's default: 1)."""
     access_log_file: Str = ""
     """Istio's mesh-wide access log: a path (`/dev/stdout` for the proxy's output);
     empty: none."""

@@ -79,7 +79,8 @@ PASSES: tuple[Pass, ...] = (
                 "PeerAuthentication",
                 "AuthorizationPolicy",
                 "RequestAuthentication",
-                "ConfigMap",  # the mesh config: CUSTOM authorization's providers
+                "Telemetry",
+                "ConfigMap",  # the mesh config: extension providers, access logs
             }
         ),
         lambda t, store, changed: t._workloads_pass(store, changed),
@@ -410,7 +411,7 @@ class Translator:
                 workloads.peer.get(key),
                 workloads.authz.get(key, ()),
                 workloads.jwt.get(key, ()),
-                workloads.access_log,
+                workloads.telemetry.get(key),
             )
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
@@ -423,7 +424,7 @@ class Translator:
                         proxy,
                         authz=workloads.authz.get(key, ()),
                         jwt=workloads.jwt.get(key, ()),
-                        access_log=workloads.access_log,
+                        telemetry=workloads.telemetry.get(key, ir.Telemetry()),
                     )
                 except Exception as exc:
                     blame(failures, pod.key, exc)

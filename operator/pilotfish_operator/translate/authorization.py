@@ -22,6 +22,7 @@ from pilotfish_xds import ir
 
 from ..api import AuthorizationPolicy, RequestAuthentication, Rule, Service
 from ..api.mesh_config import EMPTY, MeshConfigSpec
+from . import providers
 from .precedence import age
 
 
@@ -131,19 +132,14 @@ def ext_authz(
     config = http or grpc
     if config is None:
         return f"provider {name!r} is not envoyExtAuthzHttp or envoyExtAuthzGrpc"
-    host = config.service.split("/", 1)[-1]
-    parts = host.split(".")
-    service = services.get((parts[1], parts[0])) if len(parts) > 1 else None
-    if service is None or (len(parts) > 2 and parts[2] != "svc"):
-        return f"provider {name!r}: service {config.service!r} is not in the mesh"
-    if not any(p.port == config.port for p in service.spec.ports):
-        return f"provider {name!r}: service {config.service!r} has no port {config.port}"
-    fqdn = f"{parts[0]}.{parts[1]}.svc.{cluster_domain}"
+    target = providers.collector(name, config.service, config.port, services, cluster_domain)
+    if isinstance(target, str):
+        return target
     body = config.include_request_body_in_check
     common: dict[str, Any] = {
         "provider": name,
-        "cluster": ir.outbound_cluster_name(fqdn, config.port),
-        "authority": f"{fqdn}:{config.port}",
+        "cluster": target.cluster,
+        "authority": target.authority,
         "grpc": http is None,
         "timeout": config.timeout or DEFAULT_TIMEOUT,
         "fail_open": config.fail_open,

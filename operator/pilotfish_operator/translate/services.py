@@ -20,6 +20,7 @@ from ..api import (
     Pod,
     RequestAuthentication,
     Service,
+    Telemetry,
     mesh_config,
 )
 from ..injection import decide
@@ -28,6 +29,7 @@ from .authorization import AuthzPolicies, JwtRules
 from .hosts import Names
 from .peer_authentication import PeerPolicies
 from .protocols import protocol_of
+from .telemetry import TelemetryPolicies
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 INBOUND_PORT = 15006
@@ -91,8 +93,8 @@ class Workloads:
     jwt: dict[tuple[str, str], tuple[ir.JwtRule, ...]] = field(default_factory=dict)
     """injected pod → the RequestAuthentication rules that apply to it"""
     warnings: list[str] = field(default_factory=list)
-    access_log: ir.AccessLog | None = None
-    """The mesh config's access log, for every sidecar."""
+    telemetry: dict[tuple[str, str], ir.Telemetry] = field(default_factory=dict)
+    """injected pod → its metrics, traces and access logs (Telemetry API, mesh config)"""
 
     def locality(self, node: str | None, zone: str | None = None) -> ir.Locality | None:
         """Where a node is; an EndpointSlice's own zone wins over the node's label."""
@@ -135,11 +137,14 @@ class Workloads:
             key: policies.for_workload(key[0], dict(pods[key].metadata.labels)) for key in injected
         }
         mesh = mesh_config.of(store)
+        services = {
+            (s.namespace, s.name): s for s in store.of_kind("Service") if isinstance(s, Service)
+        }
         authz_policies = AuthzPolicies(
             (a for a in store.of_kind("AuthorizationPolicy") if isinstance(a, AuthorizationPolicy)),
             root_namespace,
             mesh,
-            {(s.namespace, s.name): s for s in store.of_kind("Service") if isinstance(s, Service)},
+            services,
             cluster_domain,
         )
         authz = {
@@ -157,6 +162,21 @@ class Workloads:
         jwt = {
             key: jwt_rules.for_workload(key[0], dict(pods[key].metadata.labels)) for key in injected
         }
+        telemetry_policies = TelemetryPolicies(
+            (t for t in store.of_kind("Telemetry") if isinstance(t, Telemetry)),
+            root_namespace,
+            mesh,
+            services,
+            cluster_domain,
+        )
+        telemetry = {
+            key: telemetry_policies.for_workload(
+                key[0],
+                pods[key].metadata.labels,
+                f"{pods[key].metadata.labels.get('app', key[1])}.{key[0]}",
+            )
+            for key in injected
+        }
         return cls(
             pods,
             injected,
@@ -165,12 +185,8 @@ class Workloads:
             peer,
             authz,
             jwt,
-            list(authz_policies.warnings),
-            access_log=ir.AccessLog(
-                mesh.access_log_file, mesh.access_log_encoding, mesh.access_log_format
-            )
-            if mesh.access_log_file
-            else None,
+            [*authz_policies.warnings, *telemetry_policies.warnings],
+            telemetry=telemetry,
         )
 
     def select(self, namespace: str, selector: dict[str, str]) -> list[tuple[str, str]]:

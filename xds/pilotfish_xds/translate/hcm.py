@@ -12,6 +12,7 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManagerCodecType,
     HttpConnectionManagerForwardClientCertDetails,
     HttpConnectionManagerSetCurrentClientCertDetails,
+    HttpConnectionManagerTracing,
     HttpFilter,
     Rds,
 )
@@ -39,18 +40,22 @@ def http_connection_manager(
     client_certs: bool = False,
     first: tuple[HttpFilter, ...] = (),
     access_log: tuple[AccessLog, ...] = (),
+    tracing: HttpConnectionManagerTracing | None = None,
 ) -> Filter:
     """Routes from RDS `rds`, or inline `route_config`; the chain from `filters`.
     `client_certs`: the connection is mutual TLS, so the app is told the peer's identity
     (x-forwarded-client-cert, set from the certificate; never trusted from the client);
     otherwise any such header is removed. `first`: filters of this listener alone that
-    run before the shared chain (a workload's authorization)."""
+    run before the shared chain (a workload's authorization). `tracing`: see
+    translate/tracing.py."""
     hcm = HttpConnectionManager(
         codec_type=HttpConnectionManagerCodecType.AUTO,
         stat_prefix=stat_prefix,
         http_filters=[*first, *_chain()],  # type: ignore[list-item]
         access_log=list(access_log),
     )
+    if tracing is not None:
+        hcm.tracing = tracing
     if client_certs:
         hcm.forward_client_cert_details = HttpConnectionManagerForwardClientCertDetails.SANITIZE_SET
         hcm.set_current_client_cert_details = _PEER_IDENTITY

@@ -28,9 +28,10 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import (
 from envoy_data_plane.google.protobuf import Any
 
 from .. import ir
-from . import access_log, telemetry
+from . import observe
 from .listeners import tcp_proxy
 
+_CLIENT = ir.Telemetry().client
 PortView = tuple[ir.VirtualHost, tuple[str, ...], tuple[ir.L4Route, ...]]
 """A TCP or TLS service port as one proxy sees it: its names and its routes."""
 
@@ -41,8 +42,8 @@ def tls_inspector() -> ListenerFilter:
     )
 
 
-def route_filter(stat_prefix: str, route: ir.L4Route, log: ir.AccessLog | None = None) -> Filter:
-    logs = (*telemetry.tcp_source_logs(), *access_log.tcp_logs(log))
+def route_filter(stat_prefix: str, route: ir.L4Route, t: ir.SideTelemetry = _CLIENT) -> Filter:
+    logs = observe.tcp(t, outbound=True)
     if len(route.clusters) == 1:
         return tcp_proxy(stat_prefix, route.clusters[0].cluster, logs)
     weighted = TcpProxyWeightedCluster(
@@ -60,7 +61,7 @@ def _cidr(value: str) -> CidrRange:
 
 
 def filter_chains(
-    ports: Sequence[PortView], by_address: bool, log: ir.AccessLog | None = None
+    ports: Sequence[PortView], by_address: bool, t: ir.SideTelemetry = _CLIENT
 ) -> list[FilterChain]:
     """The chains of one listener port. `by_address` (iptables capture): a service's own
     routes match its virtual IPs, so services sharing the port stay apart. Without it
@@ -90,7 +91,7 @@ def filter_chains(
                     filter_chain_match=FilterChainMatch(
                         prefix_ranges=[_cidr(s) for s in subnets], server_names=list(sni)
                     ),
-                    filters=[route_filter(f"outbound|{vh.port}||{vh.hostname}", route, log)],
+                    filters=[route_filter(f"outbound|{vh.port}||{vh.hostname}", route, t)],
                 )
             )
     return out

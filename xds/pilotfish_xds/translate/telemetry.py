@@ -132,31 +132,63 @@ def _labels(
     return [ConfigTag(name=n, value_format=v) for n, v in pairs if v or http]
 
 
-def _http_log(tags: list[ConfigTag]) -> AccessLog:
-    def stat(name: str) -> ConfigStat:
-        return ConfigStat(name=name, tags=tags)
+Overrides = tuple[ir.MetricOverride, ...]
 
-    config = StatsConfig(
-        stats_scope=Scope(prefix=PREFIX),
-        counters=[ConfigCounter(stat=stat("requests_total"), value_fixed=1)],
-        histograms=[
-            ConfigHistogram(
-                stat=stat("request_duration_milliseconds"),
-                unit=ConfigHistogramUnit.Milliseconds,
-                value_format="%DURATION%",
-            ),
-            ConfigHistogram(
-                stat=stat("request_bytes"),
-                unit=ConfigHistogramUnit.Bytes,
-                value_format="%BYTES_RECEIVED%",
-            ),
-            ConfigHistogram(
-                stat=stat("response_bytes"),
-                unit=ConfigHistogramUnit.Bytes,
-                value_format="%BYTES_SENT%",
-            ),
-        ],
+# Istio's metric names (Telemetry `overrides.match.metric`) -> ours.
+HTTP_METRICS = {
+    "REQUEST_COUNT": "requests_total",
+    "REQUEST_DURATION": "request_duration_milliseconds",
+    "REQUEST_SIZE": "request_bytes",
+    "RESPONSE_SIZE": "response_bytes",
+}
+TCP_METRICS = {
+    "TCP_OPENED_CONNECTIONS": "tcp_connections_opened_total",
+    "TCP_CLOSED_CONNECTIONS": "tcp_connections_closed_total",
+    "TCP_SENT_BYTES": "tcp_sent_bytes_total",
+    "TCP_RECEIVED_BYTES": "tcp_received_bytes_total",
+}
+
+
+def _stat(metric: str, tags: list[ConfigTag], overrides: Overrides) -> ConfigStat | None:
+    """`metric`'s stat with Telemetry's overrides applied in order (None: disabled).
+    An override's tag value is a CEL expression, as in Istio."""
+    values = {t.name: t.value_format for t in tags}
+    disabled = False
+    for o in overrides:
+        if o.metric not in ("ALL_METRICS", metric):
+            continue
+        if o.disabled is not None:
+            disabled = o.disabled
+        for tag, expr in o.tags:
+            if expr is None:
+                values.pop(tag, None)
+            else:
+                values[tag] = _cel(expr)
+    if disabled:
+        return None
+    ours = HTTP_METRICS.get(metric) or TCP_METRICS[metric]
+    return ConfigStat(
+        name=ours, tags=[ConfigTag(name=n, value_format=v) for n, v in values.items()]
     )
+
+
+def _http_log(tags: list[ConfigTag], overrides: Overrides = ()) -> AccessLog | None:
+    stats = {m: _stat(m, tags, overrides) for m in HTTP_METRICS}
+    counters = []
+    if (count := stats["REQUEST_COUNT"]) is not None:
+        counters.append(ConfigCounter(stat=count, value_fixed=1))
+    histograms = [
+        ConfigHistogram(stat=stat, unit=unit, value_format=value)
+        for metric, unit, value in (
+            ("REQUEST_DURATION", ConfigHistogramUnit.Milliseconds, "%DURATION%"),
+            ("REQUEST_SIZE", ConfigHistogramUnit.Bytes, "%BYTES_RECEIVED%"),
+            ("RESPONSE_SIZE", ConfigHistogramUnit.Bytes, "%BYTES_SENT%"),
+        )
+        if (stat := stats[metric]) is not None
+    ]
+    if not counters and not histograms:
+        return None
+    config = StatsConfig(stats_scope=Scope(prefix=PREFIX), counters=counters, histograms=histograms)
     return AccessLog(name="envoy.access_loggers.stats", typed_config=Any.pack(config))
 
 
@@ -180,14 +212,15 @@ def _server_side() -> dict[str, str]:
 
 
 @functools.cache
-def source_log() -> AccessLog:
+def source_log(overrides: Overrides = ()) -> AccessLog | None:
     """For a client's HCM (reporter=source): itself from its node, the destination from
-    the cluster and endpoint metadata."""
-    return wire.shared(_http_log(_labels("source", _self(), _server_side(), UNKNOWN)))
+    the cluster and endpoint metadata. None: every HTTP metric is disabled."""
+    log = _http_log(_labels("source", _self(), _server_side(), UNKNOWN), overrides)
+    return wire.shared(log) if log is not None else None
 
 
 @functools.cache
-def destination_log(mutual_tls: bool) -> AccessLog:
+def destination_log(mutual_tls: bool, overrides: Overrides = ()) -> AccessLog | None:
     """For a server's HCM (reporter=destination): the source from the peer's headers
     (and its certificate), itself from its node, the service from the route."""
     source = {key: _peer(key) for key, _ in _SELF}
@@ -198,18 +231,25 @@ def destination_log(mutual_tls: bool) -> AccessLog:
     dest["service_name"] = _or_unknown(route, "service_name")
     dest["service_namespace"] = _or_unknown(route, "service_namespace")
     security = "mutual_tls" if mutual_tls else "none"
-    return wire.shared(_http_log(_labels("destination", source, dest, security)))
+    log = _http_log(_labels("destination", source, dest, security), overrides)
+    return wire.shared(log) if log is not None else None
 
 
-def _tcp_logs(tags: list[ConfigTag]) -> tuple[AccessLog, ...]:
+def _tcp_logs(tags: list[ConfigTag], overrides: Overrides) -> tuple[AccessLog, ...]:
     """Opened when the upstream connects; closed, and the bytes each way, when the
     connection ends (so a long-lived connection's bytes show at its close)."""
 
-    def counter(name: str, value: str | None = None) -> ConfigCounter:
-        stat = ConfigStat(name=name, tags=tags)
-        if value is None:
-            return ConfigCounter(stat=stat, value_fixed=1)
-        return ConfigCounter(stat=stat, value_format=value)
+    def counters(*metrics: tuple[str, str | None]) -> list[ConfigCounter]:
+        out = []
+        for metric, value in metrics:
+            stat = _stat(metric, tags, overrides)
+            if stat is None:
+                continue
+            if value is None:
+                out.append(ConfigCounter(stat=stat, value_fixed=1))
+            else:
+                out.append(ConfigCounter(stat=stat, value_format=value))
+        return out
 
     def log(event: AccessLogType, counters: list[ConfigCounter]) -> AccessLog:
         config = StatsConfig(stats_scope=Scope(prefix=PREFIX), counters=counters)
@@ -219,28 +259,31 @@ def _tcp_logs(tags: list[ConfigTag]) -> tuple[AccessLog, ...]:
             typed_config=Any.pack(config),
         )
 
-    return (
-        log(AccessLogType.TcpUpstreamConnected, [counter("tcp_connections_opened_total")]),
-        log(
-            AccessLogType.TcpConnectionEnd,
-            [
-                counter("tcp_connections_closed_total"),
-                counter("tcp_sent_bytes_total", "%BYTES_SENT%"),
-                counter("tcp_received_bytes_total", "%BYTES_RECEIVED%"),
-            ],
-        ),
+    opened = counters(("TCP_OPENED_CONNECTIONS", None))
+    closed = counters(
+        ("TCP_CLOSED_CONNECTIONS", None),
+        ("TCP_SENT_BYTES", "%BYTES_SENT%"),
+        ("TCP_RECEIVED_BYTES", "%BYTES_RECEIVED%"),
+    )
+    return tuple(
+        log(event, found)
+        for event, found in (
+            (AccessLogType.TcpUpstreamConnected, opened),
+            (AccessLogType.TcpConnectionEnd, closed),
+        )
+        if found
     )
 
 
 @functools.cache
-def tcp_source_logs() -> tuple[AccessLog, ...]:
+def tcp_source_logs(overrides: Overrides = ()) -> tuple[AccessLog, ...]:
     """For a client's TCP proxy (reporter=source)."""
     tags = _labels("source", _self(), _server_side(), UNKNOWN, http=False)
-    return tuple(wire.shared(log) for log in _tcp_logs(tags))
+    return tuple(wire.shared(log) for log in _tcp_logs(tags, overrides))
 
 
 @functools.cache
-def tcp_destination_logs(mutual_tls: bool) -> tuple[AccessLog, ...]:
+def tcp_destination_logs(mutual_tls: bool, overrides: Overrides = ()) -> tuple[AccessLog, ...]:
     """For a server's TCP proxy (reporter=destination). No headers on TCP: of the
     client, only its certificate's identity is known (Istio exchanges metadata in
     ALPN, which stock Envoy cannot)."""
@@ -250,7 +293,7 @@ def tcp_destination_logs(mutual_tls: bool) -> tuple[AccessLog, ...]:
     dest["service_namespace"] = UNKNOWN
     security = "mutual_tls" if mutual_tls else "none"
     tags = _labels("destination", source, dest, security, http=False)
-    return tuple(wire.shared(log) for log in _tcp_logs(tags))
+    return tuple(wire.shared(log) for log in _tcp_logs(tags, overrides))
 
 
 @functools.cache

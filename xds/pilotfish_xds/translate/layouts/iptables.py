@@ -19,6 +19,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterDiscoveryType,
     ClusterLbPolicy,
 )
+from envoy_data_plane.envoy.config.core.v3 import TrafficDirection
 from envoy_data_plane.envoy.config.listener.v3 import (
     Filter,
     FilterChain,
@@ -40,7 +41,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import access_log, authz, ext_authz, jwt, l4, mtls, routes, telemetry, view
+from .. import authz, ext_authz, jwt, l4, mtls, observe, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -61,6 +62,9 @@ from ..resources import (
     route_configuration,
     to_app,
 )
+
+_CLIENT = ir.Telemetry().client
+_SERVER = ir.Telemetry().server
 
 
 def translate(
@@ -87,9 +91,12 @@ def translate(
         name = port_listener_name(port)
         out.add(
             types.LISTENER,
-            cache.build(name, port_listener, port, bool(hosts), l4_views, proxy.access_log),
+            cache.build(name, port_listener, port, bool(hosts), l4_views, proxy.telemetry.client),
         )
-    out.add(types.LISTENER, cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener))
+    out.add(
+        types.LISTENER,
+        cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener, proxy.telemetry.client),
+    )
     outbound_clusters(mesh, proxy, cache, out, local=False)
     for name in (PASSTHROUGH, INBOUND_PASSTHROUGH):
         out.add(types.CLUSTER, cache.build(name, passthrough_cluster, name))
@@ -123,19 +130,19 @@ def translate(
             proxy.peer_auth if out.mesh_tls else None,
             proxy.jwt,
             proxy.authz,
-            proxy.access_log,
+            proxy.telemetry.server,
         ),
     )
     jwks_clusters(proxy, cache, out)
     return out.snapshot()
 
 
-def _passthrough() -> Filter:
+def _passthrough(t: ir.SideTelemetry) -> Filter:
     """TCP to an address the mesh does not know, counted as Istio's PassthroughCluster."""
-    return tcp_proxy(PASSTHROUGH, PASSTHROUGH, telemetry.tcp_source_logs())
+    return tcp_proxy(PASSTHROUGH, PASSTHROUGH, observe.tcp(t, outbound=True))
 
 
-def virtual_outbound_listener() -> Listener:
+def virtual_outbound_listener(t: ir.SideTelemetry = _CLIENT) -> Listener:
     """Where iptables sends the pod's outbound TCP. It binds the port and hands each
     connection to the listener of its original destination; what none takes is
     passed through untouched."""
@@ -143,7 +150,8 @@ def virtual_outbound_listener() -> Listener:
         name=VIRTUAL_OUTBOUND,
         address=socket_address(ANY_ADDRESS, OUTBOUND_PORT),
         use_original_dst=True,
-        filter_chains=[FilterChain(filters=[_passthrough()])],
+        traffic_direction=TrafficDirection.OUTBOUND,
+        filter_chains=[FilterChain(filters=[_passthrough(t)])],
     )
 
 
@@ -151,7 +159,7 @@ def port_listener(
     port: int,
     http: bool = True,
     l4_views: tuple[l4.PortView, ...] = (),
-    log: ir.AccessLog | None = None,
+    t: ir.SideTelemetry = _CLIENT,
 ) -> Listener:
     """One service port, any address. It never binds: only virtualOutbound hands it
     connections. TCP and TLS services on the port have chains matching their virtual
@@ -159,23 +167,21 @@ def port_listener(
     service's address) picks the virtual host in RDS `<port>`, or, with no HTTP
     service on the port, passes through."""
     name = port_listener_name(port)
-    chains = l4.filter_chains(l4_views, by_address=True, log=log)
+    chains = l4.filter_chains(l4_views, by_address=True, t=t)
+    logs, trace = observe.http(t, outbound=True)
     fallback = FilterChain(
         name=f"{name}|http" if http else PASSTHROUGH,
         filters=[
-            http_connection_manager(
-                name,
-                rds=port_route_name(port),
-                access_log=(telemetry.source_log(), *access_log.http_logs(log)),
-            )
+            http_connection_manager(name, rds=port_route_name(port), access_log=logs, tracing=trace)
             if http
-            else _passthrough()
+            else _passthrough(t)
         ],
     )
     return Listener(
         name=name,
         address=socket_address(ANY_ADDRESS, port),
         bind_to_port=False,
+        traffic_direction=TrafficDirection.OUTBOUND,
         listener_filters=[l4.tls_inspector()] if l4.needs_tls_inspector(chains) else [],
         filter_chains=[*chains, fallback] if chains else [fallback],
     )
@@ -219,7 +225,7 @@ def virtual_inbound_listener(
     peer: ir.PeerAuth | None = None,
     jwt_rules: tuple[ir.JwtRule, ...] = (),
     policies: tuple[ir.AuthzPolicy, ...] = (),
-    log: ir.AccessLog | None = None,
+    t: ir.SideTelemetry = _SERVER,
 ) -> Listener:
     """Where iptables sends the pod's inbound TCP: one HTTP filter chain per app port
     the mesh knows (picked by the original destination port, routed by RDS
@@ -229,16 +235,19 @@ def virtual_inbound_listener(
 
     first = (*jwt.http_filters(jwt_rules), *authz.http_filters(ext_authz.provider(policies)))
 
+    def hcm(port: int, certs: bool) -> Filter:
+        logs, trace = observe.http(t, outbound=False, mutual_tls=certs)
+        return http_connection_manager(
+            f"inbound_{port}",
+            rds=inbound_route_name(port),
+            client_certs=certs,
+            first=(telemetry.peer_filter(), *first),
+            access_log=logs,
+            tracing=trace,
+        )
+
     def http(port: int) -> Callable[[bool], list[Filter]]:
-        return lambda certs: [
-            http_connection_manager(
-                f"inbound_{port}",
-                rds=inbound_route_name(port),
-                client_certs=certs,
-                first=(telemetry.peer_filter(), *first),
-                access_log=(telemetry.destination_log(certs), *access_log.http_logs(log)),
-            )
-        ]
+        return lambda certs: [hcm(port, certs)]
 
     def tcp(port: int) -> Callable[[bool], list[Filter]]:
         rbac = authz.network_filters(policies, f"inbound_{port}")
@@ -247,7 +256,7 @@ def virtual_inbound_listener(
             tcp_proxy(
                 f"inbound_{port}",
                 ir.inbound_cluster_name(port),
-                (*telemetry.tcp_destination_logs(certs), *access_log.tcp_logs(log)),
+                observe.tcp(t, outbound=False, mutual_tls=certs),
             ),
         ]
 
@@ -275,6 +284,7 @@ def virtual_inbound_listener(
     return Listener(
         name=VIRTUAL_INBOUND,
         address=socket_address(ANY_ADDRESS, INBOUND_PORT),
+        traffic_direction=TrafficDirection.INBOUND,
         listener_filters=listener_filters,
         filter_chains=filter_chains,
         default_filter_chain=FilterChain(
@@ -283,7 +293,7 @@ def virtual_inbound_listener(
                 tcp_proxy(
                     INBOUND_PASSTHROUGH,
                     INBOUND_PASSTHROUGH,
-                    telemetry.tcp_destination_logs(False),
+                    observe.tcp(t, outbound=False),
                 )
             ],
         ),

@@ -9,6 +9,7 @@ to the peer's app port directly (nothing in them says which app port they are fo
 
 from __future__ import annotations
 
+from envoy_data_plane.envoy.config.core.v3 import TrafficDirection
 from envoy_data_plane.envoy.config.listener.v3 import (
     Filter,
     FilterChain,
@@ -21,7 +22,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import access_log, authz, ext_authz, jwt, l4, mtls, routes, telemetry, view
+from .. import authz, ext_authz, jwt, l4, mtls, observe, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
@@ -33,6 +34,9 @@ from ..resources import (
     route_configuration,
     to_app,
 )
+
+_CLIENT = ir.Telemetry().client
+_SERVER = ir.Telemetry().server
 
 
 def translate(
@@ -73,17 +77,21 @@ def translate(
             tcp_in,
             proxy.authz if tcp_in else (),
             ext_authz.provider(proxy.authz),
-            proxy.access_log,
+            proxy.telemetry.server,
         ),
     )
-    out.add(types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip, proxy.access_log))
+    out.add(
+        types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip, proxy.telemetry.client)
+    )
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
         if port in SIDECAR_PORTS or port in proxy.app_ports:
             continue  # taken: the operator warns that this TCP/TLS port is unreachable here
         name = f"{proxy.ip}_{port}"
         out.add(
             types.LISTENER,
-            cache.build(name, l4_listener, name, proxy.ip, port, tuple(views), proxy.access_log),
+            cache.build(
+                name, l4_listener, name, proxy.ip, port, tuple(views), proxy.telemetry.client
+            ),
         )
     return out.snapshot()
 
@@ -93,31 +101,30 @@ def l4_listener(
     ip: str,
     port: int,
     views: tuple[l4.PortView, ...],
-    log: ir.AccessLog | None = None,
+    t: ir.SideTelemetry = _CLIENT,
 ) -> Listener:
     """A TCP or TLS service port, bound on the pod's own address (there is no capture
     to bring the connection here): the app connects to `ip:port` to reach the service,
     as with Istio's Sidecar egress listeners that bind without capture."""
-    chains = l4.filter_chains(views, by_address=False, log=log)
+    chains = l4.filter_chains(views, by_address=False, t=t)
     return Listener(
         name=name,
         address=socket_address(ip, port),
+        traffic_direction=TrafficDirection.OUTBOUND,
         listener_filters=[l4.tls_inspector()] if l4.needs_tls_inspector(chains) else [],
         filter_chains=chains,
     )
 
 
-def outbound_listener(ip: str, log: ir.AccessLog | None = None) -> Listener:
+def outbound_listener(ip: str, t: ir.SideTelemetry = _CLIENT) -> Listener:
     """An HTTP proxy at ip:15001 routing every mesh service by Host."""
+    logs, trace = observe.http(t, outbound=True)
     return _listener(
         "outbound",
         ip,
         OUTBOUND_PORT,
-        http_connection_manager(
-            "outbound",
-            rds=OUTBOUND_ROUTE,
-            access_log=(telemetry.source_log(), *access_log.http_logs(log)),
-        ),
+        http_connection_manager("outbound", rds=OUTBOUND_ROUTE, access_log=logs, tracing=trace),
+        TrafficDirection.OUTBOUND,
     )
 
 
@@ -182,7 +189,7 @@ def inbound_listener(
     tcp_in: tuple[tuple[str, int], ...] = (),
     policies: tuple[ir.AuthzPolicy, ...] = (),
     custom: ir.ExtAuthz | None = None,
-    log: ir.AccessLog | None = None,
+    t: ir.SideTelemetry = _SERVER,
 ) -> Listener:
     """Peers reach the app only through ip:15006; the Host picks the app port (routes
     from RDS `inbound`). With mesh mTLS, `peer` decides which of mutual TLS and
@@ -191,21 +198,20 @@ def inbound_listener(
     first = (*jwt.http_filters(jwt_rules), *authz.http_filters(custom))
 
     def hcm(client_certs: bool) -> list[Filter]:
+        logs, trace = observe.http(t, outbound=False, mutual_tls=client_certs)
         return [
             http_connection_manager(
                 "inbound",
                 rds="inbound",
                 client_certs=client_certs,
                 first=(telemetry.peer_filter(), *first),
-                access_log=(
-                    telemetry.destination_log(client_certs),
-                    *access_log.http_logs(log),
-                ),
+                access_log=logs,
+                tracing=trace,
             )
         ]
 
     if peer is None:  # no workload certificate: plaintext only
-        return _listener("inbound", ip, INBOUND_PORT, hcm(False)[0])
+        return _listener("inbound", ip, INBOUND_PORT, hcm(False)[0], TrafficDirection.INBOUND)
     # TCP and TLS ports over mesh mTLS: the SNI names the service port, so the
     # connection can be handed to its app port (there is no original destination).
     tcp_chains = [
@@ -218,7 +224,7 @@ def inbound_listener(
                 tcp_proxy(
                     f"inbound_{port}",
                     ir.inbound_cluster_name(port),
-                    (*telemetry.tcp_destination_logs(True), *access_log.tcp_logs(log)),
+                    observe.tcp(t, outbound=False, mutual_tls=True),
                 ),
             ],
         )
@@ -227,14 +233,17 @@ def inbound_listener(
     return Listener(
         name="inbound",
         address=socket_address(ip, INBOUND_PORT),
+        traffic_direction=TrafficDirection.INBOUND,
         listener_filters=[l4.tls_inspector()],
         filter_chains=[*tcp_chains, *mtls.inbound_chains(peer, hcm)],
     )
 
 
-def _listener(name: str, ip: str, port: int, hcm: object) -> Listener:
+def _listener(name: str, ip: str, port: int, hcm: object, direction: TrafficDirection) -> Listener:
+    # The direction makes a traced request's span a client (outbound) or server span.
     return Listener(
         name=name,
         address=socket_address(ip, port),
+        traffic_direction=direction,
         filter_chains=[FilterChain(filters=[hcm])],  # type: ignore[list-item]
     )
