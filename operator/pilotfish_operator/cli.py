@@ -172,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
     from . import top
 
     top.add_parser(sub)
+    from .dashboard import command as dashboard
+
+    dashboard.add_parser(sub)
 
     for name, func, text in (
         ("proxy-status", cmd_proxy_status, "what each proxy acknowledged or rejected"),
