@@ -133,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--monitoring",
         default="127.0.0.1:15014",
-        help="the control plane's /metrics, /healthz, /readyz address (host:port)",
+        help="the control plane's /metrics, /healthz, /readyz and /dashboard address (host:port)",
     )
     local.add_argument(
         "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
