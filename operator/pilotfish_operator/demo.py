@@ -3,7 +3,8 @@
 A client pod and two versions of a `web` service run in local mode, each pod
 with its own Envoy sidecar. The demo rewrites the VirtualService 90/10 → 50/50 →
 0/100, waits until every sidecar has acknowledged the change, then sends real
-requests from a separate process and prints who answered.
+requests from a separate process and prints who answered. The dashboard (local
+mode's monitoring server) shows it live; `--hold` keeps the mesh up afterwards.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import math
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +32,10 @@ CLIENT_IP = "127.0.10.10"
 BACKENDS = {"v1": "127.0.10.11", "v2": "127.0.10.12"}
 PORT = 8080
 STEPS = ((90, 10), (50, 50), (0, 100))
+MONITORING = "127.0.0.1:15014"
+DWELL = 20.0
+"""With --hold, seconds each split keeps light traffic before the next (the dashboard
+shows rates over 10 s)."""
 
 
 def _pod(name: str, ip: str, labels: dict[str, str], port: int | None) -> dict[str, object]:
@@ -158,14 +165,42 @@ async def in_local_mesh(
             await task
 
 
-async def _demo(workdir: Path, requests: int, envoy: str | None) -> bool:
+async def _trickle(seconds: float) -> None:
+    """Light traffic, client → web, for `seconds`."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.to_thread(_load, 20)
+        await asyncio.sleep(1)
+
+
+def _monitoring_address() -> str:
+    """The control plane's usual monitoring port when free (a URL worth bookmarking),
+    else any."""
+    host, port = MONITORING.rsplit(":", 1)
+    with socket.socket() as s:
+        try:
+            s.bind((host, int(port)))
+        except OSError:
+            return f"{host}:0"
+    return MONITORING
+
+
+async def _demo(
+    workdir: Path, requests: int, envoy: str | None, hold: bool, result: dict[str, bool]
+) -> None:
     config = workdir / "config"
     config.mkdir()
     (config / "mesh.yaml").write_text(yaml.safe_dump_all(mesh_objects()))
     vs_file = config / "virtualservice.yaml"
     vs_file.write_text(yaml.safe_dump(virtual_service(*STEPS[0])))
 
-    mesh = LocalMesh(config, envoy=envoy, workdir=workdir)
+    mesh = LocalMesh(
+        config,
+        envoy=envoy,
+        workdir=workdir,
+        state=workdir / "state.json",  # for `pilotfish top --state` while it runs
+        monitoring=_monitoring_address(),
+    )
     ready = asyncio.Event()
     task = asyncio.create_task(mesh.run(ready))
     ok = True
@@ -173,6 +208,7 @@ async def _demo(workdir: Path, requests: int, envoy: str | None) -> bool:
         t0 = time.monotonic()
         await asyncio.wait_for(ready.wait(), 60)
         print(f"mesh up: 3 Envoy sidecars in sync after {time.monotonic() - t0:.2f} s")
+        print(f"dashboard: http://{mesh.monitoring}/dashboard (live while the demo runs)")
         print(f"traffic: client → web ({requests} requests per step, through Envoy)\n")
         for step, (v1, v2) in enumerate(STEPS):
             if step:
@@ -198,15 +234,32 @@ async def _demo(workdir: Path, requests: int, envoy: str | None) -> bool:
             if others:
                 ok = False
                 print(f"  other answers: {others}")
-            print()
+            print(flush=True)
+            if hold and step < len(STEPS) - 1:
+                await _trickle(DWELL)  # time to watch this split on the dashboard
+        result["ok"] = ok
+        print(
+            "canary walked 90/10 → 50/50 → 0/100: "
+            + ("all splits within bounds" if ok else "FAILED"),
+            flush=True,
+        )
+        if hold:
+            print(
+                f"holding the mesh up, client → web at ~20 requests/s; dashboard: "
+                f"http://{mesh.monitoring}/dashboard; state: {mesh.state_path}; Ctrl-C stops",
+                flush=True,
+            )
+            await _trickle(math.inf)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    return ok
 
 
-def run_demo(requests: int = 400, envoy: str | None = None) -> int:
+def run_demo(requests: int = 400, envoy: str | None = None, hold: bool = False) -> int:
+    result = {"ok": False}
+    if hold:  # stopped by a service manager or `timeout` as by Ctrl-C: everything cleaned up
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="pilotfish-demo-") as tmp:
         workdir = Path(tmp)
         backends = [
@@ -229,12 +282,10 @@ def run_demo(requests: int = 400, envoy: str | None = None) -> int:
             for b in backends:
                 assert b.stdout is not None
                 b.stdout.readline()  # "ready"
-            ok = asyncio.run(_demo(workdir, requests, envoy))
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_demo(workdir, requests, envoy, hold, result))
         finally:
             for b in backends:
                 b.terminate()
                 b.wait()
-    print(
-        "canary walked 90/10 → 50/50 → 0/100: " + ("all splits within bounds" if ok else "FAILED")
-    )
-    return 0 if ok else 1
+    return 0 if result["ok"] else 1

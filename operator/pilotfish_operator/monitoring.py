@@ -1,5 +1,5 @@
-"""`/healthz`, `/readyz` and `/metrics` on the monitoring port (the operator's and
-local mode's).
+"""`/healthz`, `/readyz`, `/metrics` and the dashboard (`/dashboard`) on the monitoring
+port (the operator's and local mode's).
 
 Live while the loop answers; ready once the operator has a full view of the
 cluster (before that it serves no config, so a rollout should wait for it).
@@ -11,13 +11,18 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from .dashboard import server as dashboard
+from .dashboard.sources import Source
 from .metrics import CONTENT_TYPE
 
 
 def app(
-    ready: Callable[[], str | None], metrics: Callable[[], bytes] | None = None
+    ready: Callable[[], str | None],
+    metrics: Callable[[], bytes] | None = None,
+    traffic: Source | None = None,
 ) -> web.Application:
-    """`ready()` returns None when ready, else why not; `metrics()` the Prometheus text."""
+    """`ready()` returns None when ready, else why not; `metrics()` the Prometheus text;
+    `traffic` where the dashboard reads the mesh's (None: its page says how to set one)."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -37,6 +42,7 @@ def app(
     application.router.add_get("/readyz", readyz)
     if metrics is not None:
         application.router.add_get("/metrics", metrics_page)
+    dashboard.add_routes(application, traffic)
     return application
 
 

@@ -295,6 +295,18 @@ def test_operator_pod_is_wired_to_its_flags(values: str) -> None:
         assert "--cert-dir" not in args
 
 
+def test_prometheus_url_value_points_the_dashboard_at_prometheus() -> None:
+    def args(*values: str) -> dict[str, str]:
+        (container,) = find(documents(render(*values)), "Deployment")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        return flags(container)
+
+    assert "--prometheus" not in args()
+    url = "http://prometheus-operated.monitoring:9090"
+    assert args("--set", f"metrics.prometheusUrl={url}")["--prometheus"] == url
+
+
 def test_service_reaches_the_operator_ports() -> None:
     docs = documents(render())
     deployment = find(docs, "Deployment")

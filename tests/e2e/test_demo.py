@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
 pytestmark = pytest.mark.envoy
 
 
-def test_demo_walks_the_canary() -> None:
-    out = subprocess.run(
+def test_demo_walks_the_canary_and_its_dashboard_is_live() -> None:
+    demo = subprocess.Popen(
         [sys.executable, "-m", "pilotfish_operator.cli", "demo", "--requests", "300"],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert demo.stdout is not None
+    lines = []
+    page = graph = b""
+    for line in demo.stdout:
+        lines.append(line)
+        found = re.search(r"dashboard: (http://\S+/dashboard)", line)
+        if found:  # the URL printed serves the page while the canary walks
+            with urllib.request.urlopen(found.group(1), timeout=10) as r:
+                page = r.read()
+            with urllib.request.urlopen(found.group(1) + "/api/graph", timeout=10) as r:
+                graph = r.read()
+    stdout = "".join(lines)
+    assert demo.wait(300) == 0, stdout + (demo.stderr.read() if demo.stderr else "")
     for step in ("v1 90% / v2 10%", "v1 50% / v2 50%", "v1 0% / v2 100%"):
-        assert step in out.stdout
-    assert "OUT OF BOUNDS" not in out.stdout
-    assert "all splits within bounds" in out.stdout
+        assert step in stdout
+    assert "OUT OF BOUNDS" not in stdout
+    assert "all splits within bounds" in stdout
+    assert b'<svg id="graph"' in page
+    assert "source" in json.loads(graph)
 
 
 def test_resilience_demo_shows_every_effect() -> None:

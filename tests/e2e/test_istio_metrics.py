@@ -6,6 +6,7 @@ as Istio names them (a ReplicaSet's pod by its Deployment)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from harness import Harness, namespace, pod, service
 from prometheus_client.parser import text_string_to_metric_families
 
-from pilotfish_operator import top
+from pilotfish_operator import meshstats, top
 
 pytestmark = pytest.mark.envoy
 
@@ -215,15 +216,15 @@ async def test_pilotfish_top_shows_success_rate_rps_and_latency(harness: Harness
     )
     await harness.start()
     assert harness.mesh is not None and harness.mesh.state_path is not None
-    admins = top.sidecar_admins(harness.mesh.state_path)
+    admins = meshstats.sidecar_admins(json.loads(harness.mesh.state_path.read_text()))
     assert f"{web}:15000" in admins and f"{api}:15000" in admins
 
     # Envoy publishes histograms every 5 s: a window longer than that sees latencies.
-    reading = asyncio.create_task(asyncio.to_thread(top.run, admins, 7.0, "service"))
+    reading = asyncio.create_task(asyncio.to_thread(top.read, admins, 7.0))
     await asyncio.sleep(0.5)
     await harness.split(client, "http://web.shop/", 60)
     await harness.split(client, "http://api.shop/", 60)
-    rows = {r.name: r for r in await reading}
+    rows = {r.name: r for r in top.rows(await reading)}
     web_row, api_row = rows["web.shop.svc.cluster.local"], rows["api.shop.svc.cluster.local"]
     assert web_row.requests == 60 and web_row.success == 1.0
     assert api_row.requests == 60 and api_row.success == 0.5

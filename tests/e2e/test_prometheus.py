@@ -11,7 +11,7 @@ import pytest
 from harness import Harness, namespace, pod, service
 from promserver import prometheus, value
 
-from pilotfish_operator import top
+from pilotfish_operator import meshstats, top
 
 pytestmark = pytest.mark.envoy
 
@@ -75,7 +75,7 @@ async def test_prometheus_scrapes_istio_metrics_from_the_sidecars(
         await harness.split(client, "http://web.shop/", 20)
 
         def web_row() -> top.Row | None:
-            rows = {r.name: r for r in top.from_prometheus(url, 60, "service")}
+            rows = {r.name: r for r in top.rows(meshstats.read_prometheus(url, 60))}
             return rows.get("web.shop.svc.cluster.local")
 
         for _ in range(100):

@@ -1,24 +1,23 @@
-"""`pilotfish top`'s arithmetic on Prometheus text as sidecars serve it."""
+"""`pilotfish top`'s table, from Prometheus text as sidecars serve it."""
 
 from __future__ import annotations
 
 import pytest
 
-from pilotfish_operator.top import Sample, compare, quantile, render, scrape
+from pilotfish_operator.meshstats import Counts, Window, parse
+from pilotfish_operator.top import render, rows
 
 
 def text(requests: dict[str, float], buckets: dict[str, float]) -> str:
     """A sidecar's metrics: requests per response code, one duration histogram."""
     lines = ["# TYPE envoy_istio_requests_total counter"]
     for code, value in requests.items():
-        lines.append(
-            f'envoy_istio_requests_total{{reporter="destination",'
-            f'destination_service="reviews.shop.svc.cluster.local",response_code="{code}"}} {value}'
-        )
-        lines.append(
-            f'envoy_istio_requests_total{{reporter="source",'
-            f'destination_service="reviews.shop.svc.cluster.local",response_code="{code}"}} {value}'
-        )
+        for reporter in ("destination", "source"):
+            lines.append(
+                f'envoy_istio_requests_total{{reporter="{reporter}",'
+                f'destination_service="reviews.shop.svc.cluster.local",response_code="{code}"}} '
+                f"{value}"
+            )
     lines.append("# TYPE envoy_istio_request_duration_milliseconds histogram")
     for le, value in buckets.items():
         lines.append(
@@ -28,18 +27,10 @@ def text(requests: dict[str, float], buckets: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_quantile_interpolates_within_a_bucket_as_prometheus_does() -> None:
-    buckets = {1.0: 0.0, 5.0: 50.0, 10.0: 100.0, float("inf"): 100.0}
-    assert quantile(0.5, buckets) == pytest.approx(5.0)
-    assert quantile(0.75, buckets) == pytest.approx(7.5)
-    assert quantile(0.25, buckets) == pytest.approx(3.0)
-    assert quantile(0.5, {float("inf"): 0.0}) is None
-
-
 def test_rows_come_from_the_difference_between_two_reads() -> None:
-    before = scrape([text({"200": 10, "503": 0}, {"5": 5, "10": 10, "+Inf": 10})])
-    after = scrape([text({"200": 40, "503": 10}, {"5": 25, "10": 50, "+Inf": 50})])
-    (row,) = compare(before, after, seconds=10.0)
+    before = parse([text({"200": 10, "503": 0}, {"5": 5, "10": 10, "+Inf": 10})])
+    after = parse([text({"200": 40, "503": 10}, {"5": 25, "10": 50, "+Inf": 50})])
+    (row,) = rows(Window(after.minus(before), 10.0))
     assert row.name == "reviews.shop.svc.cluster.local"
     assert row.requests == 40  # source-reported series are not counted twice
     assert row.success == pytest.approx(0.75)
@@ -58,6 +49,7 @@ def test_rows_come_from_the_difference_between_two_reads() -> None:
 
 
 def test_no_traffic_is_shown_as_such() -> None:
-    (row,) = compare(Sample(), scrape([text({"200": 0}, {"+Inf": 0})]), seconds=5.0)
+    after = parse([text({"200": 0}, {"+Inf": 0})])
+    (row,) = rows(Window(after.minus(Counts()), 5.0))
     assert row.success is None and row.p99 is None
     assert render([row]).splitlines()[1].split()[1:] == ["-", "0.0", "-", "-", "-"]

@@ -44,7 +44,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--webhook", default="0.0.0.0:15017", help="admission webhook HTTPS address")
     p.add_argument(
-        "--monitoring", default="0.0.0.0:15014", help="/healthz, /readyz, /metrics address"
+        "--monitoring",
+        default="0.0.0.0:15014",
+        help="/healthz, /readyz, /metrics and /dashboard address",
+    )
+    p.add_argument(
+        "--prometheus",
+        help="a Prometheus that scrapes the mesh (istio_* names), e.g. "
+        "http://prometheus.monitoring:9090: the dashboard's numbers",
     )
     p.add_argument(
         "--cert-secret", default="pilotfish-webhook-certs", help="Secret with the webhook cert"

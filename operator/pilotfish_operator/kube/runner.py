@@ -29,6 +29,7 @@ from pilotfish_xds.server import XdsServer, serve
 from pilotfish_xds.status import StatusRegistry
 
 from .. import metrics, monitoring
+from ..dashboard.sources import Prometheus
 from ..pipeline import Pipeline
 from ..security.ca import WORKLOAD_TTL, MeshCA
 from ..security.issuer import Issuer
@@ -59,6 +60,9 @@ class Settings:
     namespace: str = CONTROL_PLANE_NAMESPACE
     xds: str = "0.0.0.0:15010"
     monitoring: str | None = "0.0.0.0:15014"
+    prometheus: str | None = None
+    """A Prometheus that scrapes the mesh, for the dashboard. Without one the dashboard
+    shows how to set it: the operator does not scrape every sidecar itself."""
     cluster_domain: str = "cluster.local"
     identity: str | None = None
     lease_duration: float = 15.0
@@ -178,8 +182,9 @@ class Operator:
             log.info("xDS on port %d%s", self.xds_port, " (TLS, tokens)" if protection else "")
             if self.settings.monitoring:
                 scrape = metrics.registry(self.pipeline, self.cache, self.xds_status)
+                traffic = Prometheus(self.settings.prometheus) if self.settings.prometheus else None
                 runner, self.monitoring_port = await monitoring.start(
-                    monitoring.app(self.not_ready, lambda: metrics.render(scrape)),
+                    monitoring.app(self.not_ready, lambda: metrics.render(scrape), traffic),
                     self.settings.monitoring,
                 )
                 stack.push_async_callback(runner.cleanup)
@@ -279,6 +284,7 @@ async def run(args: argparse.Namespace) -> None:
         namespace=args.namespace,
         xds=args.xds,
         monitoring=args.monitoring,
+        prometheus=args.prometheus,
         cluster_domain=args.cluster_domain,
         security=not args.plaintext_xds,
         trust_domain=args.trust_domain,

@@ -25,8 +25,9 @@ from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
 from pilotfish_xds.server import serve
 from pilotfish_xds.status import StatusRegistry
 
-from .. import metrics, monitoring
+from .. import meshstats, metrics, monitoring
 from ..api import Pod
+from ..dashboard.sources import Sidecars as SidecarTraffic
 from ..pipeline import Pipeline
 from ..security.ca import WORKLOAD_TTL, MeshCA
 from ..security.issuer import Issuer
@@ -89,7 +90,8 @@ class LocalMesh:
         """Sidecars use Delta ADS instead of State-of-the-World."""
         self.xds_port = 0
         self.monitoring_address = monitoring
-        """Where /metrics (the control plane's) and /healthz, /readyz are served."""
+        """Where /metrics (the control plane's), /healthz, /readyz and the dashboard are
+        served."""
         self.monitoring_port = 0
         self.state: dict[str, Any] = {}
         self.synced = asyncio.Event()
@@ -139,8 +141,10 @@ class LocalMesh:
             log.info("xDS server on %s (TLS, per-pod tokens)", self.xds)
             if self.monitoring_address:
                 scrape = metrics.registry(self.pipeline, self.cache, self.status)
+                # This process knows every sidecar: the dashboard reads them directly.
+                traffic = SidecarTraffic(lambda: meshstats.sidecar_admins(self.state))
                 runner, self.monitoring_port = await monitoring.start(
-                    monitoring.app(self._not_ready, lambda: metrics.render(scrape)),
+                    monitoring.app(self._not_ready, lambda: metrics.render(scrape), traffic),
                     self.monitoring_address,
                 )
                 stack.push_async_callback(runner.cleanup)
