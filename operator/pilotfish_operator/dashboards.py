@@ -28,6 +28,11 @@ TAGS = ["pilotfish", "istio"]
 REQUESTS = "istio_requests_total"
 DURATION = "istio_request_duration_milliseconds"
 QUANTILES = (("P50", 0.5), ("P90", 0.9), ("P99", 0.99))
+TCP_REPORTER = 'reporter="source"'
+TCP_NOTE = (
+    " TCP is read from the clients' sidecars whatever the Reporter choice: a server's"
+    " sidecar cannot tell a TCP connection's client workload or service."
+)
 
 # ------------------------------------------------------------------ PromQL helpers
 
@@ -41,7 +46,12 @@ def _by(labels: Sequence[str]) -> str:
 
 
 def rate_sum(metric: str, matchers: Sequence[str], by: Sequence[str] = ()) -> str:
-    """Per-second rate, summed over the given labels."""
+    """Per-second rate, summed over the given labels. TCP series are always read as the
+    client's sidecar reports them: the server's sidecar knows neither the client's
+    workload nor the service of a TCP connection (stock Envoy cannot exchange Istio's
+    metadata on TCP), so its series say `unknown` for both."""
+    if metric.startswith("istio_tcp_"):
+        matchers = [TCP_REPORTER if m.startswith("reporter=") else m for m in matchers]
     return f"sum(rate({metric}{_sel(*matchers)}{RATE})){_by(by)}"
 
 
@@ -230,9 +240,10 @@ def reporter_variable() -> Json:
 
 def label_values(label: str, *matchers: str) -> str:
     """Grafana's label_values() over the series that name services and workloads:
-    HTTP/gRPC requests and TCP connections."""
+    HTTP/gRPC requests and TCP connections (`unknown` left out)."""
     names = '__name__=~"istio_requests_total|istio_tcp_connections_opened_total"'
-    return f"label_values({_sel(names, *matchers)}, {label})"
+    known = label + '!="unknown"'
+    return f"label_values({_sel(names, *matchers, known)}, {label})"
 
 
 # ------------------------------------------------------------------ dashboards
@@ -345,7 +356,8 @@ def mesh() -> Json:
         series(
             "TCP bytes received by service",
             "Bps",
-            "Bytes per second clients sent to each TCP service (counted when a connection closes).",
+            "Bytes per second clients sent to each TCP service (counted when a connection closes)."
+            + TCP_NOTE,
             Target(
                 rate_sum("istio_tcp_received_bytes_total", [rep], service),
                 "{{destination_service}}",
@@ -354,14 +366,15 @@ def mesh() -> Json:
         series(
             "TCP bytes sent by service",
             "Bps",
-            "Bytes per second each TCP service sent back (counted when a connection closes).",
+            "Bytes per second each TCP service sent back (counted when a connection closes)."
+            + TCP_NOTE,
             Target(
                 rate_sum("istio_tcp_sent_bytes_total", [rep], service), "{{destination_service}}"
             ),
         ),
         table(
             "TCP workloads",
-            "Each serving workload's TCP connections and bytes per second.",
+            "Each serving workload's TCP connections and bytes per second." + TCP_NOTE,
             [
                 (
                     "Connections opened/s",
@@ -419,7 +432,7 @@ def _traffic_panels(
             f"{prefix} TCP bytes by {peer_name}",
             "Bps",
             "Bytes per second received from and sent to the peer on TCP (counted when a "
-            "connection closes).",
+            "connection closes)." + TCP_NOTE,
             Target(
                 rate_sum("istio_tcp_received_bytes_total", matchers, peer),
                 f"received {peer_legend}",
@@ -457,7 +470,7 @@ def service() -> Json:
             "TCP connections opened",
             f"round({rate_sum('istio_tcp_connections_opened_total', here)}, 0.001)",
             "cps",
-            "TCP connections opened per second to the service.",
+            "TCP connections opened per second to the service." + TCP_NOTE,
             no_value="0",
         ),
         series(
@@ -561,7 +574,7 @@ def workload() -> Json:
         series(
             "TCP traffic",
             "Bps",
-            "Bytes per second on the workload's incoming and outgoing TCP connections.",
+            "Bytes per second on the workload's incoming and outgoing TCP connections." + TCP_NOTE,
             Target(rate_sum("istio_tcp_received_bytes_total", inbound), "received (incoming)"),
             Target(rate_sum("istio_tcp_sent_bytes_total", inbound), "sent (incoming)"),
             Target(rate_sum("istio_tcp_received_bytes_total", outbound), "sent (outgoing)"),
