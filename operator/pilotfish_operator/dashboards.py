@@ -207,7 +207,7 @@ def query_variable(name: str, label: str, query: str) -> Json:
         "label": label,
         "datasource": DATASOURCE,
         "definition": query,
-        "query": {"query": query, "refId": f"{name}-values"},
+        "query": query,  # the plain form every Grafana since 7 reads
         "refresh": 2,  # on time range change
         "sort": 1,
         "current": {},

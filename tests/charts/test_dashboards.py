@@ -100,7 +100,7 @@ def test_each_file_is_a_grafana_dashboard_reading_the_chosen_prometheus(name: st
         if v["type"] == "query":
             assert v["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
             assert v["definition"].startswith("label_values(")
-            assert v["query"]["query"] == v["definition"]
+            assert v["query"] == v["definition"]
             uses |= set(re.findall(r"\$(\w+)", v["definition"]))
     panels = board["panels"]
     assert len({p["id"] for p in panels}) == len(panels)
