@@ -226,6 +226,8 @@ async def nack(h: Harness, proxy: str) -> None:
         if node is not None and node.type(types.ROUTE).nacks > before:
             break
         await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"{proxy} never rejected the broken routes")
     h.mesh.cache.set(proxy, good)
     await h.synced()
 
@@ -237,10 +239,8 @@ def numbers(found: Series) -> list[float]:
 async def test_every_dashboard_panel_and_kialis_graph_show_the_known_traffic(
     harness: Harness, tmp_path: Path
 ) -> None:
-    for name, n in (("productpage-v1", 11), ("reviews-v1", 12)):
-        harness.backend(
-            name, harness.ip(n), 9080, pattern=(200,) if n == 11 else (200, 200, 200, 404)
-        )
+    harness.backend("productpage-v1", harness.ip(11), 9080)
+    harness.backend("reviews-v1", harness.ip(12), 9080, pattern=(200, 200, 200, 404))
     harness.backend("reviews-v2", harness.ip(13), 9080, REVIEWS_V2_DELAY, pattern=(200, 500))
     harness.backend("db-v1", harness.ip(14), 5432, tcp=True)
     harness.write("mesh.yaml", *topology(harness))
@@ -347,7 +347,7 @@ async def check_mesh_dashboard(prom: Prometheus) -> None:
         for ref in ("B", "C", "D"):  # P50, P90, P99
             latencies = await view(prom, mesh, workloads, ref, **at)
             assert 250 < latencies[slow] <= 500, (ref, latencies)
-        assert (await view(prom, mesh, workloads, "B", **at))[fast] < 100
+        assert (await view(prom, mesh, workloads, "B", **at))[fast] < 250
         p99 = await view(prom, mesh, "P99 request duration by service", **at)
         assert 250 < p99[REVIEWS] <= 500, p99
         tcp = "TCP workloads"
