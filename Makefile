@@ -50,11 +50,13 @@ unit: venv system-deps tools
 	$(PY) -m pytest -q
 
 # CRDs from the API models; the chart's copies of them and of the injection template; the
-# plain install YAML rendered from the chart (tests/charts checks each of these for drift,
-# and renders install.yaml the same way: keep the two in step).
+# Grafana dashboards from pilotfish_operator/dashboards.py; the plain install YAML rendered
+# from the chart (tests/charts checks each of these for drift, and renders install.yaml the
+# same way: keep the two in step).
 CHART := charts/pilotfish
 manifests: venv tools
 	$(PY) -m pilotfish_operator.crds manifests/crds
+	$(PY) -m pilotfish_operator.dashboards $(CHART)/dashboards
 	rm -f $(CHART)/files/crds/*.yaml
 	cp manifests/crds/*.yaml $(CHART)/files/crds/
 	cp operator/pilotfish_operator/webhook/injection-template.yaml $(CHART)/files/injection-template.yaml
