@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from pilotfish_operator.local.runner import LocalMesh
 
@@ -315,6 +316,31 @@ def istio(
         "metadata": {"name": name, "namespace": ns},
         "spec": spec,
     }
+
+
+def telemetry(name: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "telemetry.istio.io/v1",
+        "kind": "Telemetry",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
+
+
+def series(admin: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample of metric `name` on a sidecar's admin."""
+    with urllib.request.urlopen(f"http://{admin}/stats/prometheus", timeout=5) as r:
+        text = r.read().decode()
+    return [
+        (dict(s.labels), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+def total(rows: list[tuple[dict[str, str], float]], **match: str) -> float:
+    return sum(v for labels, v in rows if all(labels.get(k) == m for k, m in match.items()))
 
 
 def mesh_config(**fields: Any) -> dict[str, Any]:

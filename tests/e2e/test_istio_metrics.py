@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from typing import Any
 
 import pytest
-from harness import Harness, namespace, pod, service
-from prometheus_client.parser import text_string_to_metric_families
+from harness import Harness, namespace, pod, series, service, total
 
 from pilotfish_operator import meshstats, top
 
@@ -34,22 +32,6 @@ def deployment_pod(name: str, ip: str, labels: dict[str, str], port: int, sa: st
         }
     ]
     return obj
-
-
-def series(admin: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of every sample of metric `name` on a sidecar's admin."""
-    with urllib.request.urlopen(f"http://{admin}/stats/prometheus", timeout=5) as r:
-        text = r.read().decode()
-    return [
-        (dict(s.labels), s.value)
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name
-    ]
-
-
-def total(rows: list[tuple[dict[str, str], float]], **match: str) -> float:
-    return sum(v for labels, v in rows if all(labels.get(k) == m for k, m in match.items()))
 
 
 async def test_client_and_server_sidecars_report_istios_labels(harness: Harness) -> None:

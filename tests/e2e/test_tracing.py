@@ -7,22 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from collectors import Received, Span, otlp, zipkin
-from harness import Harness, mesh_config, namespace, pod, service
+from harness import Harness, mesh_config, namespace, pod, service, telemetry
 
 pytestmark = pytest.mark.envoy
-
-
-def telemetry(name: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "telemetry.istio.io/v1",
-        "kind": "Telemetry",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    }
 
 
 PROVIDERS = [
