@@ -31,7 +31,7 @@ QUANTILES = (("P50", 0.5), ("P90", 0.9), ("P99", 0.99))
 TCP_REPORTER = 'reporter="source"'
 TCP_NOTE = (
     " TCP is read from the clients' sidecars whatever the Reporter choice: a server's"
-    " sidecar cannot tell a TCP connection's client workload or service."
+    " sidecar cannot tell a TCP connection's client workload."
 )
 
 # ------------------------------------------------------------------ PromQL helpers

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import in_netns
 import pytest
+from harness import total
 
 pytestmark = pytest.mark.envoy
 
@@ -371,6 +372,19 @@ def _stats(net: Net) -> dict[str, int]:
     return out
 
 
+def _istio(net: Net, name: str) -> list[tuple[dict[str, str], float]]:
+    """The sidecar's samples of Istio metric `name` (as its own endpoint names it)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = _get(net, net.pod, "http://127.0.0.1:15000/stats/prometheus?filter=istio")["body"]
+    return [
+        (dict(s.labels), s.value)
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
 def test_capture_in_network_namespaces(tmp_path: Path) -> None:
     _require_root_and_netns()
     import yaml
@@ -505,6 +519,49 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
             # The connection passed the workload's TCP authorization (network RBAC).
             rbac = {k: v for k, v in tcp_stats.items() if "inbound_7000.deny" in k}
             assert any(k.endswith("rbac.allowed") and v == 1 for k, v in rbac.items()), rbac
+
+            # Istio's standard metrics in this layout too: the app's two routed calls
+            # (client side), the peer's call in (a caller without a sidecar: unknown),
+            # the TCP connections each way.
+            def counted(name: str, want: float, **match: str) -> bool | None:
+                return True if total(_istio(net, name), **match) == want else None
+
+            web = {"destination_service": "web.shop.svc.cluster.local"}
+            _poll(
+                "the client side's request count",
+                lambda: counted(
+                    "envoy_istio_requests_total",
+                    2,
+                    reporter="source",
+                    source_workload="client-1",
+                    destination_workload="web-1",
+                    response_code="200",
+                    **web,
+                ),
+            )
+            _poll(
+                "the server side's request count",
+                lambda: counted(
+                    "envoy_istio_requests_total",
+                    1,
+                    reporter="destination",
+                    source_workload="unknown",
+                    destination_workload="client-1",
+                    destination_service="client.shop.svc.cluster.local",
+                ),
+            )
+            # TCP: to db (client side), and the peer's into the feed port, which the
+            # server side names by the one service on that port.
+            for reporter, service in (("source", "db"), ("destination", "client")):
+                _poll(
+                    f"a {reporter} TCP connection count",
+                    lambda r=reporter, d=f"{service}.shop.svc.cluster.local": counted(
+                        "envoy_istio_tcp_connections_closed_total",
+                        1,
+                        reporter=r,
+                        destination_service=d,
+                    ),
+                )
 
             # Re-running the init step (a restarted init container) changes nothing.
             again = subprocess.run(

@@ -490,9 +490,6 @@ def workload(name: str, version: str) -> dict[str, str]:
     }
 
 
-UNNAMED = {f"destination_service{k}": "unknown" for k in ("", "_name", "_namespace")}
-
-
 def edge(src: dict[str, str], dst: dict[str, str], svc: str, **rest: str) -> dict[str, str]:
     return {
         **{f"source_{k}": v for k, v in src.items()},
@@ -531,10 +528,10 @@ async def check_kiali_graph(prom: Prometheus) -> None:
     sent = 4 * len(b"db-v1\nping\n")
     expected = {
         "istio_requests_total": [[], [], expected_http],
-        # The db's sidecar knows neither its TCP client (but by certificate) nor the
-        # service: Kiali's query for traffic from outside the mesh finds it too.
+        # The db's sidecar knows its TCP client by certificate only (no metadata on
+        # TCP): Kiali's query for traffic from outside the mesh finds it too.
         "istio_tcp_sent_bytes_total": [
-            [(edge(unknown, db, "db", **UNNAMED), sent)],
+            [(edge(unknown, db, "db"), sent)],
             [],
             [(edge(page, db, "db"), sent)],
         ],

@@ -83,6 +83,7 @@ async def test_zipkin_then_opentelemetry_one_trace_across_two_sidecars(
                         "customTags": {
                             "team": {"literal": {"value": "books"}},
                             "user": {"header": {"name": "x-user", "defaultValue": "nobody"}},
+                            "pod": {"environment": {"name": "POD_NAME"}},
                         },
                     }
                 ]
@@ -99,6 +100,7 @@ async def test_zipkin_then_opentelemetry_one_trace_across_two_sidecars(
         assert child.parent_id == parent.span_id
         assert parent.tags["team"] == child.tags["team"] == "books"
         assert parent.tags["user"] == "jason"
+        assert (parent.tags["pod"], child.tags["pod"]) == ("productpage", "web-1")
         assert child.tags["http.status_code"] == "200"
         # The app sees B3 context naming the server span, to pass on to its own calls.
         seen = r.json["headers"]

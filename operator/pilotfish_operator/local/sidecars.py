@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,6 +136,14 @@ class Sidecars:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            # What the injected proxy container's environment says in a cluster
+            # (Telemetry's `environment` custom tags read it).
+            env={
+                **os.environ,
+                "POD_NAME": proxy.name,
+                "POD_NAMESPACE": proxy.namespace,
+                "INSTANCE_IP": proxy.ip,
+            },
         )
         self.running[proxy.id] = Sidecar(proxy, process, log_path)
         log.info("sidecar %s started (pid %d) at %s", proxy.id, process.pid, proxy.ip)

@@ -79,6 +79,8 @@ async def create(k8s: Any, obj: dict[str, Any]) -> dict[str, Any]:
         "EndpointSlice": "endpointslices",
         "VirtualService": "virtualservices",
         "DestinationRule": "destinationrules",
+        "ConfigMap": "configmaps",
+        "Telemetry": "telemetries",
     }[obj["kind"]]
     ns = obj["metadata"].get("namespace")
     url = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"

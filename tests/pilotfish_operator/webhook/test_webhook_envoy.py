@@ -199,9 +199,9 @@ async def test_injected_sidecar_runs_real_envoy(
     pod, proxy = await injected_pod(case)
     name = pod["metadata"].get("name") or pod["metadata"]["generateName"] + "x7k2p"
     namespace = "shop"
-    env = {"POD_NAME": name, "POD_NAMESPACE": namespace}
+    env = {"POD_NAME": name, "POD_NAMESPACE": namespace, "INSTANCE_IP": "10.1.2.3"}
     env_names = {e["name"] for e in proxy["env"]}
-    assert env_names == {"POD_NAME", "POD_NAMESPACE"}
+    assert env_names == set(env)
 
     ports = {p: free_port() for p in (15000, 15021, 15090)}
     args = [kubelet_expand(a, env) for a in proxy["args"]]

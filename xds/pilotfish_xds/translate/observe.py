@@ -30,13 +30,19 @@ def http(
     return (*logs, *access_log.http_logs(t.access_logs)), trace
 
 
-def tcp(t: ir.SideTelemetry, outbound: bool, mutual_tls: bool = False) -> tuple[AccessLog, ...]:
-    """A TCP proxy's access loggers (metrics first)."""
+def tcp(
+    t: ir.SideTelemetry,
+    outbound: bool,
+    mutual_tls: bool = False,
+    service: tuple[str, str, str] | tuple[()] = (),
+) -> tuple[AccessLog, ...]:
+    """A TCP proxy's access loggers (metrics first). `service`: on the server side, the
+    (hostname, name, namespace) the connection was for, when the chain knows it."""
     logs: tuple[AccessLog, ...] = ()
     if t.metrics:
         logs = (
             telemetry.tcp_source_logs(t.overrides)
             if outbound
-            else telemetry.tcp_destination_logs(mutual_tls, t.overrides)
+            else telemetry.tcp_destination_logs(mutual_tls, t.overrides, service)
         )
     return (*logs, *access_log.tcp_logs(t.access_logs))

@@ -283,14 +283,18 @@ def tcp_source_logs(overrides: Overrides = ()) -> tuple[AccessLog, ...]:
 
 
 @functools.cache
-def tcp_destination_logs(mutual_tls: bool, overrides: Overrides = ()) -> tuple[AccessLog, ...]:
+def tcp_destination_logs(
+    mutual_tls: bool,
+    overrides: Overrides = (),
+    service: tuple[str, str, str] | tuple[()] = (),
+) -> tuple[AccessLog, ...]:
     """For a server's TCP proxy (reporter=destination). No headers on TCP: of the
     client, only its certificate's identity is known (Istio exchanges metadata in
     ALPN, which stock Envoy cannot)."""
     source = {key: UNKNOWN for key, _ in _SELF}
     source["principal"] = "%DOWNSTREAM_PEER_URI_SAN%" if mutual_tls else UNKNOWN
-    dest = {**_self(), "service": UNKNOWN, "service_name": UNKNOWN}
-    dest["service_namespace"] = UNKNOWN
+    host, name, namespace = service or (UNKNOWN, UNKNOWN, UNKNOWN)
+    dest = {**_self(), "service": host, "service_name": name, "service_namespace": namespace}
     security = "mutual_tls" if mutual_tls else "none"
     tags = _labels("destination", source, dest, security, http=False)
     return tuple(wire.shared(log) for log in _tcp_logs(tags, overrides))

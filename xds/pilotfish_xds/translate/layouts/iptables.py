@@ -111,22 +111,26 @@ def translate(
         p for p in ports if p not in http and any(i.target_port == p for i in proxy.inbound)
     )
     http_in = tuple(p for p in ports if p not in l4_only)
-    for port in http_in:
-        name = inbound_route_name(port)
+
+    def service_of(port: int) -> tuple[str, str, str] | tuple[()]:
+        """The one service an app port serves, for metrics (none when several do)."""
         serving = {
             (i.hostname, i.short_name or i.hostname.split(".")[0], proxy.namespace)
             for i in proxy.inbound
             if i.target_port == port
         }
-        service = next(iter(serving)) if len(serving) == 1 else ()
-        out.add(types.ROUTE, cache.build(name, inbound_routes, port, proxy.authz, service))
+        return next(iter(serving)) if len(serving) == 1 else ()
+
+    for port in http_in:
+        name = inbound_route_name(port)
+        out.add(types.ROUTE, cache.build(name, inbound_routes, port, proxy.authz, service_of(port)))
     out.add(
         types.LISTENER,
         cache.build(
             VIRTUAL_INBOUND,
             virtual_inbound_listener,
             http_in,
-            l4_only,
+            tuple((p, service_of(p)) for p in l4_only),
             proxy.peer_auth if out.mesh_tls else None,
             proxy.jwt,
             proxy.authz,
@@ -221,7 +225,7 @@ def inbound_routes(
 
 def virtual_inbound_listener(
     http_ports: tuple[int, ...],
-    tcp_ports: tuple[int, ...] = (),
+    tcp_ports: tuple[tuple[int, tuple[str, str, str] | tuple[()]], ...] = (),
     peer: ir.PeerAuth | None = None,
     jwt_rules: tuple[ir.JwtRule, ...] = (),
     policies: tuple[ir.AuthzPolicy, ...] = (),
@@ -249,18 +253,18 @@ def virtual_inbound_listener(
     def http(port: int) -> Callable[[bool], list[Filter]]:
         return lambda certs: [hcm(port, certs)]
 
-    def tcp(port: int) -> Callable[[bool], list[Filter]]:
+    def tcp(port: int, service: tuple[str, str, str] | tuple[()]) -> Callable[[bool], list[Filter]]:
         rbac = authz.network_filters(policies, f"inbound_{port}")
         return lambda certs: [
             *rbac,
             tcp_proxy(
                 f"inbound_{port}",
                 ir.inbound_cluster_name(port),
-                observe.tcp(t, outbound=False, mutual_tls=certs),
+                observe.tcp(t, outbound=False, mutual_tls=certs, service=service),
             ),
         ]
 
-    per_port = [(p, http(p)) for p in http_ports] + [(p, tcp(p)) for p in tcp_ports]
+    per_port = [(p, http(p)) for p in http_ports] + [(p, tcp(p, s)) for p, s in tcp_ports]
     filter_chains: list[FilterChain] = []
     for port, filters in per_port:
         match = FilterChainMatch(destination_port=port)

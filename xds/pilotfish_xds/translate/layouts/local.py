@@ -55,14 +55,18 @@ def translate(
     peer = proxy.peer_auth if out.mesh_tls else None
     tcp_in = (
         tuple(
-            (mtls.inbound_sni(i.hostname, i.service_port), i.target_port)
+            (
+                mtls.inbound_sni(i.hostname, i.service_port),
+                i.target_port,
+                (i.hostname, i.short_name or i.hostname.split(".")[0], proxy.namespace),
+            )
             for i in proxy.inbound
             if ir.proxying_of(i.protocol) != "http" and peer.for_port(i.target_port) != "DISABLE"
         )
         if peer is not None
         else ()
     )
-    ports = sorted({p for _, _, p, _ in inbound} | set(proxy.app_ports) | {p for _, p in tcp_in})
+    ports = sorted({p for _, _, p, _ in inbound} | set(proxy.app_ports) | {p for _, p, _ in tcp_in})
     inbound_clusters(proxy, ports, cache, out)
     out.add(types.ROUTE, cache.build("inbound", _inbound_routes, proxy, tuple(inbound), peer))
     jwks_clusters(proxy, cache, out)
@@ -186,7 +190,7 @@ def inbound_listener(
     ip: str,
     peer: ir.PeerMode | None = None,
     jwt_rules: tuple[ir.JwtRule, ...] = (),
-    tcp_in: tuple[tuple[str, int], ...] = (),
+    tcp_in: tuple[tuple[str, int, tuple[str, str, str]], ...] = (),
     policies: tuple[ir.AuthzPolicy, ...] = (),
     custom: ir.ExtAuthz | None = None,
     t: ir.SideTelemetry = _SERVER,
@@ -224,11 +228,11 @@ def inbound_listener(
                 tcp_proxy(
                     f"inbound_{port}",
                     ir.inbound_cluster_name(port),
-                    observe.tcp(t, outbound=False, mutual_tls=True),
+                    observe.tcp(t, outbound=False, mutual_tls=True, service=service),
                 ),
             ],
         )
-        for sni, port in tcp_in
+        for sni, port, service in tcp_in
     ]
     return Listener(
         name="inbound",
