@@ -246,6 +246,18 @@ class Window:
         return out
 
 
+def add_source_arguments(parser: Any) -> None:
+    """Where a command reads the mesh (`top`, `dashboard`): `--state`, `--admin`...,
+    or `--prometheus`."""
+    parser.add_argument("--state", help="local mode's state file: read every sidecar it lists")
+    parser.add_argument(
+        "--admin", action="append", default=[], help="a sidecar's admin host:port (repeatable)"
+    )
+    parser.add_argument(
+        "--prometheus", help="a Prometheus that scrapes the mesh, e.g. http://prometheus:9090"
+    )
+
+
 def sidecar_admins(state: Mapping[str, Any]) -> list[str]:
     """The admin address of every injected pod in local mode's state."""
     pods: Mapping[str, Any] = state.get("pods", {})

@@ -90,13 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = subparsers.add_parser(
         "top", help="per service: success rate, requests/s, p50/p95/p99 (like linkerd viz stat)"
     )
-    p.add_argument("--state", help="local mode's state file: read every sidecar")
-    p.add_argument(
-        "--admin", action="append", default=[], help="a sidecar's admin host:port (repeatable)"
-    )
-    p.add_argument(
-        "--prometheus", help="a Prometheus that scrapes the mesh, e.g. http://prometheus:9090"
-    )
+    meshstats.add_source_arguments(p)
     p.add_argument(
         "--window", type=float, default=10.0, help="seconds between the two reads (or looked back)"
     )

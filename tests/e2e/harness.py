@@ -23,9 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from envoy_data_plane.envoy.config.route.v3 import (
+    DirectResponseAction,
+    Route,
+    RouteConfiguration,
+    RouteMatch,
+    VirtualHost,
+)
+from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher
 from prometheus_client.parser import text_string_to_metric_families
 
 from pilotfish_operator.local.runner import LocalMesh
+from pilotfish_xds import types
+from pilotfish_xds.snapshot import Snapshot
+from pilotfish_xds.wire import Encoded
 
 _subnets = itertools.count(1)
 SYNC_TIMEOUT = 30.0
@@ -183,6 +194,39 @@ class Harness:
         """What a backend received: requests, per Host header, per status answered."""
         stats: dict[str, Any] = (await asyncio.to_thread(_control, address, "stats", None))["stats"]
         return stats
+
+    async def send_rejected_routes(self, proxy: str) -> Snapshot:
+        """Send `proxy` routes its Envoy rejects (an invalid regex, as a translation bug
+        would produce) and wait for the NACK; returns the good snapshot to restore."""
+        assert self.mesh is not None
+        good = self.mesh.cache.get(proxy)
+        assert good is not None
+        status = self.mesh.status.get(proxy)
+        before = status.type(types.ROUTE).nacks if status is not None else 0
+        bad = RouteConfiguration(
+            name="outbound",
+            virtual_hosts=[
+                VirtualHost(
+                    name="broken",
+                    domains=["*"],
+                    routes=[
+                        Route(
+                            match=RouteMatch(safe_regex=RegexMatcher(regex="(unclosed")),
+                            direct_response=DirectResponseAction(status=500),
+                        )
+                    ],
+                )
+            ],
+        )
+        resources = {t: list(good.resources(t).values()) for t in good.type_urls()}
+        resources[types.ROUTE] = [Encoded("outbound", bytes(bad))]
+        self.mesh.cache.set(proxy, Snapshot(resources))
+        for _ in range(400):
+            node = self.mesh.status.get(proxy)
+            if node is not None and node.type(types.ROUTE).nacks > before:
+                return good
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{proxy} never rejected the broken routes")
 
     # ---------------------------------------------------------------- traffic
 

@@ -22,20 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from envoy_data_plane.envoy.config.route.v3 import (
-    DirectResponseAction,
-    Route,
-    RouteConfiguration,
-    RouteMatch,
-    VirtualHost,
-)
-from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher
 from harness import Harness, istio, namespace, pod, service
 from promserver import Prometheus, Series, prometheus, value
-
-from pilotfish_xds import types
-from pilotfish_xds.codec import Encoded
-from pilotfish_xds.snapshot import Snapshot
 
 pytestmark = pytest.mark.envoy
 
@@ -198,36 +186,8 @@ async def seen(prom: Prometheus, rounds: int) -> None:
 async def nack(h: Harness, proxy: str) -> None:
     """Config the proxy's Envoy rejects (as a translation bug would produce): it keeps
     its last good config; then the good one again."""
+    good = await h.send_rejected_routes(proxy)
     assert h.mesh is not None
-    good = h.mesh.cache.get(proxy)
-    assert good is not None
-    status = h.mesh.status.get(proxy)
-    before = status.type(types.ROUTE).nacks if status is not None else 0
-    bad = RouteConfiguration(
-        name="outbound",
-        virtual_hosts=[
-            VirtualHost(
-                name="broken",
-                domains=["*"],
-                routes=[
-                    Route(
-                        match=RouteMatch(safe_regex=RegexMatcher(regex="(unclosed")),
-                        direct_response=DirectResponseAction(status=500),
-                    )
-                ],
-            )
-        ],
-    )
-    resources = {t: list(good.resources(t).values()) for t in good.type_urls()}
-    resources[types.ROUTE] = [Encoded("outbound", bytes(bad))]
-    h.mesh.cache.set(proxy, Snapshot(resources))
-    for _ in range(200):
-        node = h.mesh.status.get(proxy)
-        if node is not None and node.type(types.ROUTE).nacks > before:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"{proxy} never rejected the broken routes")
     h.mesh.cache.set(proxy, good)
     await h.synced()
 

@@ -12,19 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from envoy_data_plane.envoy.config.route.v3 import (
-    DirectResponseAction,
-    Route,
-    RouteConfiguration,
-    RouteMatch,
-    VirtualHost,
-)
-from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher
 from harness import Harness, _request, namespace, pod, service
 
 from pilotfish_xds import types
-from pilotfish_xds.codec import Encoded
-from pilotfish_xds.snapshot import Snapshot
 
 pytestmark = pytest.mark.envoy
 
@@ -156,35 +146,7 @@ async def test_nack_is_reported_and_the_proxy_keeps_its_last_good_config(
     assert (await harness.get(client, "http://web:8080/")).served_by == "web-1"
 
     # Config Envoy rejects (as a translation bug would produce): an invalid regex.
-    good = harness.mesh.cache.get("client.site")
-    assert good is not None
-    bad_route = RouteConfiguration(
-        name="outbound",
-        virtual_hosts=[
-            VirtualHost(
-                name="broken",
-                domains=["*"],
-                routes=[
-                    Route(
-                        match=RouteMatch(safe_regex=RegexMatcher(regex="(unclosed")),
-                        direct_response=DirectResponseAction(status=500),
-                    )
-                ],
-            )
-        ],
-    )
-    resources = {t: list(good.resources(t).values()) for t in good.type_urls()}
-    resources[types.ROUTE] = [Encoded("outbound", bytes(bad_route))]
-    harness.mesh.cache.set("client.site", Snapshot(resources))
-
-    async def nacked() -> None:
-        while True:
-            node = harness.mesh.status.get("client.site") if harness.mesh else None
-            if node is not None and node.type(types.ROUTE).nacks:
-                return
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(nacked(), 20)
+    good = await harness.send_rejected_routes("client.site")
     status = await _cli("proxy-status", "--state", str(harness.workdir / "state.json"))
     row = next(line for line in status.splitlines() if line.startswith("client.site"))
     assert "NACKED" in row.split()[2:6]

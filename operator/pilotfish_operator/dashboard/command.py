@@ -68,13 +68,9 @@ def add_parser(subparsers: Any) -> None:
         "dashboard",
         help="the live service graph and per-service pages in a browser (prints the URL)",
     )
-    p.add_argument("--state", help="local mode's state file: read every sidecar it lists")
-    p.add_argument(
-        "--admin", action="append", default=[], help="a sidecar's admin host:port (repeatable)"
-    )
-    p.add_argument(
-        "--prometheus", help="a Prometheus that scrapes the mesh, e.g. http://prometheus:9090"
-    )
+    from .. import meshstats
+
+    meshstats.add_source_arguments(p)
     p.add_argument(
         "--window",
         type=float,
