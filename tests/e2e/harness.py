@@ -35,8 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pilotfish_operator.local.runner import LocalMesh
 from pilotfish_xds import types
+from pilotfish_xds.codec import Encoded
 from pilotfish_xds.snapshot import Snapshot
-from pilotfish_xds.wire import Encoded
 
 _subnets = itertools.count(1)
 SYNC_TIMEOUT = 30.0
