@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck imports unit manifests bench clean system-deps tools
+.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats clean system-deps tools
 
 venv: $(STAMP)
 
@@ -67,6 +67,22 @@ manifests: venv tools
 
 bench: venv
 	$(PY) bench/run.py
+
+# Benchmark-only tools, kept out of system-deps (which `make test` runs): h2load (Debian's
+# nghttp2-client), the fixed-rate load generator of bench/stats_cost.py.
+BENCH_DEPS := h2load:nghttp2-client
+bench-deps:
+	@missing=""; for dep in $(BENCH_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null 2>&1 || missing="$$missing $${dep##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing:$$missing (installing needs root)" >&2; exit 1; fi; fi
+
+# What Istio's standard metrics cost a sidecar, on vs off through the Telemetry API (~3 min).
+bench-stats: venv bench-deps
+	$(PY) bench/stats_cost.py
 
 clean:
 	rm -rf $(VENV)

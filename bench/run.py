@@ -6,7 +6,10 @@ Every measurement runs in a fresh subprocess per size (so RSS is that size's alo
   per-resource encode cost, one-VirtualService incremental rebuild; tracemalloc
   peaks; cProfile of the largest size; the betterproto2 field-default experiment;
 - bench/envoy_edit.py: one real Envoy over ADS: full push, edit → ACK → traffic,
-  and the static-bootstrap floor.
+  and the static-bootstrap floor;
+- bench/stats_cost.py (only with --stats-cost; needs h2load, `make bench-deps`):
+  what Istio's standard metrics cost a sidecar, memory at 1,000 services and CPU
+  per 1,000 rps, against the same Envoy with them off through the Telemetry API.
 
 Prints a table and writes bench/out/results.json. Timings are medians of several
 runs inside each subprocess; the machine is shared, so expect noise.
@@ -214,6 +217,11 @@ def main() -> None:
         "--quick", action="store_true", help="fewer repeats; Envoy only at the smallest size"
     )
     p.add_argument("--no-envoy", action="store_true")
+    p.add_argument(
+        "--stats-cost",
+        action="store_true",
+        help="also bench/stats_cost.py (~3 min; h2load from `make bench-deps`)",
+    )
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     OUT.mkdir(exist_ok=True)
@@ -245,6 +253,10 @@ def main() -> None:
     results["profile"] = worker(
         "build.py", "--n", str(sizes[-1]), "--mode", "profile", "--top", "30"
     )
+    if args.stats_cost:
+        print("== stats cost (metrics on vs off)", file=sys.stderr)
+        stats_args = ("--cpu-runs", "1", "--memory-runs", "1") if args.quick else ()
+        results["stats_cost"] = worker("stats_cost.py", "--json", *stats_args)
     results["verdicts"] = verdicts(results)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -252,6 +264,10 @@ def main() -> None:
     print()
     for name, v in results["verdicts"].items():
         print(f"{name}: {v['value']:.2f} (target {v['target']}) {'PASS' if v['pass'] else 'FAIL'}")
+    if "stats_cost" in results:
+        import stats_cost
+
+        print(f"\n{stats_cost.table(results['stats_cost'])}")
     wall = results["profile"]["profiled_wall_s"]
     print(f"\nprofile of the full {sizes[-1]}-service build ({wall:.1f} s under cProfile):")
     for e in results["profile"]["by_tottime"][:15]:
