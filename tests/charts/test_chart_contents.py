@@ -427,4 +427,13 @@ def test_pod_monitor_scrapes_the_sidecars_and_renames_istios_metrics() -> None:
         )
         == "istio_requests_total"
     )
+    # The control plane's metrics: its pods, its monitoring port.
+    control = find(docs, "PodMonitor", "pilotfish-control-plane")
+    deployment = find(docs, "Deployment", "pilotfish")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert control["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (endpoint,) = control["spec"]["podMetricsEndpoints"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert (ports[endpoint["port"]], endpoint["path"]) == (15014, "/metrics")
     assert not [d for d in documents(render()) if d["kind"] == "PodMonitor"]
