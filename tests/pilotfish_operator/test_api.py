@@ -68,6 +68,10 @@ _VS = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name
 _DR = "apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\n"
 _DR += "metadata: {name: reviews, namespace: prod}\n"
 _ROUTE = "spec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews}}]\n"
+_GW = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+_SERVER = (
+    "spec:\n  servers:\n  - {{port: {{number: 443, name: p, protocol: {proto}}}, hosts: {hosts}"
+)
 INVALID = {
     "unknown field": (
         _VS + _ROUTE + "    retry: {attempts: 3}\n",
@@ -320,11 +324,44 @@ INVALID = {
         'networking.istio.io/v1beta1, networking.istio.io/v1alpha3 (got "networking.istio.io/v2")',
     ),
     "kind": (
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n",
-        "Gateway default/gw: kind: unknown kind 'Gateway'; expected one of VirtualService, "
-        "DestinationRule, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, "
-        "Telemetry, Namespace, Service, Pod, "
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: sc}\n",
+        "Sidecar default/sc: kind: unknown kind 'Sidecar'; expected one of VirtualService, "
+        "DestinationRule, Gateway, PeerAuthentication, AuthorizationPolicy, "
+        "RequestAuthentication, Telemetry, Namespace, Service, Pod, "
         "EndpointSlice, ServiceAccount, Node, ConfigMap",
+    ),
+    "gateway without servers": (
+        _GW + "spec: {selector: {istio: ingressgateway}}\n",
+        "Gateway default/gw: spec.servers: at least one server is required",
+    ),
+    "gateway host": (
+        _GW + _SERVER.format(proto="HTTP", hosts="[a/b/c.com]") + "}\n",
+        "Gateway default/gw: spec.servers[0].hosts[0]: at most one '/' (namespace/host)",
+    ),
+    "gateway wildcard": (
+        _GW + _SERVER.format(proto="HTTP", hosts="['a.*.com']") + "}\n",
+        "Gateway default/gw: spec.servers[0].hosts[0]: a wildcard is allowed only as the "
+        "whole first label ('*.example.com')",
+    ),
+    "gateway protocol": (
+        _GW + _SERVER.format(proto="QUIC", hosts="['*']") + "}\n",
+        "Gateway default/gw: spec.servers[0].port.protocol: unsupported protocol 'QUIC'",
+    ),
+    "https without tls": (
+        _GW + _SERVER.format(proto="HTTPS", hosts="['*']") + "}\n",
+        "Gateway default/gw: spec.servers[0].tls: a HTTPS server requires tls settings",
+    ),
+    "simple without certificate": (
+        _GW + _SERVER.format(proto="HTTPS", hosts="['*']") + ", tls: {mode: SIMPLE}}\n",
+        "Gateway default/gw: spec.servers[0].tls.mode: SIMPLE requires credentialName or "
+        "serverCertificate",
+    ),
+    "istio mutual with credential": (
+        _GW
+        + _SERVER.format(proto="HTTPS", hosts="['*']")
+        + ", tls: {mode: ISTIO_MUTUAL, credentialName: c}}\n",
+        "Gateway default/gw: spec.servers[0].tls.mode: ISTIO_MUTUAL uses the mesh's "
+        "certificates: no credentialName, serverCertificate, privateKey or caCertificates",
     ),
 }
 

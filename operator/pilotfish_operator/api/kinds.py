@@ -16,7 +16,14 @@ from pydantic import BaseModel
 
 from .kube import ConfigMap, EndpointSlice, Namespace, Node, Pod, Service, ServiceAccount
 from .meta import Resource
-from .networking import DestinationRule, DestinationRuleSpec, VirtualService, VirtualServiceSpec
+from .networking import (
+    DestinationRule,
+    DestinationRuleSpec,
+    Gateway,
+    GatewaySpec,
+    VirtualService,
+    VirtualServiceSpec,
+)
 from .security import (
     AuthorizationPolicy,
     AuthorizationPolicySpec,
@@ -90,6 +97,15 @@ SPECS: tuple[KindSpec, ...] = (
         spec=DestinationRuleSpec,
         short_names=("dr",),
         columns=(("Host", "string", ".spec.host"), _AGE),
+        status="accepted",
+    ),
+    KindSpec(
+        Gateway,
+        "gateways",
+        owned=True,
+        spec=GatewaySpec,
+        short_names=("gw",),
+        columns=(_AGE,),
         status="accepted",
     ),
     KindSpec(

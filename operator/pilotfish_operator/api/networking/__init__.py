@@ -42,6 +42,7 @@ from .destination_rule import (
     TunnelSettings,
     WarmupConfiguration,
 )
+from .gateway import Gateway, GatewayPort, GatewaySpec, Server, ServerTLSSettings
 from .virtual_service import (
     GRPC_STATUS,
     Abort,
@@ -84,6 +85,9 @@ __all__ = [
     "DestinationRuleSpec",
     "Distribute",
     "Failover",
+    "Gateway",
+    "GatewayPort",
+    "GatewaySpec",
     "HTTPBody",
     "HTTPCookie",
     "HTTPDirectResponse",
@@ -111,6 +115,8 @@ __all__ = [
     "RetryBudget",
     "RingHash",
     "RouteDestination",
+    "Server",
+    "ServerTLSSettings",
     "StringMatch",
     "Subset",
     "TCPRoute",
