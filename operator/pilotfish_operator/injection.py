@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 NAMESPACE_LABEL = "mesh-injection"
 POD_LABEL = "sidecar.pilotfish.io/inject"
+GATEWAY_LABEL = "pilotfish.io/proxy"
+"""`gateway`: the pod is a gateway proxy itself (its Envoy serves Gateways), never
+given a sidecar."""
 CONTROL_PLANE_NAMESPACE = "pilotfish-system"
 XDS_TOKEN_AUDIENCE = "pilotfish"
 """The audience of the projected token an injected sidecar proves itself with."""
@@ -20,7 +23,7 @@ class Decision:
     inject: bool
     reason: str
     """Machine-readable: namespace-enabled, pod-opt-in, pod-opt-out, namespace-not-enabled,
-    system-namespace."""
+    system-namespace, gateway."""
 
 
 def decide(
@@ -28,6 +31,8 @@ def decide(
 ) -> Decision:
     if namespace in NEVER:
         return Decision(False, "system-namespace")
+    if pod_labels.get(GATEWAY_LABEL) == "gateway":
+        return Decision(False, "gateway")
     opt = pod_labels.get(POD_LABEL)
     if opt == "false":
         return Decision(False, "pod-opt-out")

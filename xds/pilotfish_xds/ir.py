@@ -391,6 +391,26 @@ class Workload:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayHost:
+    """A virtual host of a gateway port: the names it answers to and the routes the
+    VirtualServices bound to the gateway give them."""
+
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayServer:
+    """One port a gateway serves (the Gateways selecting it, merged by port)."""
+
+    port: int
+    protocol: str
+    """Istio's, upper case: HTTP, HTTPS, HTTP2, GRPC, TCP, TLS..."""
+    hosts: tuple[GatewayHost, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Collector:
     """A telemetry service a proxy sends to (a tracing or logging provider): the
     outbound cluster of its mesh service."""
@@ -885,8 +905,11 @@ class Proxy:
     proxy, peers ip:15006. `iptables`: the pod's traffic is redirected to 15001
     (outbound) and 15006 (inbound), and the listeners route on the original
     destination."""
-    kind: Literal["sidecar"] = "sidecar"
-    """What the proxy is (gateways will be another kind)."""
+    kind: Literal["sidecar", "gateway"] = "sidecar"
+    """A sidecar in front of its pod's app, or a gateway (an Envoy of its own at the
+    mesh's edge, serving its Gateways' `servers`)."""
+    servers: tuple[GatewayServer, ...] = ()
+    """A gateway's ports (empty for a sidecar)."""
     identity: str = ""
     """The workload's SPIFFE identity: spiffe://<trust domain>/ns/<ns>/sa/<account>."""
     locality: Locality | None = None

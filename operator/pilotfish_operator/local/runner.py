@@ -283,6 +283,7 @@ class LocalMesh:
 
     def _write_state(self) -> None:
         workloads = Workloads.of(self.store)
+        gateways = {p.id: p for p in self.pipeline.mesh.proxies if p.kind == "gateway"}
         lagging = self.lagging
         pods: dict[str, Any] = {}
         for (ns, name), pod in sorted(workloads.pods.items()):
@@ -291,6 +292,16 @@ class LocalMesh:
             if not ip:
                 continue
             entry: dict[str, Any] = {"ip": ip, "injected": (ns, name) in workloads.injected}
+            gateway = gateways.get(proxy_id(ns, name))
+            if gateway is not None:
+                # A gateway pod: its Envoy listens on the pod's address at each server port.
+                entry.update(
+                    gateway={str(s.port): f"{ip}:{s.port}" for s in gateway.servers},
+                    admin=f"{ip}:{ADMIN_PORT}",
+                    synced=gateway.id not in lagging,
+                )
+                if gateway.id in lagging:
+                    entry["problem"] = lagging[gateway.id]
             if entry["injected"]:
                 entry.update(
                     outbound=f"{ip}:{OUTBOUND_PORT}",

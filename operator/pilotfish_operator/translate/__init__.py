@@ -15,9 +15,9 @@ from typing import Any
 
 from pilotfish_xds import ir
 
-from ..api import Destination, DestinationRule, Pod, Service, VirtualService
+from ..api import Destination, DestinationRule, Gateway, Pod, Service, VirtualService
 from ..store import Key, Store
-from . import delegation, destination_rules, l4_routes, routes
+from . import delegation, destination_rules, gateways, l4_routes, routes
 from .failures import Failures, blame, isolate
 from .hosts import Names
 from .precedence import age
@@ -95,14 +95,17 @@ PASSES: tuple[Pass, ...] = (
         frozenset({"VirtualService"}),
         lambda t, store, changed: t._virtual_services_pass(store, changed),
     ),
+    Pass(
+        "gateways",
+        frozenset({"Gateway", "VirtualService", "Pod"}),
+        lambda t, store, changed: t._gateways_pass(store, changed),
+    ),
 )
 """The passes in order; the services' hosts are then assembled from their results
 (each host remembered with the exact inputs it was built from)."""
 
 NOT_READ: dict[str, str] = {
     "ServiceAccount": "identities come from the pod's spec.serviceAccountName",
-    "Gateway": "validated and marked Accepted; gateway workloads are programmed in a later "
-    "step of issue 10 (VirtualServices bound only to gateways are set aside meanwhile)",
 }
 """Kinds the store holds that no pass reads, and why."""
 
@@ -219,6 +222,11 @@ class Translator:
                     f"VirtualService {vs.namespace}/{vs.name}: host {host} is not a known "
                     "service; ignored"
                 )
+        proxies += tuple(
+            self._gateway_proxies(
+                results["gateways"], workloads, by_host, rules, warnings, failures
+            )
+        )
         if self.options.local:
             warnings += _local_port_conflicts(vhosts, proxies)
         for w in warnings:
@@ -279,6 +287,83 @@ class Translator:
             return [], [], failures
         return *found[0], failures
 
+    def _cluster_for(
+        self, by_host: dict[str, ServiceInfo], rules: dict[str, destination_rules.Rules]
+    ) -> Callable[[str, Destination, int], tuple[str, tuple[ir.HashPolicy, ...]]]:
+        """(VirtualService namespace, destination, port) → the cluster a route sends to
+        and the hash policy of its DestinationRule."""
+        names, root = self.names, self.options.root_namespace
+
+        def cluster_for(
+            namespace: str, dest: Destination, port: int
+        ) -> tuple[str, tuple[ir.HashPolicy, ...]]:
+            host = names.fqdn(dest.host, namespace)
+            svc = by_host.get(host)
+            if dest.port is not None and dest.port.number is not None:
+                port = dest.port.number
+            elif svc is not None and len(svc.ports) == 1:
+                port = svc.ports[0].port
+            subset = dest.subset or ""
+            rule = destination_rules.public_rule(
+                rules.get(host, ()), svc.namespace if svc is not None else "", root
+            )
+            policy = destination_rules.merge_traffic_policy(rule, port, subset)
+            return (
+                ir.outbound_cluster_name(host, port, subset),
+                destination_rules.hash_policy(policy.load_balancer),
+            )
+
+        return cluster_for
+
+    def _gateway_proxies(
+        self,
+        found: tuple[list[Pod], list[Gateway], list[VirtualService]],
+        workloads: Workloads,
+        by_host: dict[str, ServiceInfo],
+        rules: dict[str, destination_rules.Rules],
+        warnings: list[str],
+        failures: Failures,
+    ) -> list[ir.Proxy]:
+        pods, gws, vss = found
+        if not pods:
+            return []
+        cluster_for = self._cluster_for(by_host, rules)
+
+        def routes_for(vs: VirtualService, port: int, gateway: str) -> tuple[ir.Route, ...]:
+            return routes.virtual_service_routes(
+                vs, port, partial(cluster_for, vs.namespace), gateway
+            )
+
+        out = []
+        for pod in pods:
+            try:
+                proxy = _proxy(
+                    pod, (), self.names, self.options, workloads.locality(pod.spec.node_name)
+                )
+                served = gateways.servers(pod, gws, vss, routes_for, warnings)
+            except Exception as exc:
+                blame(failures, pod.key, exc)
+                continue
+            out.append(dataclasses.replace(proxy, kind="gateway", inbound=(), servers=served))
+        return out
+
+    def _gateways_pass(self, store: Store, _: set[str] | None) -> Any:
+        pods = sorted(
+            (
+                p
+                for p in store.of_kind("Pod")
+                if isinstance(p, Pod) and gateways.is_gateway(p) and p.status.pod_ip
+            ),
+            key=lambda p: p.key,
+        )
+        gws = [g for g in store.of_kind("Gateway") if isinstance(g, Gateway)]
+        vss = [
+            v
+            for v in store.of_kind("VirtualService")
+            if isinstance(v, VirtualService) and any(g != "mesh" for g in v.spec.gateways)
+        ]
+        return pods, gws, vss
+
     def _destinations(self, vs: VirtualService) -> set[str]:
         known = self._dests.get(vs.key)
         if known is None or known[0] is not vs:
@@ -330,23 +415,7 @@ class Translator:
         def public(host: str, namespace: str) -> DestinationRule | None:
             return destination_rules.public_rule(rules.get(host, ()), namespace, root)
 
-        def cluster_for(
-            namespace: str, dest: Destination, port: int
-        ) -> tuple[str, tuple[ir.HashPolicy, ...]]:
-            host = names.fqdn(dest.host, namespace)
-            svc = by_host.get(host)
-            if dest.port is not None and dest.port.number is not None:
-                port = dest.port.number
-            elif svc is not None and len(svc.ports) == 1:
-                port = svc.ports[0].port
-            subset = dest.subset or ""
-            rule = public(host, svc.namespace if svc is not None else "")
-            policy = destination_rules.merge_traffic_policy(rule, port, subset)
-            return (
-                ir.outbound_cluster_name(host, port, subset),
-                destination_rules.hash_policy(policy.load_balancer),
-            )
-
+        cluster_for = self._cluster_for(by_host, rules)
         own = rules.get(info.hostname, ())
         dr = public(info.hostname, info.namespace)
         vhosts, clusters = [], []

@@ -173,9 +173,16 @@ def _mirrors(http: HTTPRoute, port: int, cluster_for: ClusterFor) -> tuple[ir.Mi
     )
 
 
+def gateway_name(ref: str, namespace: str) -> str:
+    """A `gateways` entry as `namespace/name` (a bare name is in `namespace`), or `mesh`."""
+    return ref if ref == "mesh" or "/" in ref else f"{namespace}/{ref}"
+
+
 def virtual_service_routes(
-    vs: VirtualService, port: int, cluster_for: ClusterFor
+    vs: VirtualService, port: int, cluster_for: ClusterFor, gateway: str = "mesh"
 ) -> tuple[ir.Route, ...]:
+    """The routes `vs` gives port `port` of `gateway` (`ns/name`, or `mesh`: sidecars); a
+    match block naming other `gateways` or another port is left out."""
     out = []
     for i, http in enumerate(vs.spec.http):
         if http.delegate is not None:
@@ -184,6 +191,9 @@ def virtual_service_routes(
         blocks: list[HTTPMatchRequest | None] = [*http.match] or [None]
         for j, m in enumerate(blocks):
             if m is not None and m.port is not None and m.port != port:
+                continue
+            named = {gateway_name(g, vs.namespace) for g in m.gateways} if m else set()
+            if named and gateway not in named:
                 continue
             out.append(
                 ir.Route(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import ir
 from ..codec import EncodeCache
 from ..snapshot import Snapshot
-from .layouts import LAYOUTS
+from .layouts import LAYOUTS, gateway
 from .mtls import WorkloadSecrets
 
 
@@ -21,6 +21,8 @@ def translate(
 ) -> Snapshot:
     """`secrets`: the proxy's workload certificate; with it, mesh mTLS is on (auto mTLS
     out, the PeerAuthentication mode in)."""
+    if proxy.kind == "gateway":
+        return gateway.translate(mesh, proxy, cache, secrets)
     return LAYOUTS[proxy.capture](mesh, proxy, cache, secrets)
 
 
