@@ -3,7 +3,8 @@
 A client pod and two versions of a `web` service run in local mode, each pod
 with its own Envoy sidecar. The demo rewrites the VirtualService 90/10 → 50/50 →
 0/100, waits until every sidecar has acknowledged the change, then sends real
-requests from a separate process and prints who answered. The dashboard (local
+requests from a separate process and prints who answered; the same VirtualService binds
+an ingress gateway, and requests from outside through it see the same split. The dashboard (local
 mode's monitoring server) shows it live; `--hold` keeps the mesh up afterwards.
 """
 
@@ -30,6 +31,8 @@ from .local.runner import LocalMesh
 NS = "demo"
 CLIENT_IP = "127.0.10.10"
 BACKENDS = {"v1": "127.0.10.11", "v2": "127.0.10.12"}
+GATEWAY_IP = "127.0.10.20"
+"""The ingress gateway pod: its Envoy serves the Gateway `edge` on this address."""
 PORT = 8080
 STEPS = ((90, 10), (50, 50), (0, 100))
 MONITORING = "127.0.0.1:15014"
@@ -68,6 +71,23 @@ def mesh_objects() -> list[dict[str, object]]:
             },
         },
         _pod("client", CLIENT_IP, {"app": "client"}, None),
+        _pod(
+            "ingressgateway",
+            GATEWAY_IP,
+            {"istio": "ingressgateway", "pilotfish.io/proxy": "gateway"},
+            None,
+        ),
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": NS},
+            "spec": {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {"port": {"number": PORT, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+                ],
+            },
+        },
         *(_pod(f"web-{v}", ip, {"app": "web", "version": v}, PORT) for v, ip in BACKENDS.items()),
         {
             "apiVersion": "networking.istio.io/v1",
@@ -88,6 +108,7 @@ def virtual_service(v1: int, v2: int) -> dict[str, object]:
         "metadata": {"name": "web", "namespace": NS},
         "spec": {
             "hosts": ["web"],
+            "gateways": ["mesh", "edge"],  # the sidecars and the ingress gateway
             "http": [
                 {
                     "route": [
@@ -114,12 +135,23 @@ def _load(n: int) -> dict[str, int]:
     return _load_from(CLIENT_IP, f"http://web.{NS}:{PORT}/", n, {})
 
 
+def _load_ingress(n: int) -> dict[str, int]:
+    """n requests from outside the mesh, into the ingress gateway (Host: web)."""
+    return _load_from(CLIENT_IP, "http://web/", n, {}, proxy=f"{GATEWAY_IP}:{PORT}")
+
+
 def _load_from(
-    client: str, url: str, n: int, headers: dict[str, str], by_status: bool = False
+    client: str,
+    url: str,
+    n: int,
+    headers: dict[str, str],
+    by_status: bool = False,
+    proxy: str | None = None,
 ) -> dict[str, int]:
-    """n requests through `client`'s sidecar from a separate process: per backend (or
-    status, when no backend answered), how many."""
-    args = [sys.executable, "-m", "pilotfish_operator.local.load", "--proxy", f"{client}:15001"]
+    """n requests through `client`'s sidecar (or `proxy`) from a separate process: per
+    backend (or status, when no backend answered), how many."""
+    via = proxy or f"{client}:15001"
+    args = [sys.executable, "-m", "pilotfish_operator.local.load", "--proxy", via]
     args += ["--url", url, "-n", str(n)]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
@@ -207,9 +239,15 @@ async def _demo(
     try:
         t0 = time.monotonic()
         await asyncio.wait_for(ready.wait(), 60)
-        print(f"mesh up: 3 Envoy sidecars in sync after {time.monotonic() - t0:.2f} s")
+        print(
+            f"mesh up: 3 Envoy sidecars and an ingress gateway in sync after "
+            f"{time.monotonic() - t0:.2f} s"
+        )
         print(f"dashboard: http://{mesh.monitoring}/dashboard (live while the demo runs)")
-        print(f"traffic: client → web ({requests} requests per step, through Envoy)\n")
+        print(
+            f"traffic: client → web ({requests} requests per step, through Envoy), and "
+            f"{requests // 2} from outside through the ingress gateway at {GATEWAY_IP}:{PORT}\n"
+        )
         for step, (v1, v2) in enumerate(STEPS):
             if step:
                 before = mesh.store.generation
@@ -234,6 +272,18 @@ async def _demo(
             if others:
                 ok = False
                 print(f"  other answers: {others}")
+            # The same VirtualService binds the gateway: the edge sees the same split.
+            edge_n = requests // 2
+            edge = await asyncio.to_thread(_load_ingress, edge_n)
+            good = all(
+                _within(edge.get(f"web-{v}", 0), edge_n, share / 100)
+                for v, share in (("v1", v1), ("v2", v2))
+            ) and set(edge) <= {"web-v1", "web-v2"}
+            ok &= good
+            print(
+                f"  through the ingress gateway: v1 {edge.get('web-v1', 0)}, "
+                f"v2 {edge.get('web-v2', 0)} of {edge_n} {'ok' if good else 'OUT OF BOUNDS'}"
+            )
             print(flush=True)
             if hold and step < len(STEPS) - 1:
                 await _trickle(DWELL)  # time to watch this split on the dashboard

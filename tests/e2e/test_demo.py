@@ -36,6 +36,7 @@ def test_demo_walks_the_canary_and_its_dashboard_is_live() -> None:
     for step in ("v1 90% / v2 10%", "v1 50% / v2 50%", "v1 0% / v2 100%"):
         assert step in stdout
     assert "OUT OF BOUNDS" not in stdout
+    assert stdout.count("through the ingress gateway: ") == 3  # the edge sees each split
     assert "all splits within bounds" in stdout
     assert b'<svg id="graph"' in page
     assert "source" in json.loads(graph)

@@ -72,12 +72,27 @@ async def test_ingress_gateway_routes_bound_virtual_services(
             },
         ),
         istio(
+            "Gateway",
+            "redirect",
+            "ingress",
+            {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 8082, "name": "http-redirect", "protocol": "HTTP"},
+                        "hosts": ["*"],
+                        "tls": {"httpsRedirect": True},
+                    }
+                ],
+            },
+        ),
+        istio(
             "VirtualService",
             "reviews-edge",
             "shop",
             {
                 "hosts": ["reviews.example.com"],
-                "gateways": ["ingress/public"],
+                "gateways": ["ingress/public", "ingress/redirect"],
                 "http": [
                     {
                         "match": [{"uri": {"prefix": "/beta"}, "port": 8081}],
@@ -96,7 +111,8 @@ async def test_ingress_gateway_routes_bound_virtual_services(
     await harness.start()
     state = json.loads((harness.workdir / "state.json").read_text())
     entry = state["pods"]["ingress/ingressgateway"]
-    assert entry["gateway"] == {"8080": f"{gw}:8080", "8081": f"{gw}:8081"}
+    ports = (8080, 8081, 8082)
+    assert entry["gateway"] == {str(p): f"{gw}:{p}" for p in ports}
     assert entry["injected"] is False and entry["synced"] is True
 
     host = {"host": "reviews.example.com"}
@@ -115,7 +131,10 @@ async def test_ingress_gateway_routes_bound_virtual_services(
     # Port 80 style host forms: with the port in the Host header too.
     r = await harness.direct(f"{gw}:8081", "/", {"host": "reviews.example.com:8081"})
     assert r.status == 200
-    # A host no server names, or one only the other port admits.
+    # httpsRedirect: a 301 to the same URL over https, nothing proxied.
+    r = await harness.direct(f"{gw}:8082", "/books?page=2", host)
+    assert (r.status, r.headers["location"]) == (301, "https://reviews.example.com/books?page=2")
+    # A host no server names.
     assert (await harness.direct(f"{gw}:8080", "/", {"host": "unknown.example.org"})).status == 404
 
     # The callees' sidecars count the gateway as the source (peer headers, over mTLS):

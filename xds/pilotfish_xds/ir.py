@@ -398,6 +398,8 @@ class GatewayHost:
     name: str
     domains: tuple[str, ...]
     routes: tuple[Route, ...]
+    https_redirect: bool = False
+    """Answer every request with a redirect to https (its server's tls.httpsRedirect)."""
 
 
 @dataclass(frozen=True, slots=True)

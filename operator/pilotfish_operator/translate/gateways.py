@@ -61,6 +61,7 @@ def servers(
     labels = pod.metadata.labels
     vss = sorted(virtual_services, key=age)
     ports: dict[int, tuple[str, dict[str, list[tuple[VirtualService, str]]]]] = {}
+    redirect: set[tuple[int, str]] = set()
     for g in sorted(gateways, key=age):
         selector = g.spec.selector
         if not selector or any(labels.get(k) != v for k, v in selector.items()):
@@ -86,6 +87,8 @@ def servers(
                             continue
                         domain = _meet(dns, host)
                         if domain is not None:
+                            if server.tls is not None and server.tls.https_redirect:
+                                redirect.add((port, domain))
                             users = known[1].setdefault(domain, [])
                             if all(v is not vs for v, _ in users):
                                 users.append((vs, name))
@@ -102,6 +105,8 @@ def servers(
                 )
             routes = tuple(r for vs, gw in users for r in routes_for(vs, port, gw))
             names = (domain,) if domain == "*" else (domain, f"{domain}:{port}")
-            hosts.append(ir.GatewayHost(f"{domain}:{port}", names, routes))
+            hosts.append(
+                ir.GatewayHost(f"{domain}:{port}", names, routes, (port, domain) in redirect)
+            )
         out.append(ir.GatewayServer(port, protocol, tuple(hosts)))
     return tuple(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from envoy_data_plane.envoy.config.core.v3 import TrafficDirection
 from envoy_data_plane.envoy.config.listener.v3 import FilterChain, Listener
+from envoy_data_plane.envoy.config.route.v3 import VirtualHost, VirtualHostTlsRequirementType
 
 from ... import ir, types
 from ...codec import EncodeCache
@@ -38,12 +39,7 @@ def translate(
         if server.protocol not in HTTP_PROTOCOLS:
             continue  # HTTPS, TLS and TCP servers: later steps of issue 10
         name = route_name(server.port)
-        parts = [
-            cache.build(
-                f"{name}|{h.name}", routes.virtual_host, h.name, h.domains, h.routes, False, True
-            ).body
-            for h in server.hosts
-        ]
+        parts = [cache.build(f"{name}|{h.name}", gateway_host, h).body for h in server.hosts]
         out.add(types.ROUTE, route_configuration(name, parts))
         out.add(
             types.LISTENER,
@@ -57,6 +53,14 @@ def translate(
         )
     outbound_clusters(mesh, proxy, cache, out, local=local)
     return out.snapshot()
+
+
+def gateway_host(host: ir.GatewayHost) -> VirtualHost:
+    """With `https_redirect`, Envoy answers every plaintext request with a 301 to https."""
+    vhost = routes.virtual_host(host.name, host.domains, host.routes, outbound=True)
+    if host.https_redirect:
+        vhost.require_tls = VirtualHostTlsRequirementType.ALL
+    return vhost
 
 
 def http_listener(address: str, port: int, t: ir.SideTelemetry = _CLIENT) -> Listener:
