@@ -323,7 +323,7 @@ INVALID = {
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n",
         "Gateway default/gw: kind: unknown kind 'Gateway'; expected one of VirtualService, "
         "DestinationRule, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, "
-        "Telemetry, Namespace, Service, Pod, "
+        "Telemetry, ServiceEntry, WorkloadEntry, Namespace, Service, Pod, "
         "EndpointSlice, ServiceAccount, Node, ConfigMap",
     ),
 }

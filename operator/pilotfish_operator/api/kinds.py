@@ -16,7 +16,16 @@ from pydantic import BaseModel
 
 from .kube import ConfigMap, EndpointSlice, Namespace, Node, Pod, Service, ServiceAccount
 from .meta import Resource
-from .networking import DestinationRule, DestinationRuleSpec, VirtualService, VirtualServiceSpec
+from .networking import (
+    DestinationRule,
+    DestinationRuleSpec,
+    ServiceEntry,
+    ServiceEntrySpec,
+    VirtualService,
+    VirtualServiceSpec,
+    WorkloadEntry,
+    WorkloadEntrySpec,
+)
 from .security import (
     AuthorizationPolicy,
     AuthorizationPolicySpec,
@@ -126,6 +135,29 @@ SPECS: tuple[KindSpec, ...] = (
         spec=TelemetrySpec,
         short_names=("telemetry",),
         columns=(_AGE,),
+        status="accepted",
+    ),
+    KindSpec(
+        ServiceEntry,
+        "serviceentries",
+        owned=True,
+        spec=ServiceEntrySpec,
+        short_names=("se",),
+        columns=(
+            ("Hosts", "string", ".spec.hosts"),
+            ("Location", "string", ".spec.location"),
+            ("Resolution", "string", ".spec.resolution"),
+            _AGE,
+        ),
+        status="accepted",
+    ),
+    KindSpec(
+        WorkloadEntry,
+        "workloadentries",
+        owned=True,
+        spec=WorkloadEntrySpec,
+        short_names=("we",),
+        columns=(("Address", "string", ".spec.address"), _AGE),
         status="accepted",
     ),
     KindSpec(Namespace, "namespaces"),

@@ -42,6 +42,7 @@ from .destination_rule import (
     TunnelSettings,
     WarmupConfiguration,
 )
+from .service_entry import EntrySelector, ServiceEntry, ServiceEntryPort, ServiceEntrySpec
 from .virtual_service import (
     GRPC_STATUS,
     Abort,
@@ -67,6 +68,7 @@ from .virtual_service import (
     VirtualService,
     VirtualServiceSpec,
 )
+from .workload_entry import WorkloadEntry, WorkloadEntrySpec
 
 __all__ = [
     "GRPC_STATUS",
@@ -83,6 +85,7 @@ __all__ = [
     "DestinationRule",
     "DestinationRuleSpec",
     "Distribute",
+    "EntrySelector",
     "Failover",
     "HTTPBody",
     "HTTPCookie",
@@ -111,6 +114,9 @@ __all__ = [
     "RetryBudget",
     "RingHash",
     "RouteDestination",
+    "ServiceEntry",
+    "ServiceEntryPort",
+    "ServiceEntrySpec",
     "StringMatch",
     "Subset",
     "TCPRoute",
@@ -123,5 +129,7 @@ __all__ = [
     "VirtualService",
     "VirtualServiceSpec",
     "WarmupConfiguration",
+    "WorkloadEntry",
+    "WorkloadEntrySpec",
     "WorkloadSelector",
 ]
