@@ -112,7 +112,9 @@ class ServiceEntrySpec(IstioModel):
             try:
                 net = ipaddress.ip_network(address, strict=False)
             except ValueError:
-                raise invalid(f"{address!r} is not an IP address or CIDR block", "addresses", i)
+                raise invalid(
+                    f"{address!r} is not an IP address or CIDR block", "addresses", i
+                ) from None
             if "/" in address and net.num_addresses > 1 and mode not in ("NONE", "STATIC"):
                 raise invalid(
                     "CIDR addresses are allowed only for NONE/STATIC resolution types",
@@ -136,14 +138,14 @@ class ServiceEntrySpec(IstioModel):
             raise invalid("DNS_ROUND_ROBIN mode cannot have multiple endpoints", "endpoints")
         for i, ep in enumerate(self.endpoints):
             address = ep.address
-            if mode == "STATIC" and address and not is_ip(address):
-                if not address.startswith("unix://"):
-                    raise invalid(
-                        f"endpoint address {address!r} is not an IP address (resolution STATIC)",
-                        "endpoints",
-                        i,
-                        "address",
-                    )
+            static = mode == "STATIC" and address and not address.startswith("unix://")
+            if static and not is_ip(address):
+                raise invalid(
+                    f"endpoint address {address!r} is not an IP address (resolution STATIC)",
+                    "endpoints",
+                    i,
+                    "address",
+                )
             if mode in ("DNS", "DNS_ROUND_ROBIN") and not (is_ip(address) or is_fqdn(address)):
                 raise invalid(
                     f"endpoint address {address!r} is not a valid FQDN or an IP address",
