@@ -327,7 +327,7 @@ INVALID = {
         "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: sc}\n",
         "Sidecar default/sc: kind: unknown kind 'Sidecar'; expected one of VirtualService, "
         "DestinationRule, Gateway, PeerAuthentication, AuthorizationPolicy, "
-        "RequestAuthentication, Telemetry, Namespace, Service, Pod, "
+        "RequestAuthentication, Telemetry, ServiceEntry, WorkloadEntry, Namespace, Service, Pod, "
         "EndpointSlice, ServiceAccount, Node, ConfigMap",
     ),
     "gateway without servers": (

@@ -794,6 +794,9 @@ class RuleScope:
         return 3 if self.root else None
 
 
+Discovery = Literal["eds", "strict_dns", "logical_dns", "original_dst"]
+
+
 @_hash_once
 @dataclass(frozen=True)
 class Cluster:
@@ -816,6 +819,11 @@ class Cluster:
     """None: the one variant of this cluster. Otherwise the mesh holds one variant per
     DestinationRule that may apply (and one without), and each client gets the
     variant whose scope ranks best for it."""
+    discovery: Discovery = "eds"
+    """How the proxy finds its endpoints: `eds` (sent by the control plane), or, for
+    ServiceEntry resolutions, `strict_dns` (DNS: every address the names resolve to),
+    `logical_dns` (DNS_ROUND_ROBIN: one connection target per name) and
+    `original_dst` (NONE: where the client was going)."""
 
     @functools.cached_property
     def name(self) -> str:
@@ -928,6 +936,9 @@ class Proxy:
     refused (401); a request without one passes (AuthorizationPolicy decides)."""
     """AuthorizationPolicies selecting this workload, oldest first (Istio evaluates
     DENY, then ALLOW: with any ALLOW policy, a request none allows is refused)."""
+    outbound_policy: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
+    """Istio's outboundTrafficPolicy: a destination the mesh does not know passes
+    through (ALLOW_ANY) or is refused (REGISTRY_ONLY: HTTP 502, TCP closed)."""
 
 
 @dataclass(frozen=True, slots=True)

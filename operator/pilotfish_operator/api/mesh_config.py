@@ -162,8 +162,16 @@ class ProxyConfig(IstioModel):
     tracing: ProxyTracing | None = None
 
 
+class OutboundTrafficPolicy(IstioModel):
+    mode: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
+
+
 class MeshConfigSpec(IstioModel):
     model_config = ConfigDict(extra="allow")
+
+    outbound_traffic_policy: OutboundTrafficPolicy = OutboundTrafficPolicy()
+    """Where a sidecar sends what the mesh does not know: through (ALLOW_ANY, Istio's
+    default) or nowhere (REGISTRY_ONLY: 502 for HTTP, TCP closed)."""
 
     extension_providers: tuple[ExtensionProvider, ...] = ()
     default_providers: DefaultProviders = DefaultProviders()

@@ -17,7 +17,7 @@ from pilotfish_xds import ir
 
 from ..api import Destination, DestinationRule, Gateway, Pod, Service, VirtualService
 from ..store import Key, Store
-from . import delegation, destination_rules, gateways, l4_routes, routes
+from . import delegation, destination_rules, gateways, l4_routes, routes, service_entries
 from .failures import Failures, blame, isolate
 from .hosts import Names
 from .precedence import age
@@ -81,6 +81,8 @@ PASSES: tuple[Pass, ...] = (
                 "RequestAuthentication",
                 "Telemetry",
                 "ConfigMap",  # the mesh config: extension providers, access logs
+                "ServiceEntry",
+                "WorkloadEntry",
             }
         ),
         lambda t, store, changed: t._workloads_pass(store, changed),
@@ -168,6 +170,10 @@ class Translator:
 
     def translate(self, store: Store) -> Translation:
         changed = store.changed_since(self._seen) if self._seen >= 0 else None
+        entry_hosts = service_entries.exact_hosts(store)
+        if entry_hosts != self.names.entries:  # host names resolve differently: start over
+            self.names = dataclasses.replace(self.names, entries=entry_hosts)
+            self._dests, changed = {}, None
         self._seen = store.generation
         results: dict[str, Any] = {}
         for p in PASSES:
@@ -401,6 +407,11 @@ class Translator:
             services[svc.key] = (inputs, info)
             infos.append(info)
         self._services = services
+        taken = {i.hostname for i in infos}
+        td = self.options.trust_domain
+        infos += service_entries.infos(
+            store, workloads, names, taken, local, td, workloads.warnings
+        )
         return workloads, infos
 
     def _host(
@@ -448,8 +459,8 @@ class Translator:
                     hostname=info.hostname,
                     port=sp.port,
                     namespace=info.namespace,
-                    aliases=names.aliases(info.name, info.namespace),
-                    short_name=info.name,
+                    aliases=() if info.entry else names.aliases(info.name, info.namespace),
+                    short_name=None if info.entry else info.name,
                     routes=(routes.default_route(default, destination_rules.hash_policy(lb)),)
                     if proxying == "http"
                     else (),
@@ -483,6 +494,7 @@ class Translator:
                 workloads.authz.get(key, ()),
                 workloads.jwt.get(key, ()),
                 workloads.telemetry.get(key),
+                workloads.outbound_policy,
             )
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
@@ -496,6 +508,9 @@ class Translator:
                         authz=workloads.authz.get(key, ()),
                         jwt=workloads.jwt.get(key, ()),
                         telemetry=workloads.telemetry.get(key, ir.Telemetry()),
+                        # The mesh config's; a Sidecar's outboundTrafficPolicy will
+                        # override it per workload here.
+                        outbound_policy=workloads.outbound_policy,
                     )
                 except Exception as exc:
                     blame(failures, pod.key, exc)
@@ -590,11 +605,13 @@ def _clusters(
                 )
                 for b in chosen
             ),
-            identities=tuple(sorted({b.identity for b in chosen if b.identity})),
+            identities=tuple(sorted({b.identity for b in chosen if b.identity}))
+            + svc.subject_alt_names,
             policy=policy,
             export_to=svc.export_to,
             protocol=protocol,
             scope=scope,
+            discovery=svc.discovery,
         )
 
     protocol = next((p.protocol for p in svc.ports if p.port == port), "http")
@@ -623,8 +640,8 @@ def _proxy(
                 inbound.append(
                     ir.Inbound(
                         svc.hostname,
-                        names.aliases(svc.name, svc.namespace),
-                        svc.name,
+                        () if svc.entry else names.aliases(svc.name, svc.namespace),
+                        None if svc.entry else svc.name,
                         sp.port,
                         port,
                         sp.protocol,

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Names:
     domain: str = "cluster.local"
+    entries: frozenset[str] = frozenset()
+    """ServiceEntry hosts: names as they are (`api.example` is not `api.example.svc…`)."""
 
     def fqdn(self, host: str, namespace: str) -> str:
         """`reviews` → reviews.<ns>.svc.<domain>; `reviews.other` → reviews.other.svc.<domain>."""
-        if host.endswith("." + self.domain) or host == "*":
+        if host.endswith("." + self.domain) or host == "*" or host in self.entries:
             return host
         parts = host.split(".")
         if len(parts) == 1:

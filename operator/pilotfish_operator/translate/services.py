@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pilotfish_xds import ir
 
@@ -73,7 +74,12 @@ class ServiceInfo:
     """Service port → its endpoints."""
     export_to: tuple[str, ...] = ("*",)
     addresses: tuple[str, ...] = ()
-    """The Service's cluster IP, if it has one (not headless)."""
+    """The Service's cluster IP, if it has one (not headless); a ServiceEntry's addresses."""
+    entry: bool = False
+    """From a ServiceEntry: the host is its only name (no short name or aliases)."""
+    discovery: ir.Discovery = "eds"
+    subject_alt_names: tuple[str, ...] = ()
+    """A ServiceEntry's subjectAltNames: identities its mTLS endpoints may present."""
 
 
 @dataclass
@@ -95,6 +101,8 @@ class Workloads:
     warnings: list[str] = field(default_factory=list)
     telemetry: dict[tuple[str, str], ir.Telemetry] = field(default_factory=dict)
     """injected pod → its metrics, traces and access logs (Telemetry API, mesh config)"""
+    outbound_policy: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
+    """The mesh config's outboundTrafficPolicy.mode."""
 
     def locality(self, node: str | None, zone: str | None = None) -> ir.Locality | None:
         """Where a node is; an EndpointSlice's own zone wins over the node's label."""
@@ -187,6 +195,7 @@ class Workloads:
             jwt,
             [*authz_policies.warnings, *telemetry_policies.warnings],
             telemetry=telemetry,
+            outbound_policy=mesh.outbound_traffic_policy.mode,
         )
 
     def select(self, namespace: str, selector: dict[str, str]) -> list[tuple[str, str]]:

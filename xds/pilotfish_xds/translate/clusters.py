@@ -23,6 +23,7 @@ from envoy_data_plane.envoy.type.v3 import Percent
 from .. import ir, wire
 from . import (
     circuit_breakers,
+    discovery,
     locality,
     mtls,
     outlier_detection,
@@ -59,14 +60,12 @@ def outbound_cluster(c: ir.Cluster, local: bool = False, mesh_tls: bool = False)
         common_lb_config=_NO_PANIC,
     )
     wire.attach(out, "metadata", _service_metadata(c.hostname, c.namespace))
-    if c.policy.lb.policy == "PASSTHROUGH":
+    if c.policy.lb.policy == "PASSTHROUGH" or c.discovery == "original_dst":
         # No load balancing: the connection goes where the app sent it. Local mode has no
         # original destination address, so there the x-envoy-original-dst-host header
         # names it; with iptables capture a client must not choose by header.
-        out.type = cluster.ClusterDiscoveryType.ORIGINAL_DST
-        out.lb_policy = cluster.ClusterLbPolicy.CLUSTER_PROVIDED
-        if local:
-            out.original_dst_lb_config = cluster.ClusterOriginalDstLbConfig(use_http_header=True)
+        discovery.original_dst(out, local)
+        upstream_tls.apply(out, c.policy.tls)
         return out
     circuit_breakers.apply(out, c.policy.connection_pool, c.protocol in ir.HTTP2_PROTOCOLS)
     outlier_detection.apply(out, c.policy.outlier)
@@ -79,8 +78,13 @@ def outbound_cluster(c: ir.Cluster, local: bool = False, mesh_tls: bool = False)
             healthy_panic_threshold=panic,
             locality_weighted_lb_config=cluster.ClusterCommonLbConfigLocalityWeightedLbConfig(),
         )
-    out.type = cluster.ClusterDiscoveryType.EDS
-    out.eds_cluster_config = cluster.ClusterEdsClusterConfig(eds_config=ads(), service_name=c.name)
+    if c.discovery == "eds":
+        out.type = cluster.ClusterDiscoveryType.EDS
+        out.eds_cluster_config = cluster.ClusterEdsClusterConfig(
+            eds_config=ads(), service_name=c.name
+        )
+    else:
+        discovery.dns(out, c, load_assignment(c.name, c.endpoints))
     out.lb_policy = _POLICY[c.policy.lb.policy]
     if c.policy.lb.warmup is not None:
         warmup.apply(out, c.policy.lb.policy, c.policy.lb.warmup)

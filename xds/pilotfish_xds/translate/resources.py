@@ -68,7 +68,7 @@ def outbound_clusters(
             types.CLUSTER,
             cache.build(c.name, clusters.outbound_cluster, c, local, out.mesh_tls),
         )
-        if c.policy.lb.policy != "PASSTHROUGH":
+        if c.policy.lb.policy != "PASSTHROUGH" and c.discovery == "eds":
             out.eds_names.add(c.name)
             # With locality load balancing the endpoints depend on where the client is:
             # shared by the proxies of one locality rather than by all.

@@ -88,7 +88,8 @@ def outbound_by_port(
 def _port_view(
     vh: ir.VirtualHost, namespace: str, labels: ir.Labels
 ) -> tuple[Domains, tuple[ir.Route, ...]]:
-    names = [*_names(vh, namespace), *vh.addresses]
+    # A ServiceEntry's CIDR blocks match TCP by address; they are not Host names.
+    names = [*_names(vh, namespace), *(a for a in vh.addresses if "/" not in a)]
     return _domains(names, vh.port, True), _routes(vh, namespace, labels)
 
 

@@ -43,6 +43,7 @@ from .destination_rule import (
     WarmupConfiguration,
 )
 from .gateway import Gateway, GatewayPort, GatewaySpec, Server, ServerTLSSettings
+from .service_entry import EntrySelector, ServiceEntry, ServiceEntryPort, ServiceEntrySpec
 from .virtual_service import (
     GRPC_STATUS,
     Abort,
@@ -68,6 +69,7 @@ from .virtual_service import (
     VirtualService,
     VirtualServiceSpec,
 )
+from .workload_entry import WorkloadEntry, WorkloadEntrySpec
 
 __all__ = [
     "GRPC_STATUS",
@@ -84,6 +86,7 @@ __all__ = [
     "DestinationRule",
     "DestinationRuleSpec",
     "Distribute",
+    "EntrySelector",
     "Failover",
     "Gateway",
     "GatewayPort",
@@ -117,6 +120,9 @@ __all__ = [
     "RouteDestination",
     "Server",
     "ServerTLSSettings",
+    "ServiceEntry",
+    "ServiceEntryPort",
+    "ServiceEntrySpec",
     "StringMatch",
     "Subset",
     "TCPRoute",
@@ -129,5 +135,7 @@ __all__ = [
     "VirtualService",
     "VirtualServiceSpec",
     "WarmupConfiguration",
+    "WorkloadEntry",
+    "WorkloadEntrySpec",
     "WorkloadSelector",
 ]

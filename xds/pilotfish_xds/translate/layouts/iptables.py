@@ -41,7 +41,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, observe, routes, telemetry, view
+from .. import authz, ext_authz, jwt, l4, mtls, observe, outbound_policy, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -74,7 +74,12 @@ def translate(
     out.add_secrets(secrets, cache)
 
     # Outbound: per service port, a listener that never binds and its route configuration.
-    allow = cache.build("allow_any", allow_any).body
+    blocked = outbound_policy.registry_only(proxy)
+    allow = (
+        cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all)
+        if blocked
+        else cache.build("allow_any", allow_any)
+    ).body
     http_ports = view.outbound_by_port(mesh, proxy)
     l4_ports = view.outbound_l4_by_port(mesh, proxy)
     for port in sorted(http_ports.keys() | l4_ports.keys()):
@@ -91,15 +96,22 @@ def translate(
         name = port_listener_name(port)
         out.add(
             types.LISTENER,
-            cache.build(name, port_listener, port, bool(hosts), l4_views, proxy.telemetry.client),
+            cache.build(
+                name, port_listener, port, bool(hosts), l4_views, proxy.telemetry.client, blocked
+            ),
         )
     out.add(
         types.LISTENER,
-        cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener, proxy.telemetry.client),
+        cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener, proxy.telemetry.client, blocked),
     )
     outbound_clusters(mesh, proxy, cache, out, local=False)
     for name in (PASSTHROUGH, INBOUND_PASSTHROUGH):
         out.add(types.CLUSTER, cache.build(name, passthrough_cluster, name))
+    if blocked:
+        out.add(
+            types.CLUSTER,
+            cache.build(outbound_policy.BLACKHOLE, outbound_policy.blackhole_cluster),
+        )
 
     # Inbound: the original destination port picks the app port; the Host does not matter.
     ports = sorted({i.target_port for i in proxy.inbound} | set(proxy.app_ports))
@@ -141,21 +153,23 @@ def translate(
     return out.snapshot()
 
 
-def _passthrough(t: ir.SideTelemetry) -> Filter:
-    """TCP to an address the mesh does not know, counted as Istio's PassthroughCluster."""
-    return tcp_proxy(PASSTHROUGH, PASSTHROUGH, observe.tcp(t, outbound=True))
+def _passthrough(t: ir.SideTelemetry, blocked: bool = False) -> Filter:
+    """TCP to an address the mesh does not know, counted as Istio's PassthroughCluster
+    (or, under REGISTRY_ONLY, closed by its BlackHoleCluster)."""
+    cluster = outbound_policy.BLACKHOLE if blocked else PASSTHROUGH
+    return tcp_proxy(cluster, cluster, observe.tcp(t, outbound=True))
 
 
-def virtual_outbound_listener(t: ir.SideTelemetry = _CLIENT) -> Listener:
+def virtual_outbound_listener(t: ir.SideTelemetry = _CLIENT, blocked: bool = False) -> Listener:
     """Where iptables sends the pod's outbound TCP. It binds the port and hands each
     connection to the listener of its original destination; what none takes is
-    passed through untouched."""
+    passed through untouched (`blocked`, REGISTRY_ONLY: refused)."""
     return Listener(
         name=VIRTUAL_OUTBOUND,
         address=socket_address(ANY_ADDRESS, OUTBOUND_PORT),
         use_original_dst=True,
         traffic_direction=TrafficDirection.OUTBOUND,
-        filter_chains=[FilterChain(filters=[_passthrough(t)])],
+        filter_chains=[FilterChain(filters=[_passthrough(t, blocked)])],
     )
 
 
@@ -164,6 +178,7 @@ def port_listener(
     http: bool = True,
     l4_views: tuple[l4.PortView, ...] = (),
     t: ir.SideTelemetry = _CLIENT,
+    blocked: bool = False,
 ) -> Listener:
     """One service port, any address. It never binds: only virtualOutbound hands it
     connections. TCP and TLS services on the port have chains matching their virtual
@@ -174,11 +189,11 @@ def port_listener(
     chains = l4.filter_chains(l4_views, by_address=True, t=t)
     logs, trace = observe.http(t, outbound=True)
     fallback = FilterChain(
-        name=f"{name}|http" if http else PASSTHROUGH,
+        name=f"{name}|http" if http else outbound_policy.BLACKHOLE if blocked else PASSTHROUGH,
         filters=[
             http_connection_manager(name, rds=port_route_name(port), access_log=logs, tracing=trace)
             if http
-            else _passthrough(t)
+            else _passthrough(t, blocked)
         ],
     )
     return Listener(

@@ -22,7 +22,7 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, observe, routes, telemetry, view
+from .. import authz, ext_authz, jwt, l4, mtls, observe, outbound_policy, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
@@ -48,6 +48,10 @@ def translate(
         cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True, True).body
         for vh, domains, rs in view.outbound_virtual_hosts(mesh, proxy)
     ]
+    if outbound_policy.registry_only(proxy):
+        # An unknown Host gets Istio's 502 (under ALLOW_ANY: no route, 404; local mode's
+        # proxy serves mesh hosts, and the app reaches other hosts directly).
+        parts.append(cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all).body)
     out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
     outbound_clusters(mesh, proxy, cache, out, local=True)
 
