@@ -22,7 +22,9 @@ from pilotfish_xds.codec import EncodeCache
 from pilotfish_xds.status import StatusRegistry
 from pilotfish_xds.translate import WorkloadSecrets
 from pilotfish_xds.translate import translate as to_envoy
+from pilotfish_xds.translate.mtls import Credential
 
+from .security import credentials
 from .security.issuer import Issuer
 from .store import Store
 from .translate import Options, Translator
@@ -189,7 +191,23 @@ class Pipeline:
         if self.issuer is None or not proxy.identity:
             return None
         cert = self.issuer.certificate(proxy.identity)
-        return WorkloadSecrets(cert.chain_pem, cert.key_pem, cert.roots_pem)
+        return WorkloadSecrets(
+            cert.chain_pem, cert.key_pem, cert.roots_pem, self._credentials(proxy)
+        )
+
+    def _credentials(self, proxy: ir.Proxy) -> tuple[Credential, ...]:
+        """A gateway's server certificates, from its namespace's Secrets (read at each
+        build: an edited Secret reaches the gateway by SDS, its listeners untouched)."""
+        out: dict[str, Credential] = {}
+        for server in proxy.servers:
+            tls = server.tls
+            if tls is None:
+                continue
+            name = tls.credential.removeprefix(credentials.SDS_PREFIX)
+            found = credentials.read(self.store, proxy.namespace, name, tls.mode != "SIMPLE")
+            if isinstance(found, Credential) and (found.ca_pem or found.name not in out):
+                out[found.name] = found
+        return tuple(out.values())
 
     def _until_renewal(self) -> float | None:
         """Seconds until the first certificate is due (None: none issued)."""

@@ -179,6 +179,8 @@ CERT_SECRET = {
 SECURITY_CLUSTER_GRANTS = {
     # Whose projected token a sidecar presents; the roots ConfigMap in every namespace.
     ("authentication.k8s.io", "tokenreviews", "create", "*"),
+    # Gateway certificates, by name (credentialName) in the gateways' namespaces.
+    ("", "secrets", "get", "*"),
     ("", "configmaps", "create", "*"),
     ("", "configmaps", "get", "pilotfish-ca-root-cert"),
     ("", "configmaps", "update", "pilotfish-ca-root-cert"),

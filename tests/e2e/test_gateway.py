@@ -7,13 +7,19 @@ sidecar counts the gateway as the source."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import math
+import socket
+import ssl
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from harness import Harness, istio, namespace, pod, series, service, total
+
+from pilotfish_operator.security import pki
 
 pytestmark = pytest.mark.envoy
 
@@ -152,3 +158,155 @@ async def test_ingress_gateway_routes_bound_virtual_services(
     assert total(rows, source_workload="ingressgateway") == N + 6, rows
     assert total(rows, source_workload="ingressgateway", connection_security_policy="mutual_tls")
     assert total(rows) == N + 6  # nothing reached them any other way
+
+
+def _leaf(ca: tuple[bytes, bytes], host: str) -> tuple[bytes, bytes]:
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    return pki.new_leaf(ca[0], ca[1], [x509.DNSName(host)], now, day, pki.name(host))
+
+
+def _tls_secret(name: str, cert: bytes, key: bytes) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "ingress"},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert.decode(), "tls.key": key.decode()},
+    }
+
+
+def _https_get(address: str, sni: str, roots: Path) -> tuple[int, str, int]:
+    """One HTTPS request on a new connection: (status, who answered, the serial of the
+    certificate the gateway presented)."""
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(roots))
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        tls.sendall(f"GET / HTTP/1.1\r\nhost: {sni}\r\nconnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    status = int(head.split()[1])
+    served = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in head.splitlines()
+            if line.lower().startswith("x-served-by:")
+        ),
+        "",
+    )
+    return status, served, x509.load_der_x509_certificate(der).serial_number
+
+
+async def test_https_gateway_picks_certificates_by_sni_and_rotates_them(
+    harness: Harness, tmp_path: Path
+) -> None:
+    gw, v1, v2 = harness.ip(110), harness.ip(111), harness.ip(112)
+    harness.backend("reviews-v1", v1, 9080)
+    harness.backend("ratings-v1", v2, 9080)
+    now = datetime.datetime.now(datetime.UTC)
+    ca = pki.new_ca(now, datetime.timedelta(days=1), pki.name("edge CA"))
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(ca[0])
+    reviews, ratings = _leaf(ca, "reviews.example.com"), _leaf(ca, "ratings.example.com")
+
+    def server(host: str, secret: str) -> dict[str, object]:
+        port = {"number": 8443, "name": f"https-{secret}", "protocol": "HTTPS"}
+        tls = {"mode": "SIMPLE", "credentialName": secret, "minProtocolVersion": "TLSV1_2"}
+        return {"port": port, "hosts": [host], "tls": tls}
+
+    def route(name: str, host: str) -> dict[str, object]:
+        return istio(
+            "VirtualService",
+            name,
+            "shop",
+            {
+                "hosts": [host],
+                "gateways": ["ingress/secure"],
+                "http": [{"route": [{"destination": {"host": name}}]}],
+            },
+        )
+
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        namespace("ingress"),
+        service("reviews", "shop", {"app": "reviews"}, (9080,)),
+        service("ratings", "shop", {"app": "ratings"}, (9080,)),
+        pod("reviews-v1", "shop", v1, {"app": "reviews"}, (9080,)),
+        pod("ratings-v1", "shop", v2, {"app": "ratings"}, (9080,)),
+        gateway_pod(gw),
+        istio(
+            "Gateway",
+            "secure",
+            "ingress",
+            {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    server("reviews.example.com", "reviews-cert"),
+                    server("ratings.example.com", "ratings-cert"),
+                ],
+            },
+        ),
+        route("reviews", "reviews.example.com"),
+        route("ratings", "ratings.example.com"),
+    )
+    harness.write(
+        "secrets.yaml",
+        _tls_secret("reviews-cert", *reviews),
+        _tls_secret("ratings-cert", *ratings),
+    )
+    await harness.start()
+    address = f"{gw}:8443"
+
+    def serial(pem: bytes) -> int:
+        return x509.load_pem_x509_certificate(pem).serial_number
+
+    # SNI picks the certificate and the server's routes.
+    for sni, leaf, backend in (
+        ("reviews.example.com", reviews, "reviews-v1"),
+        ("ratings.example.com", ratings, "ratings-v1"),
+    ):
+        status, served, presented = await asyncio.to_thread(_https_get, address, sni, roots)
+        assert (status, served, presented) == (200, backend, serial(leaf[0]))
+
+    # Rotation: the Secret is replaced while requests keep coming on new connections;
+    # none fails, and the new certificate is presented once the gateway has it.
+    renewed = _leaf(ca, "reviews.example.com")
+    failures: list[BaseException] = []
+    seen: set[int] = set()
+    stop = asyncio.Event()
+
+    async def keep_calling() -> None:
+        while not stop.is_set():
+            try:
+                status, _, presented = await asyncio.to_thread(
+                    _https_get, address, "reviews.example.com", roots
+                )
+                assert status == 200
+                seen.add(presented)
+            except (OSError, AssertionError) as exc:
+                failures.append(exc)
+
+    caller = asyncio.create_task(keep_calling())
+    await asyncio.sleep(0.5)
+    await harness.apply(
+        "secrets.yaml",
+        _tls_secret("reviews-cert", *renewed),
+        _tls_secret("ratings-cert", *ratings),
+    )
+    for _ in range(100):
+        if serial(renewed[0]) in seen:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    stop.set()
+    await caller
+    assert not failures, failures
+    assert serial(renewed[0]) in seen and serial(reviews[0]) in seen

@@ -328,7 +328,7 @@ INVALID = {
         "Sidecar default/sc: kind: unknown kind 'Sidecar'; expected one of VirtualService, "
         "DestinationRule, Gateway, PeerAuthentication, AuthorizationPolicy, "
         "RequestAuthentication, Telemetry, ServiceEntry, WorkloadEntry, Namespace, Service, Pod, "
-        "EndpointSlice, ServiceAccount, Node, ConfigMap",
+        "EndpointSlice, ServiceAccount, Node, ConfigMap, Secret",
     ),
     "gateway without servers": (
         _GW + "spec: {selector: {istio: ingressgateway}}\n",

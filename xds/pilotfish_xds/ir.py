@@ -403,13 +403,35 @@ class GatewayHost:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerTls:
+    """How a gateway server terminates TLS (a Gateway server's `tls`)."""
+
+    mode: Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"]
+    credential: str
+    """The SDS name of its certificate (`kubernetes://<credentialName>`); MUTUAL's client
+    CA is `<credential>-cacert`."""
+    sni: tuple[str, ...] = ()
+    """The server names it answers (empty: any)."""
+    min_version: str = ""
+    max_version: str = ""
+    """TLSV1_0 ... TLSV1_3 (empty: Envoy's default)."""
+    cipher_suites: tuple[str, ...] = ()
+    subject_alt_names: tuple[str, ...] = ()
+    """MUTUAL: the client certificate must carry one of these."""
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayServer:
-    """One port a gateway serves (the Gateways selecting it, merged by port)."""
+    """One port a gateway serves: plaintext servers of the Gateways selecting it merged
+    by port; a TLS-terminating server is its own (a filter chain picked by SNI)."""
 
     port: int
     protocol: str
     """Istio's, upper case: HTTP, HTTPS, HTTP2, GRPC, TCP, TLS..."""
     hosts: tuple[GatewayHost, ...] = ()
+    tls: ServerTls | None = None
+    name: str = ""
+    """Its route table's name (unique on the proxy)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from .kube import (
     PodCondition,
     PodSpec,
     PodStatus,
+    Secret,
     Service,
     ServiceAccount,
     ServicePort,
@@ -113,6 +114,7 @@ def parse(obj: Mapping[str, Any]) -> Resource:
 __all__ = [
     "BY_KIND",
     "ConfigMap",
+    "Secret",
     "KINDS",
     "SPECS",
     "KindSpec",

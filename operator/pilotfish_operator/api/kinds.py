@@ -14,7 +14,16 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .kube import ConfigMap, EndpointSlice, Namespace, Node, Pod, Service, ServiceAccount
+from .kube import (
+    ConfigMap,
+    EndpointSlice,
+    Namespace,
+    Node,
+    Pod,
+    Secret,
+    Service,
+    ServiceAccount,
+)
 from .meta import Resource
 from .networking import (
     DestinationRule,
@@ -178,5 +187,6 @@ SPECS: tuple[KindSpec, ...] = (
     KindSpec(ServiceAccount, "serviceaccounts"),
     KindSpec(Node, "nodes"),
     KindSpec(ConfigMap, "configmaps", watched=False),
+    KindSpec(Secret, "secrets", watched=False),
 )
 BY_KIND: dict[str, KindSpec] = {s.kind: s for s in SPECS}

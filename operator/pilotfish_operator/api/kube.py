@@ -3,6 +3,7 @@ everything else a real object carries is ignored."""
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PlainValidator, WithJsonSchema
@@ -43,6 +44,32 @@ class ConfigMap(KubeObject):
     KIND: ClassVar[str] = "ConfigMap"
 
     data: StrMap = Field(default_factory=dict)
+
+
+@kube_object
+class Secret(KubeObject):
+    """A gateway's TLS credential (a Gateway server's `credentialName`). The values are
+    never shown (repr) or logged; `stringData` (local mode's YAML) is folded into
+    `data` as the API server does."""
+
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
+    KIND: ClassVar[str] = "Secret"
+
+    type: Str = "Opaque"
+    data: StrMap = Field(default_factory=dict, repr=False)
+    string_data: StrMap = Field(default_factory=dict, repr=False)
+
+    def value(self, key: str) -> bytes | None:
+        """One key's bytes (base64 `data`, else `stringData`), or None."""
+        if key in self.string_data:
+            return self.string_data[key].encode()
+        found = self.data.get(key)
+        if found is None:
+            return None
+        try:
+            return base64.b64decode(found, validate=True)
+        except ValueError:
+            return None
 
 
 @kube_object

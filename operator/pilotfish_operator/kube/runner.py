@@ -41,6 +41,7 @@ from ..webhook.certs import dns_names
 from ..webhook.kube import KubeCertStore
 from . import credentials, handlers, listing
 from .client import KubeClient
+from .gateway_secrets import GatewaySecrets
 from .kinds import BY_PLURAL
 from .leader import LeaderElector
 from .mesh_ca import CaSecrets
@@ -131,6 +132,7 @@ class Operator:
         )
         self.client = KubeClient(cfg)
         self.mesh_config = MeshConfigReader(self.client, self.store, settings.namespace)
+        self.gateway_secrets = GatewaySecrets(self.client, self.store)
         self.elector = LeaderElector(
             self.client,
             settings.namespace,
@@ -249,6 +251,8 @@ class Operator:
             asyncio.create_task(
                 self.ca_secrets.follow(self.issuer.ca, self.ca_changed), name="mesh-ca"
             ),
+            # Gateway certificates are served only over the authenticated TLS xDS.
+            asyncio.create_task(self.gateway_secrets.run(), name="gateway-secrets"),
         ]
 
     def ca_changed(self, ca: MeshCA) -> None:

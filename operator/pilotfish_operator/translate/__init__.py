@@ -16,6 +16,7 @@ from typing import Any
 from pilotfish_xds import ir
 
 from ..api import Destination, DestinationRule, Gateway, Pod, Service, VirtualService
+from ..security import credentials
 from ..store import Key, Store
 from . import delegation, destination_rules, gateways, l4_routes, routes, service_entries
 from .failures import Failures, blame, isolate
@@ -99,7 +100,7 @@ PASSES: tuple[Pass, ...] = (
     ),
     Pass(
         "gateways",
-        frozenset({"Gateway", "VirtualService", "Pod"}),
+        frozenset({"Gateway", "VirtualService", "Pod", "Secret"}),
         lambda t, store, changed: t._gateways_pass(store, changed),
     ),
 )
@@ -230,7 +231,7 @@ class Translator:
                 )
         proxies += tuple(
             self._gateway_proxies(
-                results["gateways"], workloads, by_host, rules, warnings, failures
+                results["gateways"], store, workloads, by_host, rules, warnings, failures
             )
         )
         if self.options.local:
@@ -324,6 +325,7 @@ class Translator:
     def _gateway_proxies(
         self,
         found: tuple[list[Pod], list[Gateway], list[VirtualService]],
+        store: Store,
         workloads: Workloads,
         by_host: dict[str, ServiceInfo],
         rules: dict[str, destination_rules.Rules],
@@ -334,6 +336,10 @@ class Translator:
         if not pods:
             return []
         cluster_for = self._cluster_for(by_host, rules)
+
+        def credential(namespace: str, name: str, mutual: bool) -> str | None:
+            found = credentials.read(store, namespace, name, mutual)
+            return found if isinstance(found, str) else None
 
         def routes_for(vs: VirtualService, port: int, gateway: str) -> tuple[ir.Route, ...]:
             return routes.virtual_service_routes(
@@ -346,7 +352,7 @@ class Translator:
                 proxy = _proxy(
                     pod, (), self.names, self.options, workloads.locality(pod.spec.node_name)
                 )
-                served = gateways.servers(pod, gws, vss, routes_for, warnings)
+                served = gateways.servers(pod, gws, vss, routes_for, credential, warnings)
             except Exception as exc:
                 blame(failures, pod.key, exc)
                 continue

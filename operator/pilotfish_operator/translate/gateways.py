@@ -13,11 +13,14 @@ in a route table), and the merge is reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal, cast
 
 from pilotfish_xds import ir
 
-from ..api import Gateway, Pod, VirtualService
+from ..api import Gateway, Pod, Server, VirtualService
 from ..injection import GATEWAY_LABEL
+from ..security.credentials import sds_name
 from .precedence import age
 from .routes import gateway_name
 
@@ -50,18 +53,60 @@ def _admits(prefix: str, vs_namespace: str, gateway_namespace: str) -> bool:
     return prefix == vs_namespace
 
 
+CredentialCheck = Callable[[str, str, bool], str | None]
+"""(namespace, credentialName, mutual) → why it cannot be served, or None."""
+_TERMINATED = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+
+
+@dataclass
+class _Group:
+    """What becomes one ir.GatewayServer: the plaintext servers of a port, or one
+    TLS-terminating server."""
+
+    protocol: str
+    tls: ir.ServerTls | None = None
+    domains: dict[str, list[tuple[VirtualService, str]]] = field(default_factory=dict)
+    redirect: set[str] = field(default_factory=set)
+
+
+def _tls(server: Server, namespace: str, credential: CredentialCheck) -> ir.ServerTls | str:
+    """A terminating server's TLS, or why it cannot be served."""
+    tls = server.tls
+    assert tls is not None
+    if tls.mode not in _TERMINATED:
+        return f"tls mode {tls.mode} is not served yet"
+    if not tls.credential_name:
+        return "only credentialName certificates are served (not file paths)"
+    why = credential(namespace, tls.credential_name, tls.mode != "SIMPLE")
+    if why is not None:
+        return why
+    names = {host.rpartition("/")[2] for host in server.hosts}
+    mode = cast(Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"], tls.mode)
+    return ir.ServerTls(
+        mode,
+        sds_name(tls.credential_name),
+        sni=() if "*" in names else tuple(sorted(names)),
+        min_version=tls.min_protocol_version if tls.min_protocol_version != "TLS_AUTO" else "",
+        max_version=tls.max_protocol_version if tls.max_protocol_version != "TLS_AUTO" else "",
+        cipher_suites=tls.cipher_suites,
+        subject_alt_names=tls.subject_alt_names,
+    )
+
+
 def servers(
     pod: Pod,
     gateways: Iterable[Gateway],
     virtual_services: Iterable[VirtualService],
     routes_for: RoutesFor,
+    credential: CredentialCheck,
     warnings: list[str],
 ) -> tuple[ir.GatewayServer, ...]:
-    """The ports `pod` serves, with their virtual hosts."""
+    """The ports `pod` serves, with their virtual hosts. TLS certificates come from
+    Secrets of the pod's own namespace."""
     labels = pod.metadata.labels
     vss = sorted(virtual_services, key=age)
-    ports: dict[int, tuple[str, dict[str, list[tuple[VirtualService, str]]]]] = {}
-    redirect: set[tuple[int, str]] = set()
+    groups: dict[tuple[int, str], _Group] = {}
+    protocols: dict[int, str] = {}
     for g in sorted(gateways, key=age):
         selector = g.spec.selector
         if not selector or any(labels.get(k) != v for k, v in selector.items()):
@@ -70,15 +115,39 @@ def servers(
         bound = [
             vs for vs in vss if name in {gateway_name(x, vs.namespace) for x in vs.spec.gateways}
         ]
-        for server in g.spec.servers:
+        for i, server in enumerate(g.spec.servers):
             port, protocol = server.port.number, server.port.protocol.upper()
-            known = ports.setdefault(port, (protocol, {}))
-            if known[0] != protocol:
+            where = f"Gateway {name}: spec.servers[{i}]"
+            if protocols.setdefault(port, protocol) != protocol:
                 warnings.append(
-                    f"Gateway {name}: port {port} is {known[0]} in an older Gateway; "
-                    f"its {protocol} server there is ignored"
+                    f"{where}: port {port} is {protocols[port]} in an older Gateway; "
+                    f"this {protocol} server is ignored"
                 )
                 continue
+            terminated = protocol == "HTTPS"
+            if terminated:
+                tls = _tls(server, pod.metadata.namespace or "", credential)
+                if isinstance(tls, str):
+                    warnings.append(f"{where}.tls: {tls}; the server is not served")
+                    continue
+                clash = next(
+                    (
+                        k
+                        for k, grp in groups.items()
+                        if k[0] == port and grp.tls and grp.tls.sni == tls.sni
+                    ),
+                    None,
+                )
+                if clash is not None:
+                    warnings.append(
+                        f"{where}: port {port} already serves these hosts over TLS "
+                        f"({clash[1]}); ignored"
+                    )
+                    continue
+                key = (port, f"https.{port}.{g.namespace}.{g.name}.{i}")
+                group = groups[key] = _Group(protocol, tls)
+            else:
+                group = groups.setdefault((port, f"http.{port}"), _Group(protocol))
             for vs in bound:
                 for host in vs.spec.hosts:
                     for server_host in server.hosts:
@@ -88,15 +157,15 @@ def servers(
                         domain = _meet(dns, host)
                         if domain is not None:
                             if server.tls is not None and server.tls.https_redirect:
-                                redirect.add((port, domain))
-                            users = known[1].setdefault(domain, [])
+                                group.redirect.add(domain)
+                            users = group.domains.setdefault(domain, [])
                             if all(v is not vs for v, _ in users):
                                 users.append((vs, name))
                             break
     out = []
-    for port, (protocol, domains) in sorted(ports.items()):
+    for (port, route_table), group in sorted(groups.items()):
         hosts = []
-        for domain, users in sorted(domains.items()):
+        for domain, users in sorted(group.domains.items()):
             if len(users) > 1:
                 warnings.append(
                     f"Gateway port {port}, host {domain}: VirtualServices "
@@ -106,7 +175,7 @@ def servers(
             routes = tuple(r for vs, gw in users for r in routes_for(vs, port, gw))
             names = (domain,) if domain == "*" else (domain, f"{domain}:{port}")
             hosts.append(
-                ir.GatewayHost(f"{domain}:{port}", names, routes, (port, domain) in redirect)
+                ir.GatewayHost(f"{domain}:{port}", names, routes, domain in group.redirect)
             )
-        out.append(ir.GatewayServer(port, protocol, tuple(hosts)))
+        out.append(ir.GatewayServer(port, group.protocol, tuple(hosts), group.tls, route_table))
     return tuple(out)

@@ -43,12 +43,44 @@ MATCH_KEY = "envoy.transport_socket_match"
 
 
 @dataclass(frozen=True)
+class Credential:
+    """A gateway server's own certificate (its `credentialName`), served by SDS as
+    `name`; `ca_pem`: the client CA of MUTUAL servers (served as `<name>-cacert`)."""
+
+    name: str
+    chain_pem: bytes
+    key_pem: bytes = field(repr=False)
+    ca_pem: bytes = b""
+
+
+@dataclass(frozen=True)
 class WorkloadSecrets:
-    """What a proxy holds: its certificate chain (leaf first) and key, and the roots."""
+    """What a proxy holds: its certificate chain (leaf first) and key, and the roots;
+    a gateway also its servers' credentials."""
 
     chain_pem: bytes
     key_pem: bytes = field(repr=False)
     roots_pem: bytes
+    credentials: tuple[Credential, ...] = ()
+
+
+def credential_secret(c: Credential) -> Secret:
+    return Secret(
+        name=c.name,
+        tls_certificate=TlsCertificate(
+            certificate_chain=DataSource(inline_bytes=c.chain_pem),
+            private_key=DataSource(inline_bytes=c.key_pem),
+        ),
+    )
+
+
+def credential_ca_secret(c: Credential) -> Secret:
+    return Secret(
+        name=f"{c.name}-cacert",
+        validation_context=CertificateValidationContext(
+            trusted_ca=DataSource(inline_bytes=c.ca_pem)
+        ),
+    )
 
 
 def certificate_secret(s: WorkloadSecrets) -> Secret:

@@ -41,6 +41,11 @@ class Resources:
             cache.build(mtls.CERTIFICATE, mtls.certificate_secret, secrets),
             cache.build(mtls.ROOTS, mtls.roots_secret, secrets.roots_pem),
         ]
+        for c in secrets.credentials:
+            found = self.by_type[types.SECRET]
+            found.append(cache.build(c.name, mtls.credential_secret, c))
+            if c.ca_pem:
+                found.append(cache.build(f"{c.name}-cacert", mtls.credential_ca_secret, c))
 
     def snapshot(self) -> Snapshot:
         references = {

@@ -8,13 +8,13 @@ so the standard metrics show the gateway as the source."""
 from __future__ import annotations
 
 from envoy_data_plane.envoy.config.core.v3 import TrafficDirection
-from envoy_data_plane.envoy.config.listener.v3 import FilterChain, Listener
+from envoy_data_plane.envoy.config.listener.v3 import FilterChain, FilterChainMatch, Listener
 from envoy_data_plane.envoy.config.route.v3 import VirtualHost, VirtualHostTlsRequirementType
 
 from ... import ir, types
 from ...codec import EncodeCache
 from ...snapshot import Snapshot
-from .. import mtls, observe, routes
+from .. import gateway_tls, l4, mtls, observe, routes
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import ANY_ADDRESS
@@ -28,6 +28,10 @@ def route_name(port: int) -> str:
     return f"http.{port}"
 
 
+def listener_name(address: str, port: int) -> str:
+    return f"{address}_{port}"
+
+
 def translate(
     mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
 ) -> Snapshot:
@@ -35,19 +39,35 @@ def translate(
     out.add_secrets(secrets, cache)
     local = proxy.capture == "local"
     address = proxy.ip if local else ANY_ADDRESS
+    secure: dict[int, list[tuple[str, ir.ServerTls]]] = {}
     for server in proxy.servers:
-        if server.protocol not in HTTP_PROTOCOLS:
-            continue  # HTTPS, TLS and TCP servers: later steps of issue 10
-        name = route_name(server.port)
+        name = server.name or route_name(server.port)
+        if server.tls is not None and server.protocol == "HTTPS":
+            secure.setdefault(server.port, []).append((name, server.tls))
+        elif server.tls is not None or server.protocol not in HTTP_PROTOCOLS:
+            continue  # TLS passthrough and TCP servers: later steps of issue 10
+        else:
+            out.add(
+                types.LISTENER,
+                cache.build(
+                    listener_name(address, server.port),
+                    http_listener,
+                    address,
+                    server.port,
+                    proxy.telemetry.client,
+                ),
+            )
         parts = [cache.build(f"{name}|{h.name}", gateway_host, h).body for h in server.hosts]
         out.add(types.ROUTE, route_configuration(name, parts))
+    for port, chains in sorted(secure.items()):
         out.add(
             types.LISTENER,
             cache.build(
-                f"gateway|{server.port}",
-                http_listener,
+                listener_name(address, port),
+                https_listener,
                 address,
-                server.port,
+                port,
+                tuple(chains),
                 proxy.telemetry.client,
             ),
         )
@@ -63,9 +83,39 @@ def gateway_host(host: ir.GatewayHost) -> VirtualHost:
     return vhost
 
 
+def https_listener(
+    address: str,
+    port: int,
+    servers: tuple[tuple[str, ir.ServerTls], ...],
+    t: ir.SideTelemetry = _CLIENT,
+) -> Listener:
+    """TLS servers sharing a port: a filter chain each, picked by the client's SNI, with
+    its own certificate and route table."""
+    logs, trace = observe.http(t, outbound=True)
+    name = listener_name(address, port)
+    chains = [
+        FilterChain(
+            name=routes_name,
+            filter_chain_match=FilterChainMatch(server_names=list(tls.sni)),
+            transport_socket=gateway_tls.downstream_socket(tls),
+            filters=[
+                http_connection_manager(name, rds=routes_name, access_log=logs, tracing=trace)
+            ],
+        )
+        for routes_name, tls in servers
+    ]
+    return Listener(
+        name=name,
+        address=socket_address(address, port),
+        traffic_direction=TrafficDirection.OUTBOUND,
+        listener_filters=[l4.tls_inspector()],
+        filter_chains=chains,
+    )
+
+
 def http_listener(address: str, port: int, t: ir.SideTelemetry = _CLIENT) -> Listener:
     logs, trace = observe.http(t, outbound=True)
-    name = f"{address}_{port}"
+    name = listener_name(address, port)
     hcm = http_connection_manager(name, rds=route_name(port), access_log=logs, tracing=trace)
     return Listener(
         name=name,
