@@ -166,21 +166,28 @@ def _leaf(ca: tuple[bytes, bytes], host: str) -> tuple[bytes, bytes]:
     return pki.new_leaf(ca[0], ca[1], [x509.DNSName(host)], now, day, pki.name(host))
 
 
-def _tls_secret(name: str, cert: bytes, key: bytes) -> dict[str, object]:
+def _tls_secret(name: str, cert: bytes, key: bytes, ca: bytes = b"") -> dict[str, object]:
+    data = {"tls.crt": cert.decode(), "tls.key": key.decode()}
+    if ca:
+        data["ca.crt"] = ca.decode()  # the client CA of a MUTUAL server
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "namespace": "ingress"},
         "type": "kubernetes.io/tls",
-        "stringData": {"tls.crt": cert.decode(), "tls.key": key.decode()},
+        "stringData": data,
     }
 
 
-def _https_get(address: str, sni: str, roots: Path) -> tuple[int, str, int]:
+def _https_get(
+    address: str, sni: str, roots: Path, client: tuple[Path, Path] | None = None
+) -> tuple[int, str, int]:
     """One HTTPS request on a new connection: (status, who answered, the serial of the
-    certificate the gateway presented)."""
+    certificate the gateway presented). `client`: a certificate and key to present."""
     host, port = address.rsplit(":", 1)
     context = ssl.create_default_context(cafile=str(roots))
+    if client is not None:
+        context.load_cert_chain(str(client[0]), str(client[1]))
     with (
         socket.create_connection((host, int(port)), timeout=10) as raw,
         context.wrap_socket(raw, server_hostname=sni) as tls,
@@ -310,3 +317,80 @@ async def test_https_gateway_picks_certificates_by_sni_and_rotates_them(
     await caller
     assert not failures, failures
     assert serial(renewed[0]) in seen and serial(reviews[0]) in seen
+
+
+async def test_mutual_tls_at_the_gateway_requires_a_client_certificate(
+    harness: Harness, tmp_path: Path
+) -> None:
+    gw, v1 = harness.ip(120), harness.ip(121)
+    harness.backend("reviews-v1", v1, 9080)
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    server_ca = pki.new_ca(now, day, pki.name("edge CA"))
+    client_ca = pki.new_ca(now, day, pki.name("partners CA"))
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(server_ca[0])
+    cert, key = _leaf(server_ca, "partners.example.com")
+    secret = _tls_secret("partners-cert", cert, key, client_ca[0])
+
+    def client_files(ca: tuple[bytes, bytes], name: str) -> tuple[Path, Path]:
+        usage = (x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,)
+        sans = [x509.DNSName(name)]
+        pem, private = pki.new_leaf(ca[0], ca[1], sans, now, day, pki.name(name), usage)
+        (tmp_path / f"{name}.pem").write_bytes(pem)
+        (tmp_path / f"{name}.key").write_bytes(private)
+        return tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        namespace("ingress"),
+        service("reviews", "shop", {"app": "reviews"}, (9080,)),
+        pod("reviews-v1", "shop", v1, {"app": "reviews"}, (9080,)),
+        gateway_pod(gw),
+        secret,
+        istio(
+            "Gateway",
+            "partners",
+            "ingress",
+            {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 9443, "name": "https", "protocol": "HTTPS"},
+                        "hosts": ["partners.example.com"],
+                        "tls": {
+                            "mode": "MUTUAL",
+                            "credentialName": "partners-cert",
+                            "subjectAltNames": ["acme.partners.example.com"],
+                        },
+                    }
+                ],
+            },
+        ),
+        istio(
+            "VirtualService",
+            "partners",
+            "shop",
+            {
+                "hosts": ["partners.example.com"],
+                "gateways": ["ingress/partners"],
+                "http": [{"route": [{"destination": {"host": "reviews"}}]}],
+            },
+        ),
+    )
+    await harness.start()
+    address, sni = f"{gw}:9443", "partners.example.com"
+    acme = client_files(client_ca, "acme.partners.example.com")
+    status, served, _ = await asyncio.to_thread(_https_get, address, sni, roots, acme)
+    assert (status, served) == (200, "reviews-v1")
+    # No client certificate, one from another CA, or one without the allowed name: the
+    # handshake fails (nothing reaches the service).
+    stranger_ca = pki.new_ca(now, day, pki.name("stranger CA"))
+    for who in (
+        None,
+        client_files(stranger_ca, "acme.partners.example.com"),
+        client_files(client_ca, "other.partners.example.com"),
+    ):
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            await asyncio.to_thread(_https_get, address, sni, roots, who)
