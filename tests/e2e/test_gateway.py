@@ -394,3 +394,67 @@ async def test_mutual_tls_at_the_gateway_requires_a_client_certificate(
     ):
         with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
             await asyncio.to_thread(_https_get, address, sni, roots, who)
+
+
+async def test_tls_passthrough_to_a_backend_holding_its_own_certificate(
+    harness: Harness, tmp_path: Path
+) -> None:
+    gw, ledger = harness.ip(130), harness.ip(131)
+    now = datetime.datetime.now(datetime.UTC)
+    ca = pki.new_ca(now, datetime.timedelta(days=1), pki.name("ledger CA"))
+    cert, key = _leaf(ca, "api.ledger.example")
+    (tmp_path / "ledger.pem").write_bytes(cert)
+    (tmp_path / "ledger.key").write_bytes(key)
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(ca[0])
+    harness.backend(
+        "ledger-v1", ledger, 8443, tls=(str(tmp_path / "ledger.pem"), str(tmp_path / "ledger.key"))
+    )
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        namespace("ingress"),
+        service("ledger", "shop", {"app": "ledger"}, (8443,), protocol="tls"),
+        pod("ledger-v1", "shop", ledger, {"app": "ledger"}, (8443,), inject=False),
+        gateway_pod(gw),
+        istio(
+            "Gateway",
+            "passthrough",
+            "ingress",
+            {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 9444, "name": "tls", "protocol": "TLS"},
+                        "hosts": ["api.ledger.example"],
+                        "tls": {"mode": "PASSTHROUGH"},
+                    }
+                ],
+            },
+        ),
+        istio(
+            "VirtualService",
+            "ledger",
+            "shop",
+            {
+                "hosts": ["api.ledger.example"],
+                "gateways": ["ingress/passthrough"],
+                "tls": [
+                    {
+                        "match": [{"sniHosts": ["api.ledger.example"]}],
+                        "route": [{"destination": {"host": "ledger", "port": {"number": 8443}}}],
+                    }
+                ],
+            },
+        ),
+    )
+    await harness.start()
+    # The backend's own certificate comes back, unopened by the gateway.
+    status, served, presented = await asyncio.to_thread(
+        _https_get, f"{gw}:9444", "api.ledger.example", roots
+    )
+    assert (status, served) == (200, "ledger-v1")
+    assert presented == x509.load_pem_x509_certificate(cert).serial_number
+    # A name no route has: no filter chain takes the connection.
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+        await asyncio.to_thread(_https_get, f"{gw}:9444", "other.ledger.example", roots)

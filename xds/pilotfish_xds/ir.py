@@ -432,6 +432,8 @@ class GatewayServer:
     tls: ServerTls | None = None
     name: str = ""
     """Its route table's name (unique on the proxy)."""
+    l4_routes: tuple[L4Route, ...] = ()
+    """A TLS PASSTHROUGH server: the bound VirtualServices' `tls` routes (by SNI)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pilotfish_xds import ir
+from pilotfish_xds import ir, types
 from pilotfish_xds.bootstrap import XdsTls
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.ports import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
@@ -235,6 +235,8 @@ class LocalMesh:
         for type_url in sorted(snapshot.type_urls()):
             if not snapshot.resources(type_url):
                 continue  # Envoy does not subscribe to a type it has no use for
+            if type_url == types.SECRET and type_url not in node.types:
+                continue  # nothing references a secret yet (a gateway with no TLS in use)
             status = node.type(type_url)
             if status.acked_version == snapshot.version(type_url):
                 continue

@@ -346,13 +346,18 @@ class Translator:
                 vs, port, partial(cluster_for, vs.namespace), gateway
             )
 
+        def l4_routes_for(vs: VirtualService, port: int, gateway: str) -> tuple[ir.L4Route, ...]:
+            return l4_routes.l4_routes(vs, port, "tls", partial(cluster_for, vs.namespace), gateway)
+
         out = []
         for pod in pods:
             try:
                 proxy = _proxy(
                     pod, (), self.names, self.options, workloads.locality(pod.spec.node_name)
                 )
-                served = gateways.servers(pod, gws, vss, routes_for, credential, warnings)
+                served = gateways.servers(
+                    pod, gws, vss, routes_for, credential, warnings, l4_routes_for
+                )
             except Exception as exc:
                 blame(failures, pod.key, exc)
                 continue

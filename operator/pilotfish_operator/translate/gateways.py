@@ -26,6 +26,8 @@ from .routes import gateway_name
 
 RoutesFor = Callable[[VirtualService, int, str], tuple[ir.Route, ...]]
 """(VirtualService, port, gateway `ns/name`) → its routes there."""
+L4RoutesFor = Callable[[VirtualService, int, str], tuple[ir.L4Route, ...]]
+"""(VirtualService, port, gateway `ns/name`) → its `tls` routes there."""
 
 
 def is_gateway(pod: Pod) -> bool:
@@ -67,6 +69,7 @@ class _Group:
     tls: ir.ServerTls | None = None
     domains: dict[str, list[tuple[VirtualService, str]]] = field(default_factory=dict)
     redirect: set[str] = field(default_factory=set)
+    l4: list[ir.L4Route] = field(default_factory=list)
 
 
 def _tls(server: Server, namespace: str, credential: CredentialCheck) -> ir.ServerTls | str:
@@ -100,6 +103,7 @@ def servers(
     routes_for: RoutesFor,
     credential: CredentialCheck,
     warnings: list[str],
+    l4_routes_for: L4RoutesFor | None = None,
 ) -> tuple[ir.GatewayServer, ...]:
     """The ports `pod` serves, with their virtual hosts. TLS certificates come from
     Secrets of the pod's own namespace."""
@@ -123,6 +127,20 @@ def servers(
                     f"{where}: port {port} is {protocols[port]} in an older Gateway; "
                     f"this {protocol} server is ignored"
                 )
+                continue
+            if protocol == "TLS":
+                mode = server.tls.mode if server.tls is not None else "PASSTHROUGH"
+                if mode != "PASSTHROUGH" or l4_routes_for is None:
+                    warnings.append(f"{where}.tls: mode {mode} on TLS is not served yet")
+                    continue
+                group = groups.setdefault((port, f"tls.{port}"), _Group(protocol))
+                served_names = {h.rpartition("/")[2] for h in server.hosts}
+                for vs in bound:
+                    for r in l4_routes_for(vs, port, name):
+                        sni = r.match.sni_hosts
+                        wanted = any(_meet(n, s) for n in served_names for s in sni)
+                        if wanted and r not in group.l4:
+                            group.l4.append(r)
                 continue
             terminated = protocol == "HTTPS"
             if terminated:
@@ -177,5 +195,9 @@ def servers(
             hosts.append(
                 ir.GatewayHost(f"{domain}:{port}", names, routes, domain in group.redirect)
             )
-        out.append(ir.GatewayServer(port, group.protocol, tuple(hosts), group.tls, route_table))
+        out.append(
+            ir.GatewayServer(
+                port, group.protocol, tuple(hosts), group.tls, route_table, tuple(group.l4)
+            )
+        )
     return tuple(out)

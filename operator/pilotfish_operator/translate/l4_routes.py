@@ -11,7 +11,7 @@ from __future__ import annotations
 from pilotfish_xds import ir
 
 from ..api import RouteDestination, VirtualService
-from .routes import ClusterFor
+from .routes import ClusterFor, gateway_name
 
 
 def _clusters(
@@ -33,15 +33,21 @@ def _source(labels: dict[str, str], namespace: str | None) -> ir.SourceSelector 
     return ir.SourceSelector(ir.labels_of(labels), namespace)
 
 
-def _applies(port: int, at_port: int | None, gateways: tuple[str, ...]) -> bool:
-    return (at_port is None or at_port == port) and (not gateways or "mesh" in gateways)
-
-
 def l4_routes(
-    vs: VirtualService, port: int, proxying: ir.Proxying, cluster_for: ClusterFor
+    vs: VirtualService,
+    port: int,
+    proxying: ir.Proxying,
+    cluster_for: ClusterFor,
+    gateway: str = "mesh",
 ) -> tuple[ir.L4Route, ...]:
+    """`gateway`: whose port this is (`ns/name`, or `mesh`: the sidecars')."""
     out: list[ir.L4Route] = []
     prefix = f"{vs.namespace}/{vs.name}"
+
+    def _applies(port: int, at_port: int | None, gateways: tuple[str, ...]) -> bool:
+        named = {gateway_name(g, vs.namespace) for g in gateways}
+        return (at_port is None or at_port == port) and (not named or gateway in named)
+
     if proxying == "tcp":
         for i, tcp in enumerate(vs.spec.tcp):
             clusters = _clusters(tcp.route, port, cluster_for)

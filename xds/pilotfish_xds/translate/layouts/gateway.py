@@ -42,10 +42,23 @@ def translate(
     secure: dict[int, list[tuple[str, ir.ServerTls]]] = {}
     for server in proxy.servers:
         name = server.name or route_name(server.port)
+        if server.protocol == "TLS":  # passthrough: the client's TLS goes through as is
+            out.add(
+                types.LISTENER,
+                cache.build(
+                    listener_name(address, server.port),
+                    passthrough_listener,
+                    address,
+                    server.port,
+                    server.l4_routes,
+                    proxy.telemetry.client,
+                ),
+            )
+            continue
         if server.tls is not None and server.protocol == "HTTPS":
             secure.setdefault(server.port, []).append((name, server.tls))
         elif server.tls is not None or server.protocol not in HTTP_PROTOCOLS:
-            continue  # TLS passthrough and TCP servers: later steps of issue 10
+            continue  # TCP servers: a later step of issue 10
         else:
             out.add(
                 types.LISTENER,
@@ -103,6 +116,29 @@ def https_listener(
             ],
         )
         for routes_name, tls in servers
+    ]
+    return Listener(
+        name=name,
+        address=socket_address(address, port),
+        traffic_direction=TrafficDirection.OUTBOUND,
+        listener_filters=[l4.tls_inspector()],
+        filter_chains=chains,
+    )
+
+
+def passthrough_listener(
+    address: str, port: int, l4_routes: tuple[ir.L4Route, ...], t: ir.SideTelemetry = _CLIENT
+) -> Listener:
+    """TLS passthrough: the SNI of the client's hello picks the `tls` route; its bytes go
+    to the route's clusters unopened (the backend holds its own certificate)."""
+    name = listener_name(address, port)
+    chains = [
+        FilterChain(
+            name=route.name,
+            filter_chain_match=FilterChainMatch(server_names=list(route.match.sni_hosts)),
+            filters=[l4.route_filter(f"{name}|{route.name}", route, t)],
+        )
+        for route in l4_routes
     ]
     return Listener(
         name=name,
