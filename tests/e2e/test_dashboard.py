@@ -226,7 +226,10 @@ async def test_graph_shows_the_canary_its_errors_mtls_and_a_caller_without_sidec
     }
     # What a reader sees on the canary edge: its share, rate, failures and latency.
     share, health = (to_v2.find("data-label")[i].texts() for i in (0, 1))
-    assert re.fullmatch(r"(9|10|11|12)% · [\d.]+ rps", share), share
+    # The label shows the edge's own share (its value is checked against the split above).
+    shown = re.fullmatch(r"([\d.]+)% · [\d.]+ rps", share)
+    assert shown is not None, share
+    assert float(shown.group(1)) == pytest.approx(number(to_v2, "data-share") * 100, abs=0.51)
     assert re.fullmatch(r"100% err · p99 [\d.]+ ms", health), health
 
     # The service's own page: by version and by caller.
