@@ -458,3 +458,47 @@ async def test_tls_passthrough_to_a_backend_holding_its_own_certificate(
     # A name no route has: no filter chain takes the connection.
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
         await asyncio.to_thread(_https_get, f"{gw}:9444", "other.ledger.example", roots)
+
+
+async def test_tcp_server_proxies_bytes_to_the_bound_route(harness: Harness) -> None:
+    gw, db = harness.ip(140), harness.ip(141)
+    harness.backend("db-1", db, 5432, tcp=True)
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        namespace("ingress"),
+        service("db", "shop", {"app": "db"}, (5432,), protocol="tcp"),
+        pod("db-1", "shop", db, {"app": "db"}, (5432,)),
+        gateway_pod(gw),
+        istio(
+            "Gateway",
+            "tcp",
+            "ingress",
+            {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {"port": {"number": 9400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}
+                ],
+            },
+        ),
+        istio(
+            "VirtualService",
+            "db",
+            "shop",
+            {
+                "hosts": ["*"],
+                "gateways": ["ingress/tcp"],
+                "tcp": [{"match": [{"port": 9400}], "route": [{"destination": {"host": "db"}}]}],
+            },
+        ),
+    )
+    await harness.start()
+    reader, writer = await asyncio.open_connection(gw, 9400)
+    try:
+        assert (await asyncio.wait_for(reader.readline(), 10)).strip() == b"db-1"
+        writer.write(b"ping\n")
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.readline(), 10)) == b"ping\n"
+    finally:
+        writer.close()
+        await writer.wait_closed()

@@ -346,8 +346,12 @@ class Translator:
                 vs, port, partial(cluster_for, vs.namespace), gateway
             )
 
-        def l4_routes_for(vs: VirtualService, port: int, gateway: str) -> tuple[ir.L4Route, ...]:
-            return l4_routes.l4_routes(vs, port, "tls", partial(cluster_for, vs.namespace), gateway)
+        def l4_routes_for(
+            vs: VirtualService, port: int, gateway: str, proxying: ir.Proxying
+        ) -> tuple[ir.L4Route, ...]:
+            return l4_routes.l4_routes(
+                vs, port, proxying, partial(cluster_for, vs.namespace), gateway
+            )
 
         out = []
         for pod in pods:

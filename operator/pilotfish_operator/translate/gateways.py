@@ -26,8 +26,8 @@ from .routes import gateway_name
 
 RoutesFor = Callable[[VirtualService, int, str], tuple[ir.Route, ...]]
 """(VirtualService, port, gateway `ns/name`) → its routes there."""
-L4RoutesFor = Callable[[VirtualService, int, str], tuple[ir.L4Route, ...]]
-"""(VirtualService, port, gateway `ns/name`) → its `tls` routes there."""
+L4RoutesFor = Callable[[VirtualService, int, str, ir.Proxying], tuple[ir.L4Route, ...]]
+"""(VirtualService, port, gateway `ns/name`, tcp or tls) → its routes of that kind there."""
 
 
 def is_gateway(pod: Pod) -> bool:
@@ -136,10 +136,20 @@ def servers(
                 group = groups.setdefault((port, f"tls.{port}"), _Group(protocol))
                 served_names = {h.rpartition("/")[2] for h in server.hosts}
                 for vs in bound:
-                    for r in l4_routes_for(vs, port, name):
+                    for r in l4_routes_for(vs, port, name, "tls"):
                         sni = r.match.sni_hosts
                         wanted = any(_meet(n, s) for n in served_names for s in sni)
                         if wanted and r not in group.l4:
+                            group.l4.append(r)
+                continue
+            if protocol in ("TCP", "MONGO", "MYSQL", "REDIS"):
+                if l4_routes_for is None:
+                    continue
+                # Istio binds TCP servers' routes by the VirtualService alone (no Host).
+                group = groups.setdefault((port, f"tcp.{port}"), _Group(protocol))
+                for vs in bound:
+                    for r in l4_routes_for(vs, port, name, "tcp"):
+                        if r not in group.l4:
                             group.l4.append(r)
                 continue
             terminated = protocol == "HTTPS"

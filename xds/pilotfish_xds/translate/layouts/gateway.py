@@ -21,6 +21,7 @@ from ..listeners import ANY_ADDRESS
 from ..resources import Resources, outbound_clusters, route_configuration
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+TCP_PROTOCOLS = frozenset({"TCP", "MONGO", "MYSQL", "REDIS"})
 _CLIENT = ir.Telemetry().client
 
 
@@ -57,8 +58,22 @@ def translate(
             continue
         if server.tls is not None and server.protocol == "HTTPS":
             secure.setdefault(server.port, []).append((name, server.tls))
+        elif server.protocol in TCP_PROTOCOLS:
+            if server.l4_routes:
+                out.add(
+                    types.LISTENER,
+                    cache.build(
+                        listener_name(address, server.port),
+                        tcp_listener,
+                        address,
+                        server.port,
+                        server.l4_routes[0],
+                        proxy.telemetry.client,
+                    ),
+                )
+            continue
         elif server.tls is not None or server.protocol not in HTTP_PROTOCOLS:
-            continue  # TCP servers: a later step of issue 10
+            continue
         else:
             out.add(
                 types.LISTENER,
@@ -146,6 +161,20 @@ def passthrough_listener(
         traffic_direction=TrafficDirection.OUTBOUND,
         listener_filters=[l4.tls_inspector()],
         filter_chains=chains,
+    )
+
+
+def tcp_listener(
+    address: str, port: int, route: ir.L4Route, t: ir.SideTelemetry = _CLIENT
+) -> Listener:
+    """A TCP server: every connection to the first `tcp` route the bound VirtualServices
+    give the port (Istio's order), as bytes."""
+    name = listener_name(address, port)
+    return Listener(
+        name=name,
+        address=socket_address(address, port),
+        traffic_direction=TrafficDirection.OUTBOUND,
+        filter_chains=[FilterChain(filters=[l4.route_filter(f"{name}|{route.name}", route, t)])],
     )
 
 
