@@ -31,6 +31,12 @@ def within(count: int, n: int, share: float) -> bool:
     return abs(count - n * share) <= 5 * math.sqrt(n * share * (1 - share))
 
 
+def gateway(name: str, servers: list[dict[str, object]]) -> dict[str, object]:
+    """A Gateway of namespace ingress selecting the ingress gateway pod."""
+    spec = {"selector": {"istio": "ingressgateway"}, "servers": servers}
+    return istio("Gateway", name, "ingress", spec)
+
+
 def gateway_pod(ip: str) -> dict[str, object]:
     labels = {"istio": "ingressgateway", "app": "ingressgateway", "pilotfish.io/proxy": "gateway"}
     return pod("ingressgateway", "ingress", ip, labels)
@@ -62,35 +68,25 @@ async def test_ingress_gateway_routes_bound_virtual_services(
                 ],
             },
         ),
-        istio(
-            "Gateway",
+        gateway(
             "public",
-            "ingress",
-            {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]},
-                    {
-                        "port": {"number": 8081, "name": "http-beta", "protocol": "HTTP"},
-                        "hosts": ["shop/*.example.com"],
-                    },
-                ],
-            },
+            [
+                {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]},
+                {
+                    "port": {"number": 8081, "name": "http-beta", "protocol": "HTTP"},
+                    "hosts": ["shop/*.example.com"],
+                },
+            ],
         ),
-        istio(
-            "Gateway",
+        gateway(
             "redirect",
-            "ingress",
-            {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    {
-                        "port": {"number": 8082, "name": "http-redirect", "protocol": "HTTP"},
-                        "hosts": ["*"],
-                        "tls": {"httpsRedirect": True},
-                    }
-                ],
-            },
+            [
+                {
+                    "port": {"number": 8082, "name": "http-redirect", "protocol": "HTTP"},
+                    "hosts": ["*"],
+                    "tls": {"httpsRedirect": True},
+                }
+            ],
         ),
         istio(
             "VirtualService",
@@ -249,17 +245,12 @@ async def test_https_gateway_picks_certificates_by_sni_and_rotates_them(
         pod("reviews-v1", "shop", v1, {"app": "reviews"}, (9080,)),
         pod("ratings-v1", "shop", v2, {"app": "ratings"}, (9080,)),
         gateway_pod(gw),
-        istio(
-            "Gateway",
+        gateway(
             "secure",
-            "ingress",
-            {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    server("reviews.example.com", "reviews-cert"),
-                    server("ratings.example.com", "ratings-cert"),
-                ],
-            },
+            [
+                server("reviews.example.com", "reviews-cert"),
+                server("ratings.example.com", "ratings-cert"),
+            ],
         ),
         route("reviews", "reviews.example.com"),
         route("ratings", "ratings.example.com"),
@@ -349,24 +340,19 @@ async def test_mutual_tls_at_the_gateway_requires_a_client_certificate(
         pod("reviews-v1", "shop", v1, {"app": "reviews"}, (9080,)),
         gateway_pod(gw),
         secret,
-        istio(
-            "Gateway",
+        gateway(
             "partners",
-            "ingress",
-            {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    {
-                        "port": {"number": 9443, "name": "https", "protocol": "HTTPS"},
-                        "hosts": ["partners.example.com"],
-                        "tls": {
-                            "mode": "MUTUAL",
-                            "credentialName": "partners-cert",
-                            "subjectAltNames": ["acme.partners.example.com"],
-                        },
-                    }
-                ],
-            },
+            [
+                {
+                    "port": {"number": 9443, "name": "https", "protocol": "HTTPS"},
+                    "hosts": ["partners.example.com"],
+                    "tls": {
+                        "mode": "MUTUAL",
+                        "credentialName": "partners-cert",
+                        "subjectAltNames": ["acme.partners.example.com"],
+                    },
+                }
+            ],
         ),
         istio(
             "VirtualService",
@@ -417,20 +403,15 @@ async def test_tls_passthrough_to_a_backend_holding_its_own_certificate(
         service("ledger", "shop", {"app": "ledger"}, (8443,), protocol="tls"),
         pod("ledger-v1", "shop", ledger, {"app": "ledger"}, (8443,), inject=False),
         gateway_pod(gw),
-        istio(
-            "Gateway",
+        gateway(
             "passthrough",
-            "ingress",
-            {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    {
-                        "port": {"number": 9444, "name": "tls", "protocol": "TLS"},
-                        "hosts": ["api.ledger.example"],
-                        "tls": {"mode": "PASSTHROUGH"},
-                    }
-                ],
-            },
+            [
+                {
+                    "port": {"number": 9444, "name": "tls", "protocol": "TLS"},
+                    "hosts": ["api.ledger.example"],
+                    "tls": {"mode": "PASSTHROUGH"},
+                }
+            ],
         ),
         istio(
             "VirtualService",
@@ -470,16 +451,8 @@ async def test_tcp_server_proxies_bytes_to_the_bound_route(harness: Harness) -> 
         service("db", "shop", {"app": "db"}, (5432,), protocol="tcp"),
         pod("db-1", "shop", db, {"app": "db"}, (5432,)),
         gateway_pod(gw),
-        istio(
-            "Gateway",
-            "tcp",
-            "ingress",
-            {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    {"port": {"number": 9400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}
-                ],
-            },
+        gateway(
+            "tcp", [{"port": {"number": 9400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}]
         ),
         istio(
             "VirtualService",

@@ -51,6 +51,12 @@ def _mesh(harness: Harness, client: str, web: str, zipkin_ip: str, otel_ip: str)
     harness.write("meshconfig.yaml", mesh_config(extensionProviders=PROVIDERS))
 
 
+def mesh_tracing(provider: str, sampling: float) -> dict[str, object]:
+    """The mesh-wide Telemetry (root namespace): `provider` at `sampling` percent."""
+    spec = {"tracing": [{"providers": [{"name": provider}], "randomSamplingPercentage": sampling}]}
+    return telemetry("mesh-default", "pilotfish-system", spec)
+
+
 def one_trace(received: Received) -> tuple[Span, Span]:
     """The client and server spans of the one trace received (asserting there is one)."""
     traces = {s.trace_id for s in received.spans}
@@ -112,11 +118,7 @@ async def test_zipkin_then_opentelemetry_one_trace_across_two_sidecars(
         spans.spans.clear()
         await harness.apply(
             "telemetry.yaml",
-            telemetry(
-                "mesh-default",
-                "pilotfish-system",
-                {"tracing": [{"providers": [{"name": "otel"}], "randomSamplingPercentage": 100}]},
-            ),
+            mesh_tracing("otel", 100),
         )
         await asyncio.sleep(2.5)  # pooled connections drain (1 s here) to the new tracer
         r = await harness.get(client, "http://web.shop/otel")
@@ -134,11 +136,7 @@ async def test_zipkin_then_opentelemetry_one_trace_across_two_sidecars(
         # sidecars (Istio: a prior sampling decision is respected).
         await harness.apply(
             "telemetry.yaml",
-            telemetry(
-                "mesh-default",
-                "pilotfish-system",
-                {"tracing": [{"providers": [{"name": "zipkin"}], "randomSamplingPercentage": 0}]},
-            ),
+            mesh_tracing("zipkin", 0),
         )
         await asyncio.sleep(2.5)
         otel.spans.clear()
@@ -159,11 +157,7 @@ async def test_zipkin_then_opentelemetry_one_trace_across_two_sidecars(
         spans.spans.clear()
         await harness.apply(
             "telemetry.yaml",
-            telemetry(
-                "mesh-default",
-                "pilotfish-system",
-                {"tracing": [{"providers": [{"name": "zipkin"}], "randomSamplingPercentage": 0}]},
-            ),
+            mesh_tracing("zipkin", 0),
             telemetry(
                 "web",
                 "shop",

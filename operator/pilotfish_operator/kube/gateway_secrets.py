@@ -7,13 +7,13 @@ never logged."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from ..api import Gateway, Pod, Secret
 from ..store import Store
-from ..translate.gateways import is_gateway
+from ..translate.gateways import is_gateway, selecting
 from .client import ApiError, KubeClient
+from .polling import poll
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,7 @@ def wanted(store: Store) -> set[Key]:
     gateways = [g for g in store.of_kind("Gateway") if isinstance(g, Gateway)]
     out: set[Key] = set()
     for pod in pods:
-        labels = pod.metadata.labels
-        for g in gateways:
-            selector = g.spec.selector
-            if not selector or any(labels.get(k) != v for k, v in selector.items()):
-                continue
+        for g in selecting(gateways, pod):
             for server in g.spec.servers:
                 tls = server.tls
                 if tls is not None and tls.credential_name:
@@ -64,9 +60,4 @@ class GatewaySecrets:
                 self.store.delete(held.key)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(EVERY)
-            try:
-                await self.read()
-            except (OSError, TimeoutError) as exc:
-                log.warning("gateway Secrets not read: %s", exc)
+        await poll(lambda: EVERY, self.read, "gateway Secrets")

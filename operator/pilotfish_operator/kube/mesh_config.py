@@ -7,12 +7,12 @@ logged (kind, name, field path) and the last good one is kept, as for every obje
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from ..api import mesh_config
 from ..store import Store
 from .client import ApiError, KubeClient
+from .polling import poll
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,4 @@ class MeshConfigReader:
         self.store.apply({**obj, "apiVersion": "v1", "kind": "ConfigMap"})
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(EVERY)
-            try:
-                await self.read()
-            except (OSError, TimeoutError) as exc:
-                log.warning("mesh config ConfigMap not read: %s", exc)
+        await poll(lambda: EVERY, self.read, "mesh config ConfigMap")

@@ -34,6 +34,16 @@ def is_gateway(pod: Pod) -> bool:
     return pod.metadata.labels.get(GATEWAY_LABEL) == "gateway"
 
 
+def selecting(gateways: Iterable[Gateway], pod: Pod) -> list[Gateway]:
+    """The Gateways whose selector matches the pod's labels, oldest first."""
+    labels = pod.metadata.labels
+    return [
+        g
+        for g in sorted(gateways, key=age)
+        if g.spec.selector and all(labels.get(k) == v for k, v in g.spec.selector.items())
+    ]
+
+
 def _meet(server: str, host: str) -> str | None:
     """Where a server host name and a VirtualService host overlap (None: nowhere)."""
     if server == "*" or server == host:
@@ -107,14 +117,10 @@ def servers(
 ) -> tuple[ir.GatewayServer, ...]:
     """The ports `pod` serves, with their virtual hosts. TLS certificates come from
     Secrets of the pod's own namespace."""
-    labels = pod.metadata.labels
     vss = sorted(virtual_services, key=age)
     groups: dict[tuple[int, str], _Group] = {}
     protocols: dict[int, str] = {}
-    for g in sorted(gateways, key=age):
-        selector = g.spec.selector
-        if not selector or any(labels.get(k) != v for k, v in selector.items()):
-            continue
+    for g in selecting(gateways, pod):
         name = f"{g.namespace}/{g.name}"
         bound = [
             vs for vs in vss if name in {gateway_name(x, vs.namespace) for x in vs.spec.gateways}
