@@ -18,19 +18,18 @@ from pilotfish_xds import ir
 from ..api import Destination, DestinationRule, Gateway, Pod, Service, VirtualService
 from ..security import credentials
 from ..store import Key, Store
-from . import delegation, destination_rules, gateways, l4_routes, routes, service_entries
+from . import destination_rules, gateways, l4_routes, routes, service_entries, virtual_services
+from . import proxies as proxies_mod
 from .failures import Failures, blame, isolate
 from .hosts import Names
-from .precedence import age
+from .proxies import proxy_id as proxy_id  # the node id: local mode and benchmarks use it
+from .service_clusters import service_clusters
 from .services import (
     ServiceInfo,
     Workloads,
-    identity_of,
     involved_pods,
     service_info,
     slices_by_service,
-    target_port,
-    workload_of,
 )
 
 log = logging.getLogger(__name__)
@@ -114,35 +113,6 @@ NOT_READ: dict[str, str] = {
 
 _HostEntry = tuple[tuple[Any, ...], list[ir.VirtualHost], list[ir.Cluster], Failures]
 """(inputs, virtual hosts, clusters, failures) remembered per service host."""
-
-
-def _export_to(values: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
-    return tuple(values) if values else ("*",)
-
-
-def _vs_by_host(store: Store, names: Names, warnings: list[str]) -> dict[str, list[VirtualService]]:
-    """VirtualServices per host, oldest first (creation time, then namespace/name): a
-    proxy uses the first one exported to its namespace."""
-
-    out: dict[str, list[VirtualService]] = {}
-    all_vs = [v for v in store.of_kind("VirtualService") if isinstance(v, VirtualService)]
-    by_name = {(v.namespace, v.name): v for v in all_vs}
-    for stored in sorted(all_vs, key=age):
-        vs = delegation.expand(stored, lambda ns, name: by_name.get((ns, name)), warnings)
-        if vs.spec.gateways and "mesh" not in vs.spec.gateways:
-            continue  # bound to gateways only
-        for host in vs.spec.hosts:
-            earlier = out.setdefault(names.fqdn(host, vs.namespace), [])
-            shadow = next((e for e in earlier if _export_to(e.spec.export_to) == ("*",)), None)
-            if shadow is not None:
-                warnings.append(
-                    f"VirtualService {vs.namespace}/{vs.name}: host {host} is already routed "
-                    f"for every namespace by VirtualService {shadow.namespace}/{shadow.name}; "
-                    "ignored for that host"
-                )
-                continue
-            earlier.append(vs)
-    return out
 
 
 class Translator:
@@ -235,7 +205,7 @@ class Translator:
             )
         )
         if self.options.local:
-            warnings += _local_port_conflicts(vhosts, proxies)
+            warnings += proxies_mod.local_port_conflicts(vhosts, proxies)
         for w in warnings:
             log.warning("%s", w)
         return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings, failures)
@@ -252,7 +222,7 @@ class Translator:
 
     def _virtual_services_pass(self, store: Store, _: set[str] | None) -> Any:
         warnings: list[str] = []
-        by_host = _vs_by_host(store, self.names, warnings)
+        by_host = virtual_services.by_host(store, self.names, warnings)
         self._dests = {k: v for k, v in self._dests.items() if store.get(k) is v[0]}
         return by_host, warnings
 
@@ -356,9 +326,7 @@ class Translator:
         out = []
         for pod in pods:
             try:
-                proxy = _proxy(
-                    pod, (), self.names, self.options, workloads.locality(pod.spec.node_name)
-                )
+                proxy = self._proxy(pod, (), workloads.locality(pod.spec.node_name))
                 served = gateways.servers(
                     pod, gws, vss, routes_for, credential, warnings, l4_routes_for
                 )
@@ -367,6 +335,16 @@ class Translator:
                 continue
             out.append(dataclasses.replace(proxy, kind="gateway", inbound=(), servers=served))
         return out
+
+    def _proxy(
+        self,
+        pod: Pod,
+        services: tuple[ServiceInfo, ...],
+        where: ir.Locality | None,
+        peer: ir.PeerAuth | None = None,
+    ) -> ir.Proxy:
+        o = self.options
+        return proxies_mod.proxy(pod, services, self.names, o.local, o.trust_domain, where, peer)
 
     def _gateways_pass(self, store: Store, _: set[str] | None) -> Any:
         pods = sorted(
@@ -388,7 +366,7 @@ class Translator:
     def _destinations(self, vs: VirtualService) -> set[str]:
         known = self._dests.get(vs.key)
         if known is None or known[0] is not vs:
-            known = self._dests[vs.key] = (vs, _destinations(vs, self.names))
+            known = self._dests[vs.key] = (vs, virtual_services.destinations(vs, self.names))
         return known[1]
 
     def _services_of(self, store: Store, failures: Failures) -> tuple[Workloads, list[ServiceInfo]]:
@@ -447,7 +425,7 @@ class Translator:
         vhosts, clusters = [], []
         for sp in info.ports:
             for rule, scope in destination_rules.variants(own, info.namespace, root):
-                clusters += _clusters(info, sp.port, rule, scope)
+                clusters += service_clusters(info, sp.port, rule, scope)
             default = ir.outbound_cluster_name(info.hostname, sp.port)
             lb = destination_rules.merge_traffic_policy(dr, sp.port, "").load_balancer
             proxying = ir.proxying_of(sp.protocol)
@@ -460,7 +438,7 @@ class Translator:
                     )
                     if proxying == "http"
                     else (),
-                    export_to=_export_to(vs.spec.export_to),
+                    export_to=virtual_services.export_to(vs.spec.export_to),
                     l4_routes=l4_routes.l4_routes(
                         vs, sp.port, proxying, partial(cluster_for, vs.namespace)
                     ),
@@ -515,9 +493,7 @@ class Translator:
             proxy = known[1] if known is not None and known[0] == inputs else None
             if proxy is None:
                 try:
-                    proxy = _proxy(
-                        pod, inputs[1], self.names, self.options, where, workloads.peer.get(key)
-                    )
+                    proxy = self._proxy(pod, inputs[1], where, workloads.peer.get(key))
                     proxy = dataclasses.replace(
                         proxy,
                         authz=workloads.authz.get(key, ()),
@@ -536,35 +512,6 @@ class Translator:
         return tuple(out)
 
 
-def _local_port_conflicts(vhosts: list[ir.VirtualHost], proxies: tuple[ir.Proxy, ...]) -> list[str]:
-    """Local mode reaches a TCP or TLS service port P at the client pod's own
-    address:P (no capture): say where that cannot work rather than fail silently."""
-    out = []
-    tcp: dict[int, list[str]] = {}
-    l4_ports: dict[int, str] = {}
-    for vh in vhosts:
-        if vh.proxying == "tcp":
-            tcp.setdefault(vh.port, []).append(vh.hostname)
-        if vh.proxying != "http":
-            l4_ports.setdefault(vh.port, vh.hostname)
-    for port, hosts in sorted(tcp.items()):
-        if len(hosts) > 1:
-            out.append(
-                f"TCP port {port} is served by {', '.join(hosts)}: in local mode a client "
-                f"reaches a TCP service at its own address:{port}, so only {hosts[0]} is "
-                "reachable there (a cluster tells them apart by their cluster IPs)"
-            )
-    for proxy in proxies:
-        for port in sorted(set(proxy.app_ports) & l4_ports.keys()):
-            if any(i.hostname == l4_ports[port] for i in proxy.inbound):
-                continue  # the service's own pod: it serves the port, it need not call it
-            out.append(
-                f"Pod {proxy.namespace}/{proxy.name} listens on port {port} itself: in local "
-                f"mode its sidecar cannot listen there for {l4_ports[port]}:{port}"
-            )
-    return out
-
-
 def translate(store: Store, options: Options | None = None) -> Translation:
     """Translate from scratch (goldens, tools); long-lived callers keep a Translator."""
     return Translator(options).translate(store)
@@ -576,108 +523,3 @@ def _key(vs: VirtualService) -> Key:
 
 def _rule_key(dr: DestinationRule) -> Key:
     return dr.key
-
-
-def _destinations(vs: VirtualService, names: Names) -> set[str]:
-    """Hosts a VirtualService sends to (routes and mirrors): their services and rules
-    shape its routes, so a change to one of them re-translates it."""
-    out: set[str] = set()
-    for http in vs.spec.http:
-        dests = [rd.destination for rd in http.route] + [m.destination for m in http.mirrors]
-        if http.mirror is not None:
-            dests.append(http.mirror)
-        out.update(names.fqdn(d.host, vs.namespace) for d in dests)
-    l4 = [rd for r in vs.spec.tcp for rd in r.route] + [rd for r in vs.spec.tls for rd in r.route]
-    out.update(names.fqdn(rd.destination.host, vs.namespace) for rd in l4)
-    return out
-
-
-def _clusters(
-    svc: ServiceInfo, port: int, rule: DestinationRule | None, scope: ir.RuleScope | None
-) -> list[ir.Cluster]:
-    backends = svc.backends.get(port, [])
-
-    def cluster(subset: str, selector: dict[str, str]) -> ir.Cluster:
-        chosen = [b for b in backends if all(b.labels.get(k) == v for k, v in selector.items())]
-        policy = destination_rules.cluster_policy(
-            destination_rules.merge_traffic_policy(rule, port, subset)
-        )
-        keys = policy.locality.failover_priority if policy.locality else ()
-        return ir.Cluster(
-            hostname=svc.hostname,
-            port=port,
-            subset=subset,
-            namespace=svc.namespace,
-            endpoints=tuple(
-                ir.Endpoint(
-                    b.address,
-                    b.port,
-                    b.healthy,
-                    b.locality,
-                    tuple(ir.label_value(ir.labels_of(b.labels), b.locality, k) for k in keys),
-                    mtls=bool(b.identity),
-                    workload=b.workload,
-                )
-                for b in chosen
-            ),
-            identities=tuple(sorted({b.identity for b in chosen if b.identity}))
-            + svc.subject_alt_names,
-            policy=policy,
-            export_to=svc.export_to,
-            protocol=protocol,
-            scope=scope,
-            discovery=svc.discovery,
-        )
-
-    protocol = next((p.protocol for p in svc.ports if p.port == port), "http")
-    out = [cluster("", {})]
-    if rule is not None:
-        out += [cluster(s.name, dict(s.labels)) for s in rule.spec.subsets]
-    return out
-
-
-def _proxy(
-    pod: Pod,
-    services: tuple[ServiceInfo, ...],
-    names: Names,
-    options: Options,
-    locality: ir.Locality | None,
-    peer: ir.PeerAuth | None = None,
-) -> ir.Proxy:
-    labels = dict(pod.metadata.labels)
-    inbound = []
-    for svc in services:
-        if not svc.selector or any(labels.get(k) != v for k, v in svc.selector.items()):
-            continue
-        for sp in svc.ports:
-            port = target_port(pod, sp.target)
-            if port is not None:
-                inbound.append(
-                    ir.Inbound(
-                        svc.hostname,
-                        () if svc.entry else names.aliases(svc.name, svc.namespace),
-                        None if svc.entry else svc.name,
-                        sp.port,
-                        port,
-                        sp.protocol,
-                    )
-                )
-    return ir.Proxy(
-        id=proxy_id(pod.namespace, pod.name),
-        name=pod.name,
-        namespace=pod.namespace,
-        ip=pod.status.pod_ip or "",
-        labels=ir.labels_of(labels),
-        app_ports=tuple(p.container_port for c in pod.spec.containers for p in c.ports),
-        inbound=tuple(inbound),
-        capture="local" if options.local else "iptables",
-        identity=identity_of(pod, options.trust_domain),
-        locality=locality,
-        peer_auth=peer or ir.PeerAuth(),
-        workload=workload_of(pod, identity_of(pod, options.trust_domain)),
-    )
-
-
-def proxy_id(namespace: str, pod: str) -> str:
-    """The Envoy node id of a pod's sidecar."""
-    return f"{pod}.{namespace}"
