@@ -40,6 +40,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         envoy=args.envoy,
         debounce=args.debounce,
         delta=args.delta,
+        on_demand=args.on_demand,
         converge_timeout=args.converge_timeout,
         monitoring=args.monitoring,
     )
@@ -139,6 +140,12 @@ def parser() -> argparse.ArgumentParser:
         "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
     )
     local.add_argument("--delta", action="store_true", help="sidecars use Delta xDS")
+    local.add_argument(
+        "--on-demand",
+        action="store_true",
+        help="scoped sidecars: each fetches an HTTP service on its first call to it "
+        "instead of being sent every service (implies --delta)",
+    )
     local.add_argument(
         "--converge-timeout",
         type=float,

@@ -131,8 +131,11 @@ class Harness:
         envoy: str | None = None,
         converge_timeout: float = 60.0,
         cert_ttl: datetime.timedelta | None = None,
+        on_demand: bool = False,
     ) -> None:
-        extra = {"cert_ttl": cert_ttl} if cert_ttl is not None else {}
+        extra: dict[str, Any] = {"cert_ttl": cert_ttl} if cert_ttl is not None else {}
+        if on_demand:
+            extra["on_demand"] = True
         self.mesh = LocalMesh(
             self.config,
             state=self.workdir / "state.json",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import warnings
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,16 +164,25 @@ def delta_response(
     nonce: str,
     resources: Iterable[Encoded],
     removed: Iterable[str] = (),
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    unresolved: Iterable[str] = (),
 ) -> bytes:
     """DeltaDiscoveryResponse: system_version_info=1, resources=2, type_url=4,
-    nonce=5, removed_resources=6; Resource: version=1, resource=2, name=3."""
+    nonce=5, removed_resources=6; Resource: version=1, resource=2, name=3, aliases=4.
+    `aliases`: resource name → the names a proxy asked for it by (VHDS);
+    `unresolved`: aliases answered with an empty resource (nothing serves them)."""
     url = type_url.encode()
+    aliases = aliases or {}
     parts = [_field(1, system_version.encode())]
     for r in resources:
         item = (
             _field(1, r.hash.encode()) + _field(2, _any(url, r.body)) + _field(3, r.name.encode())
         )
+        item += b"".join(_field(4, a.encode()) for a in aliases.get(r.name, ()))
         parts.append(wire.length_delimited(2, item))
+    for alias in unresolved:
+        name = alias.encode()
+        parts.append(wire.length_delimited(2, _field(3, name) + _field(4, name)))
     parts += [_field(4, url), _field(5, nonce.encode())]
     parts.extend(wire.length_delimited(6, n.encode()) for n in removed)
     return b"".join(parts)

@@ -963,6 +963,9 @@ class Proxy:
     outbound_policy: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
     """Istio's outboundTrafficPolicy: a destination the mesh does not know passes
     through (ALLOW_ANY) or is refused (REGISTRY_ONLY: HTTP 502, TCP closed)."""
+    on_demand: bool = False
+    """Scoped: the sidecar fetches each HTTP service when its workload first calls it
+    (VHDS over Delta xDS; xds `translate/scoping.py`) instead of being sent them all."""
 
 
 @dataclass(frozen=True, slots=True)

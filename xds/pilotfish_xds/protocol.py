@@ -12,7 +12,7 @@ import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from .types import CLUSTER, LISTENER, ROUTE
+from .types import CLUSTER, LISTENER, ROUTE, VIRTUAL_HOST
 
 
 class Kind(enum.Enum):
@@ -93,6 +93,7 @@ def decide_delta(
 SEND_AFTER: Mapping[str, tuple[str, ...]] = {
     LISTENER: (CLUSTER,),
     ROUTE: (CLUSTER,),
+    VIRTUAL_HOST: (CLUSTER,),
 }
 
 

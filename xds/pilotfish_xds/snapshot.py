@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from .codec import Encoded
+from .on_demand import OnDemand
+from .types import CLUSTER, VIRTUAL_HOST
 
 _EMPTY: Mapping[str, Encoded] = MappingProxyType({})
 
@@ -28,13 +30,16 @@ class Snapshot:
     knows them already, so the snapshot does not decode anything to check them.
     """
 
-    __slots__ = ("_references", "_resources", "_versions")
+    __slots__ = ("_references", "_resources", "_versions", "on_demand")
 
     def __init__(
         self,
         resources: Mapping[str, Iterable[Encoded]],
         references: Mapping[str, frozenset[str]] | None = None,
+        on_demand: OnDemand | None = None,
     ) -> None:
+        """`on_demand`: what the proxy may fetch besides `resources` (a scoped proxy)."""
+        self.on_demand = on_demand
         by_type: dict[str, Mapping[str, Encoded]] = {}
         for type_url, items in resources.items():
             named: dict[str, Encoded] = {}
@@ -43,8 +48,17 @@ class Snapshot:
                     raise ValueError(f"duplicate {type_url} resource {item.name!r}")
                 named[item.name] = item
             by_type[type_url] = MappingProxyType(named)
+        if on_demand is not None:
+            by_type.setdefault(VIRTUAL_HOST, _EMPTY)
         self._resources = by_type
         self._versions = {t: content_version(r.values()) for t, r in by_type.items()}
+        if on_demand is not None:
+            # A scoped proxy's version of a type covers what it may fetch too: an ACK
+            # of it means the proxy holds the current config of whatever it fetched.
+            fetched = list(on_demand.clusters.values()) + list(by_type.get(CLUSTER, {}).values())
+            self._versions[CLUSTER] = content_version(fetched)
+            offers = {o.resource for o in on_demand.virtual_hosts.values()}
+            self._versions[VIRTUAL_HOST] = content_version(offers)
         self._references = dict(references or {})
 
     def type_urls(self) -> frozenset[str]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import codec
+from . import codec, on_demand
 from .codec import Encoded
 from .protocol import (
     SEND_AFTER,
@@ -32,7 +32,7 @@ from .protocol import (
 )
 from .snapshot import Snapshot, content_version
 from .status import StreamKind
-from .types import CLUSTER, ENDPOINT, PUSH_ORDER, WILDCARD_TYPES
+from .types import CLUSTER, ENDPOINT, PUSH_ORDER, VIRTUAL_HOST, WILDCARD_TYPES
 
 if TYPE_CHECKING:
     from .server import AdsServer
@@ -352,6 +352,8 @@ class _DeltaType:
     sent: dict[str, str]  # name -> hash the client holds (as far as we know)
     nonces: dict[str, str] = field(default_factory=dict)  # unanswered nonce -> version
     carried: dict[str, dict[str, str]] = field(default_factory=dict)  # nonce -> name -> hash
+    fresh: set[str] = field(default_factory=set)  # subscribed since the last response
+    version: str = ""  # of the last response
 
 
 class DeltaStream(Stream):
@@ -383,6 +385,7 @@ class DeltaStream(Stream):
             wildcard = "*" in subscribe or (type_url in WILDCARD_TYPES and not explicit)
             versions: Mapping[str, str] = request.initial_resource_versions
             state = self.types[type_url] = _DeltaType(wildcard, explicit, dict(versions))
+            state.fresh = set(explicit)
         else:
             if decision.kind in (Kind.ACK, Kind.NACK):
                 rejected = state.carried.get(request.response_nonce, {})
@@ -393,13 +396,18 @@ class DeltaStream(Stream):
                     state.wildcard = True
                 else:
                     state.names.add(name)
+                    state.fresh.add(name)
                     state.sent.pop(name, None)  # subscribing means the client lacks it
             for name in unsubscribe:
                 if name == "*":
                     state.wildcard = False
                 else:
                     state.names.discard(name)
+                    state.fresh.discard(name)
                     state.sent.pop(name, None)
+        if type_url == VIRTUAL_HOST and subscribe and CLUSTER in self.types:
+            # The clusters of a fetched virtual host go first; it waits for their ACK.
+            await self.offer(CLUSTER)
         if decision.respond:
             await self.offer(type_url, force=True)
 
@@ -408,17 +416,52 @@ class DeltaStream(Stream):
         available = snapshot.resources(type_url) if snapshot is not None else {}
         return {n: available[n].hash for n in names if n in available}
 
+    def _wanted(self, snapshot: Snapshot, type_url: str, state: _DeltaType) -> dict[str, Encoded]:
+        if type_url == VIRTUAL_HOST:
+            return on_demand.virtual_hosts(snapshot.on_demand, state.names)[0]
+        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
+        if type_url == CLUSTER:
+            vhosts = self.types.get(VIRTUAL_HOST)
+            aliases = vhosts.names if vhosts is not None else ()
+            return on_demand.clusters(wanted, snapshot.on_demand, state.names, aliases)
+        return wanted
+
     async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
-        """Send what changed (plus `refresh`)."""
+        """Send what changed (plus `refresh`, and the answers to fresh VHDS aliases)."""
         snapshot, state = self.snapshot(), self.types.get(type_url)
         if snapshot is None or state is None:
             return None
-        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
+        wanted = self._wanted(snapshot, type_url, state)
         changed = [r for n, r in wanted.items() if state.sent.get(n) != r.hash or n in refresh]
         removed = sorted(n for n in state.sent if n not in wanted)
-        if not (force or changed or removed):
+        aliases: dict[str, list[str]] = {}
+        unresolved: list[str] = []
+        unnamed: list[str] = []
+        if type_url == VIRTUAL_HOST and not state.version and snapshot.on_demand is not None:
+            # Envoy subscribes to VHDS without names and hands a response to a route
+            # table by its resources' namespace (`<table>/`), and each table waits for
+            # one before it warms: the first answer names an empty resource in each
+            # table's namespace as removed, which removes nothing.
+            unnamed = [f"{t}/" for t in snapshot.on_demand.tables]
+        if type_url == VIRTUAL_HOST and state.fresh:
+            # Envoy resumes a paused request when the alias it asked for comes back,
+            # as a resource's alias or as an empty resource (nothing serves it).
+            _, resolved = on_demand.virtual_hosts(snapshot.on_demand, state.fresh)
+            for alias, name in resolved.items():
+                if name is None:
+                    unresolved.append(alias)
+                else:
+                    aliases.setdefault(name, []).append(alias)
+            changed += [wanted[n] for n in aliases if all(r.name != n for r in changed)]
+        state.fresh.clear()
+        # A scoped proxy is told the snapshot's version of the type even when nothing it
+        # holds changed, so its ACK says it is current (see Snapshot).
+        scoped = snapshot.on_demand is not None
+        version = snapshot.version(type_url) if scoped else content_version(wanted.values())
+        moved = scoped and version != state.version
+        if not (force or changed or removed or unresolved or moved or unnamed):
             return None
-        version = content_version(wanted.values())
+        state.version = version
         nonce = self.server.next_nonce()
         state.nonces[nonce] = version
         state.carried[nonce] = {r.name: r.hash for r in changed}
@@ -430,7 +473,9 @@ class DeltaStream(Stream):
             del state.sent[name]
         state.sent.update((r.name, r.hash) for r in changed)
         self.server.status.sent(self.node_id, type_url, version, nonce)
-        body = codec.delta_response(type_url, version, nonce, changed, removed)
+        body = codec.delta_response(
+            type_url, version, nonce, changed, removed + unnamed, aliases, unresolved
+        )
         await self.context.write(body)
         return {r.name for r in changed}
 

@@ -12,10 +12,12 @@ ENDPOINT = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER = _PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+VIRTUAL_HOST = _PREFIX + "envoy.config.route.v3.VirtualHost"
+"""VHDS: virtual hosts a proxy fetches on demand (Delta only; see on_demand.py)."""
 
 # The order a push walks the types in: clusters before their endpoints, listeners
 # before their routes, so Envoy warms each resource with its dependencies at hand.
-PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
+PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, VIRTUAL_HOST, SECRET)
 
 # Types Envoy may subscribe to without names (legacy SotW wildcard).
 WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
@@ -37,6 +39,7 @@ _CLASSES = {
     LISTENER: ("envoy_data_plane.envoy.config.listener.v3", "Listener"),
     ROUTE: ("envoy_data_plane.envoy.config.route.v3", "RouteConfiguration"),
     SECRET: ("envoy_data_plane.envoy.extensions.transport_sockets.tls.v3", "Secret"),
+    VIRTUAL_HOST: ("envoy_data_plane.envoy.config.route.v3", "VirtualHost"),
 }
 
 

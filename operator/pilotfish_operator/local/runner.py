@@ -61,7 +61,10 @@ class LocalMesh:
         converge_timeout: float = 60.0,
         cert_ttl: datetime.timedelta = WORKLOAD_TTL,
         monitoring: str | None = "127.0.0.1:0",
+        on_demand: bool = False,
     ) -> None:
+        """`on_demand`: sidecars are scoped (fetch each HTTP service on its first call;
+        xds `translate/scoping.py`), which needs Delta xDS."""
         self.config = config
         self.state_path = state
         self.xds_address = xds
@@ -70,7 +73,7 @@ class LocalMesh:
         self.source = DirectorySource(config, self.store)
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
-        options = Options(local=True)
+        options = Options(local=True, on_demand=on_demand)
         # Local mode's CA lives only in this process: a restart re-keys every sidecar,
         # and no key is ever written to disk.
         ca = MeshCA.self_signed(options.trust_domain, utcnow())
@@ -86,7 +89,7 @@ class LocalMesh:
             status=self.status,
         )
         self._workdir = workdir
-        self.delta = delta
+        self.delta = delta or on_demand
         """Sidecars use Delta ADS instead of State-of-the-World."""
         self.xds_port = 0
         self.monitoring_address = monitoring
@@ -233,8 +236,14 @@ class LocalMesh:
             return f"not connected to the xDS server{where}"
         waiting = []
         for type_url in sorted(snapshot.type_urls()):
-            if not snapshot.resources(type_url):
-                continue  # Envoy does not subscribe to a type it has no use for
+            # Envoy does not subscribe to a type it has no use for. A scoped sidecar
+            # (on demand) asks for virtual hosts once its routes warm, and for endpoints
+            # once it holds a cluster that needs them.
+            unused = not snapshot.resources(type_url) or (
+                snapshot.on_demand is not None and type_url == types.ENDPOINT
+            )
+            if unused and type_url not in node.types:
+                continue
             if type_url == types.SECRET and type_url not in node.types:
                 continue  # nothing references a secret yet (a gateway with no TLS in use)
             status = node.type(type_url)

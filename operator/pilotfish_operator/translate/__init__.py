@@ -45,6 +45,9 @@ class Options:
     (a cluster) endpoints are podIP:targetPort and sidecars capture with iptables."""
     root_namespace: str = "pilotfish-system"
     """The mesh's root namespace: its DestinationRules are a fallback for every host."""
+    on_demand: bool = False
+    """Sidecars are scoped (`ir.Proxy.on_demand`): they fetch each HTTP service on its
+    first call instead of being sent every service. Needs Delta xDS sidecars."""
 
 
 @dataclass
@@ -344,7 +347,8 @@ class Translator:
         peer: ir.PeerAuth | None = None,
     ) -> ir.Proxy:
         o = self.options
-        return proxies_mod.proxy(pod, services, self.names, o.local, o.trust_domain, where, peer)
+        proxy = proxies_mod.proxy(pod, services, self.names, o.local, o.trust_domain, where, peer)
+        return dataclasses.replace(proxy, on_demand=True) if o.on_demand else proxy
 
     def _gateways_pass(self, store: Store, _: set[str] | None) -> Any:
         pods = sorted(

@@ -12,8 +12,10 @@ from .. import ir, types, wire
 from ..codec import EncodeCache, Encoded
 from ..snapshot import Snapshot
 from . import clusters, jwt, mtls, view
+from .scoping import Catalogue
 
 _VIRTUAL_HOSTS_FIELD = 2  # RouteConfiguration.virtual_hosts
+_NOT_LISTED = (types.SECRET, types.VIRTUAL_HOST)  # added when present (on demand: VHDS)
 
 
 @dataclass
@@ -21,12 +23,14 @@ class Resources:
     """A proxy's resources as a layout collects them, then frozen into a Snapshot."""
 
     by_type: dict[str, list[Encoded]] = field(
-        default_factory=lambda: {t: [] for t in types.PUSH_ORDER if t != types.SECRET}
+        default_factory=lambda: {t: [] for t in types.PUSH_ORDER if t not in _NOT_LISTED}
     )
     mesh_tls: bool = False
     """The proxy holds a workload certificate (`add_secrets`): mesh mTLS is on."""
     eds_names: set[str] = field(default_factory=set)
     route_names: set[str] = field(default_factory=set)
+    scope: Catalogue | None = None
+    """A scoped proxy (`ir.Proxy.on_demand`): what it fetches on demand goes here."""
 
     def add(self, type_url: str, resource: Encoded) -> None:
         self.by_type[type_url].append(resource)
@@ -52,7 +56,8 @@ class Resources:
             types.ENDPOINT: frozenset(self.eds_names),
             types.ROUTE: frozenset(self.route_names),
         }
-        return Snapshot(self.by_type, references)
+        on_demand = self.scope.freeze() if self.scope is not None else None
+        return Snapshot(self.by_type, references, on_demand)
 
 
 def route_configuration(name: str, parts: list[bytes]) -> Encoded:
@@ -69,10 +74,11 @@ def outbound_clusters(
     """Every cluster the proxy may call, and the endpoints of each EDS one."""
     for c in view.visible_clusters(mesh, proxy):
         # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
-        out.add(
-            types.CLUSTER,
-            cache.build(c.name, clusters.outbound_cluster, c, local, out.mesh_tls),
-        )
+        built = cache.build(c.name, clusters.outbound_cluster, c, local, out.mesh_tls)
+        if out.scope is not None and out.scope.on_demand(c):
+            out.scope.clusters[c.name] = built
+        else:
+            out.add(types.CLUSTER, built)
         if c.policy.lb.policy != "PASSTHROUGH" and c.discovery == "eds":
             out.eds_names.add(c.name)
             # With locality load balancing the endpoints depend on where the client is:

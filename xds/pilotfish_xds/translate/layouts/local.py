@@ -22,7 +22,19 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, observe, outbound_policy, routes, telemetry, view
+from .. import (
+    authz,
+    ext_authz,
+    jwt,
+    l4,
+    mtls,
+    observe,
+    outbound_policy,
+    routes,
+    scoping,
+    telemetry,
+    view,
+)
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
@@ -42,17 +54,23 @@ _SERVER = ir.Telemetry().server
 def translate(
     mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
 ) -> Snapshot:
-    out = Resources()
+    out = Resources(scope=scoping.catalogue(mesh, proxy))
     out.add_secrets(secrets, cache)
-    parts = [
-        cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True, True).body
-        for vh, domains, rs in view.outbound_virtual_hosts(mesh, proxy)
-    ]
-    if outbound_policy.registry_only(proxy):
-        # An unknown Host gets Istio's 502 (under ALLOW_ANY: no route, 404; local mode's
-        # proxy serves mesh hosts, and the app reaches other hosts directly).
-        parts.append(cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all).body)
-    out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
+    http = view.outbound_virtual_hosts(mesh, proxy)
+    blocked = outbound_policy.registry_only(proxy)
+    if out.scope is not None:  # scoped: each service is fetched on its first request
+        unknown = outbound_policy.block_all() if blocked else None
+        out.add(types.ROUTE, out.scope.route_table(cache, OUTBOUND_ROUTE, http, True, unknown))
+    else:
+        parts = [
+            cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True, True).body
+            for vh, domains, rs in http
+        ]
+        if blocked:
+            # An unknown Host gets Istio's 502 (under ALLOW_ANY: no route, 404; local
+            # mode's proxy serves mesh hosts, and the app reaches other hosts directly).
+            parts.append(cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all).body)
+        out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
     outbound_clusters(mesh, proxy, cache, out, local=True)
 
     inbound = view.inbound_virtual_hosts(proxy)
@@ -89,7 +107,14 @@ def translate(
         ),
     )
     out.add(
-        types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip, proxy.telemetry.client)
+        types.LISTENER,
+        cache.build(
+            "outbound",
+            outbound_listener,
+            proxy.ip,
+            proxy.telemetry.client,
+            out.scope is not None,
+        ),
     )
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
         if port in SIDECAR_PORTS or port in proxy.app_ports:
@@ -124,16 +149,15 @@ def l4_listener(
     )
 
 
-def outbound_listener(ip: str, t: ir.SideTelemetry = _CLIENT) -> Listener:
-    """An HTTP proxy at ip:15001 routing every mesh service by Host."""
+def outbound_listener(ip: str, t: ir.SideTelemetry = _CLIENT, on_demand: bool = False) -> Listener:
+    """An HTTP proxy at ip:15001 routing every mesh service by Host (`on_demand`:
+    fetching a Host's virtual host on its first request)."""
     logs, trace = observe.http(t, outbound=True)
-    return _listener(
-        "outbound",
-        ip,
-        OUTBOUND_PORT,
-        http_connection_manager("outbound", rds=OUTBOUND_ROUTE, access_log=logs, tracing=trace),
-        TrafficDirection.OUTBOUND,
+    first = (scoping.on_demand_filter(),) if on_demand else ()
+    hcm = http_connection_manager(
+        "outbound", rds=OUTBOUND_ROUTE, first=first, access_log=logs, tracing=trace
     )
+    return _listener("outbound", ip, OUTBOUND_PORT, hcm, TrafficDirection.OUTBOUND)
 
 
 def _listener_mode(peer: ir.PeerAuth | None) -> ir.PeerMode | None:

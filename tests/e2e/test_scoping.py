@@ -1,0 +1,168 @@
+"""Scoped sidecars (`pilotfish local --on-demand`): a sidecar is sent no HTTP service
+until its workload calls one, and that first call is answered correctly (Envoy's
+on_demand filter fetches the virtual host over VHDS; its clusters come first)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+from harness import Harness, istio, namespace, pod, service
+
+pytestmark = pytest.mark.envoy
+
+WEB = "outbound|8080||web.shop.svc.cluster.local"
+API = "outbound|8080||api.shop.svc.cluster.local"
+
+
+def config(admin: str) -> tuple[set[str], set[str]]:
+    """The clusters and the outbound virtual hosts' domains the sidecar holds."""
+    url = f"http://{admin}/config_dump"
+    dump: dict[str, Any] = json.loads(urllib.request.urlopen(url, timeout=10).read())
+    clusters: set[str] = set()
+    domains: set[str] = set()
+    for part in dump["configs"]:
+        for c in part.get("dynamic_active_clusters", []):
+            clusters.add(c["cluster"]["name"])
+        for r in part.get("dynamic_route_configs", []):
+            rc = r["route_config"]
+            if rc["name"] == "outbound":
+                for vh in rc.get("virtual_hosts", []):
+                    domains.update(vh["domains"])
+    return clusters, domains
+
+
+async def held(admin: str) -> tuple[set[str], set[str]]:
+    return await asyncio.to_thread(config, admin)
+
+
+def post(proxy: str, url: str, body: bytes) -> tuple[int, str]:
+    host, port = proxy.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    try:
+        conn.request("POST", url, body=body, headers={"host": url.split("/")[2]})
+        r = conn.getresponse()
+        r.read()
+        return r.status, r.getheader("x-served-by") or ""
+    finally:
+        conn.close()
+
+
+def base(h: Harness) -> list[dict[str, Any]]:
+    client, web, api = h.ip(10), h.ip(11), h.ip(12)
+    h.backend("web-1", web, 8080)
+    h.backend("api-1", api, 8080)
+    return [
+        namespace("shop"),
+        service("web", "shop", {"app": "web"}, (8080,)),
+        service("api", "shop", {"app": "api"}, (8080,)),
+        pod("client", "shop", client, {"app": "client"}),
+        pod("web-1", "shop", web, {"app": "web"}, (8080,)),
+        pod("api-1", "shop", api, {"app": "api"}, (8080,)),
+    ]
+
+
+async def test_first_request_to_an_unfetched_service_is_answered(harness: Harness) -> None:
+    harness.write("base.yaml", *base(harness))
+    await harness.start(on_demand=True)
+    client = harness.ip(10)
+    admin = f"{client}:15000"
+
+    clusters, domains = await held(admin)
+    assert WEB not in clusters and API not in clusters, clusters
+    assert not any(d.startswith(("web", "api")) for d in domains), domains
+
+    r = await harness.get(client, "http://web:8080/")
+    assert (r.status, r.served_by) == (200, "web-1")
+    clusters, domains = await held(admin)
+    assert WEB in clusters and "web:8080" in domains
+    assert API not in clusters and "api:8080" not in domains, (clusters, domains)
+
+    # Another name of the same service, then another service: each answered first time.
+    r = await harness.get(client, "http://web.shop.svc.cluster.local:8080/")
+    assert (r.status, r.served_by) == (200, "web-1")
+    r = await harness.get(client, "http://api.shop:8080/")
+    assert (r.status, r.served_by) == (200, "api-1")
+
+    # A Host no service has: answered at once (404: no route), not left waiting.
+    r = await harness.get(client, "http://nowhere.shop:8080/")
+    assert r.status == 404
+
+
+async def test_first_request_with_a_body(harness: Harness) -> None:
+    harness.write("base.yaml", *base(harness))
+    await harness.start(on_demand=True)
+    proxy = f"{harness.ip(10)}:15001"
+    status, served = await asyncio.to_thread(post, proxy, "http://web:8080/", b"x" * 5000)
+    assert (status, served) == (200, "web-1")
+
+
+async def test_edits_additions_and_removals_reach_scoped_sidecars(harness: Harness) -> None:
+    harness.write("base.yaml", *base(harness))
+    await harness.start(on_demand=True)
+    client = harness.ip(10)
+    admin = f"{client}:15000"
+    assert (await harness.get(client, "http://web:8080/")).status == 200
+
+    # An edit of a fetched service's VirtualService reaches the sidecar.
+    vs = istio(
+        "VirtualService",
+        "web",
+        "shop",
+        {
+            "hosts": ["web"],
+            "http": [
+                {
+                    "headers": {"response": {"set": {"x-edited": "yes"}}},
+                    "route": [{"destination": {"host": "web"}}],
+                }
+            ],
+        },
+    )
+    await harness.apply("vs.yaml", vs)
+    r = await harness.get(client, "http://web:8080/")
+    assert (r.status, r.served_by, r.headers.get("x-edited")) == (200, "web-1", "yes")
+
+    # A service added later: reachable on its first call.
+    later = harness.ip(13)
+    harness.backend("new-1", later, 8080)
+    await harness.apply(
+        "new.yaml",
+        service("new", "shop", {"app": "new"}, (8080,)),
+        pod("new-1", "shop", later, {"app": "new"}, (8080,)),
+    )
+    r = await harness.get(client, "http://new:8080/")
+    assert (r.status, r.served_by) == (200, "new-1")
+
+    # A removed service disappears from the sidecars that fetched it.
+    harness.remove("vs.yaml")
+    harness.write("base.yaml", *[o for o in base_objects(harness) if not _is_web(o)])
+    await harness.synced()
+    for _ in range(100):
+        clusters, domains = await held(admin)
+        if WEB not in clusters and "web:8080" not in domains:
+            break
+        await asyncio.sleep(0.1)
+    assert WEB not in clusters and "web:8080" not in domains, (clusters, domains)
+    assert (await harness.get(client, "http://web:8080/")).status == 404
+    assert (await harness.get(client, "http://new:8080/")).served_by == "new-1"
+
+
+def base_objects(h: Harness) -> list[dict[str, Any]]:
+    client, web, api = h.ip(10), h.ip(11), h.ip(12)
+    return [
+        namespace("shop"),
+        service("web", "shop", {"app": "web"}, (8080,)),
+        service("api", "shop", {"app": "api"}, (8080,)),
+        pod("client", "shop", client, {"app": "client"}),
+        pod("web-1", "shop", web, {"app": "web"}, (8080,)),
+        pod("api-1", "shop", api, {"app": "api"}, (8080,)),
+    ]
+
+
+def _is_web(obj: dict[str, Any]) -> bool:
+    return obj["kind"] in ("Service", "Pod") and obj["metadata"]["name"].startswith("web")

@@ -1,0 +1,155 @@
+"""Scoping without a hand-written Sidecar: a proxy with `ir.Proxy.on_demand` is sent
+only what it cannot fetch by Host, and fetches each HTTP service the first time its
+workload calls it (Envoy's on_demand filter and VHDS; the stream side is
+`pilotfish_xds.on_demand`).
+
+What stays pushed: listeners (one per port, few), TCP and TLS services and the
+clusters their routes use (a connection is not routed by Host, so it cannot be
+fetched by it), the clusters telemetry and CUSTOM authorization name, the app's own
+clusters. What is fetched: every HTTP service's virtual host, and the clusters its
+routes name (sent before it, so the resumed request finds them warm). A Sidecar
+resource narrows what the layouts' views show, hence what can be fetched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, Vhds, VirtualHost
+from envoy_data_plane.envoy.extensions.filters.http.on_demand.v3 import OnDemand as OnDemandConfig
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpFilter,
+)
+from envoy_data_plane.google.protobuf import Any
+
+from .. import ir, wire
+from ..codec import EncodeCache, Encoded
+from ..on_demand import Fallback, Offer, OnDemand
+from . import routes, view
+from .config_source import ads
+
+ON_DEMAND_FILTER = "envoy.filters.http.on_demand"
+
+
+def on_demand_filter() -> HttpFilter:
+    """First on a scoped proxy's outbound connection managers: a request whose Host no
+    virtual host matches waits while Envoy fetches it (VHDS), then is routed."""
+    return _FILTER
+
+
+_FILTER = wire.shared(HttpFilter(name=ON_DEMAND_FILTER, typed_config=Any.pack(OnDemandConfig())))
+
+
+def route_table_head(name: str) -> bytes:
+    """A route table whose virtual hosts come from VHDS (besides any given inline)."""
+    return wire.encode(RouteConfiguration(name=name, vhds=Vhds(config_source=ads())))
+
+
+def route_clusters(rs: Iterable[ir.Route]) -> tuple[str, ...]:
+    """Every cluster the routes send to, mirrors included."""
+    out: dict[str, None] = {}
+    for r in rs:
+        if isinstance(r.action, ir.Forward):
+            out.update((w.cluster, None) for w in r.action.clusters)
+            out.update((m.cluster, None) for m in r.action.traffic.mirrors)
+    return tuple(out)
+
+
+def pinned_clusters(proxy: ir.Proxy) -> frozenset[str]:
+    """Clusters the proxy's own filters send to (tracing and log collectors, CUSTOM
+    authorization): no request names them, so they are always sent."""
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, ir.Collector | ir.ExtAuthz):
+            found.add(value.cluster)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name))
+        elif isinstance(value, tuple):
+            for item in value:
+                walk(item)
+
+    walk(proxy.telemetry)
+    walk(proxy.authz)
+    return frozenset(found)
+
+
+def fallback(route: str, template: VirtualHost) -> Fallback:
+    """An unknown Host on route table `route` gets `template`'s routes (Istio's
+    passthrough or block_all), as a virtual host of its own: a `*` domain would match
+    every Host, and no request would ever fetch a service again."""
+
+    def build(host: str) -> Encoded:
+        name = f"{route}/{host}"
+        vhost = VirtualHost(name=name, domains=[host], routes=template.routes)
+        return Encoded(name, wire.encode(vhost))
+
+    return build
+
+
+@dataclass
+class Catalogue:
+    """Collects a scoped proxy's on-demand resources as a layout walks its views."""
+
+    pinned: frozenset[str]
+    """Clusters that stay pushed (see `pinned_clusters`, plus TCP/TLS routes')."""
+    clusters: dict[str, Encoded] = field(default_factory=dict)
+    virtual_hosts: dict[str, Offer] = field(default_factory=dict)
+    fallbacks: dict[str, Fallback] = field(default_factory=dict)
+    tables: list[str] = field(default_factory=list)
+
+    def on_demand(self, cluster: ir.Cluster) -> bool:
+        return ir.proxying_of(cluster.protocol) == "http" and cluster.name not in self.pinned
+
+    def add_virtual_host(
+        self,
+        cache: EncodeCache,
+        route: str,
+        vh: ir.VirtualHost,
+        domains: tuple[str, ...],
+        rs: tuple[ir.Route, ...],
+        tag_inbound: bool,
+    ) -> None:
+        """`vh` as a VHDS resource of route table `route`, found by each of `domains`."""
+        name = f"{route}/{vh.name}"
+        body = cache.build(name, routes.virtual_host, name, domains, rs, tag_inbound, True)
+        offer = Offer(body, route_clusters(rs))
+        for d in domains:
+            self.virtual_hosts.setdefault(f"{route}/{d.lower()}", offer)
+
+    def route_table(
+        self,
+        cache: EncodeCache,
+        route: str,
+        views: Iterable[tuple[ir.VirtualHost, view.Domains, tuple[ir.Route, ...]]],
+        tag_inbound: bool,
+        unknown: VirtualHost | None,
+    ) -> Encoded:
+        """Route table `route` with its virtual hosts left to VHDS: each of `views` is
+        offered instead; an unknown Host gets `unknown`'s routes (None: no route)."""
+        self.tables.append(route)
+        for vh, domains, rs in views:
+            self.add_virtual_host(cache, route, vh, domains, rs, tag_inbound)
+        if unknown is not None:
+            self.fallbacks[route] = fallback(route, unknown)
+        return Encoded(route, route_table_head(route))
+
+    def freeze(self) -> OnDemand:
+        return OnDemand(self.clusters, self.virtual_hosts, self.fallbacks, tuple(self.tables))
+
+
+def catalogue(mesh: ir.Mesh, proxy: ir.Proxy) -> Catalogue | None:
+    """An empty catalogue for a scoped proxy (None: it is sent everything)."""
+    if not proxy.on_demand or proxy.kind != "sidecar":
+        return None
+    l4 = {
+        w.cluster
+        for views in view.outbound_l4_by_port(mesh, proxy).values()
+        for _, _, rs in views
+        for r in rs
+        for w in r.clusters
+    }
+    return Catalogue(pinned_clusters(proxy) | l4)
