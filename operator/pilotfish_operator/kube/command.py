@@ -59,5 +59,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cert-dir", type=Path, help="webhook cert/key from a directory instead")
     p.add_argument("--injection-template", type=Path, help="sidecar injection template")
     p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
+    p.add_argument(
+        "--on-demand",
+        action="store_true",
+        help="scoped sidecars: injected with Delta xDS, each fetches an HTTP service on its "
+        "first call instead of being sent every service",
+    )
     p.set_defaults(func=cmd_operator)
     return p

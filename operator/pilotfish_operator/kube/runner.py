@@ -75,6 +75,8 @@ class Settings:
     xDS and no certificates: the mesh runs without mTLS)."""
     trust_domain: str = "cluster.local"
     cert_ttl: datetime.timedelta = WORKLOAD_TTL
+    on_demand: bool = False
+    """Scoped sidecars (`Options.on_demand`); the webhook then injects Delta xDS."""
 
 
 class _NotKopfTasks(Collection[asyncio.Task[Any]]):
@@ -125,6 +127,7 @@ class Operator:
                 cluster_domain=settings.cluster_domain,
                 local=False,
                 trust_domain=settings.trust_domain,
+                on_demand=settings.on_demand,
             ),
             debounce=settings.debounce,
             ready=self.view.full,
@@ -293,6 +296,7 @@ async def run(args: argparse.Namespace) -> None:
         security=not args.plaintext_xds,
         trust_domain=args.trust_domain,
         cert_ttl=datetime.timedelta(hours=args.cert_ttl_hours),
+        on_demand=args.on_demand,
     )
     operator = Operator(cfg, settings)
     from ..webhook.service import webhooks
@@ -309,6 +313,7 @@ async def run(args: argparse.Namespace) -> None:
             cluster_domain=args.cluster_domain,
             xds_security=settings.security,
             trust_domain=settings.trust_domain,
+            delta=settings.on_demand,
             on_configuration_change=operator.webhook_changed,
         )
     )

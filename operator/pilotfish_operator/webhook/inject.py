@@ -127,6 +127,8 @@ class Config:
     """Sidecars reach xDS over TLS with their pod's token (else plaintext)."""
     trust_domain: str = "cluster.local"
     values: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_VALUES))
+    delta: bool = False
+    """Sidecars use Delta xDS (needed by scoped sidecars: `operator --on-demand`)."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class Injector:
             xds_port=self.config.xds_port,
             security=self.config.security,
             workload=workload,
+            delta=self.config.delta,
         )
         context = {
             "pod": pod,

@@ -69,6 +69,7 @@ async def webhooks(
     cluster_domain: str,
     xds_security: bool = True,
     trust_domain: str = "cluster.local",
+    delta: bool = False,
     on_configuration_change: list[Callable[[], Awaitable[object]]] | None = None,
 ) -> AsyncIterator[WebhookServer]:
     """The webhook server, serving until the context exits. Appending to
@@ -84,6 +85,7 @@ async def webhooks(
         trust_domain=trust_domain,
         native_sidecars=native_sidecars(version),
         values=injection_values(template_path),
+        delta=delta,
     )
     certs: FileCerts | SecretCerts = (
         FileCerts(cert_dir)

@@ -55,6 +55,7 @@ def sidecar_bootstrap(
     xds_port: int,
     security: PodXdsSecurity | None = None,
     workload: ir.Workload | None = None,
+    delta: bool = False,
 ) -> dict[str, Any]:
     config = bootstrap(
         f"{POD_NAME}.{namespace}",
@@ -67,6 +68,7 @@ def sidecar_bootstrap(
         admin_port=ADMIN_PORT,
         xds_tls=security.xds_tls() if security is not None else None,
         workload=workload,
+        delta=delta,
     )
     config["node"]["metadata"]["SERVICE_ACCOUNT"] = service_account
     static = config["static_resources"]

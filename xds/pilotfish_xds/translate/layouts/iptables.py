@@ -41,7 +41,19 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, observe, outbound_policy, routes, telemetry, view
+from .. import (
+    authz,
+    ext_authz,
+    jwt,
+    l4,
+    mtls,
+    observe,
+    outbound_policy,
+    routes,
+    scoping,
+    telemetry,
+    view,
+)
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -70,7 +82,7 @@ _SERVER = ir.Telemetry().server
 def translate(
     mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
 ) -> Snapshot:
-    out = Resources()
+    out = Resources(scope=scoping.catalogue(mesh, proxy))
     out.add_secrets(secrets, cache)
 
     # Outbound: per service port, a listener that never binds and its route configuration.
@@ -84,7 +96,11 @@ def translate(
     l4_ports = view.outbound_l4_by_port(mesh, proxy)
     for port in sorted(http_ports.keys() | l4_ports.keys()):
         hosts = http_ports.get(port, [])
-        if hosts:
+        if hosts and out.scope is not None:  # scoped: fetched on a Host's first request
+            unknown = outbound_policy.block_all() if blocked else allow_any()
+            table = out.scope.route_table(cache, port_route_name(port), hosts, False, unknown)
+            out.add(types.ROUTE, table)
+        elif hosts:
             parts = [
                 cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, False, True).body
                 for vh, domains, rs in hosts
@@ -97,7 +113,14 @@ def translate(
         out.add(
             types.LISTENER,
             cache.build(
-                name, port_listener, port, bool(hosts), l4_views, proxy.telemetry.client, blocked
+                name,
+                port_listener,
+                port,
+                bool(hosts),
+                l4_views,
+                proxy.telemetry.client,
+                blocked,
+                out.scope is not None,
             ),
         )
     out.add(
@@ -179,19 +202,23 @@ def port_listener(
     l4_views: tuple[l4.PortView, ...] = (),
     t: ir.SideTelemetry = _CLIENT,
     blocked: bool = False,
+    on_demand: bool = False,
 ) -> Listener:
     """One service port, any address. It never binds: only virtualOutbound hands it
     connections. TCP and TLS services on the port have chains matching their virtual
     IPs (and SNI names); what else arrives is HTTP, where the Host (a name or the
     service's address) picks the virtual host in RDS `<port>`, or, with no HTTP
-    service on the port, passes through."""
+    service on the port, passes through. `on_demand`: a scoped proxy fetches a Host's
+    virtual host on its first request."""
     name = port_listener_name(port)
     chains = l4.filter_chains(l4_views, by_address=True, t=t)
     logs, trace = observe.http(t, outbound=True)
+    first = (scoping.on_demand_filter(),) if on_demand else ()
+    rds = port_route_name(port)
     fallback = FilterChain(
         name=f"{name}|http" if http else outbound_policy.BLACKHOLE if blocked else PASSTHROUGH,
         filters=[
-            http_connection_manager(name, rds=port_route_name(port), access_log=logs, tracing=trace)
+            http_connection_manager(name, rds=rds, first=first, access_log=logs, tracing=trace)
             if http
             else _passthrough(t, blocked)
         ],
