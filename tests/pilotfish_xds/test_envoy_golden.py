@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 
 from pilotfish_xds import ir, types
 from pilotfish_xds.codec import EncodeCache, decode
+from pilotfish_xds.on_demand import OnDemand
 from pilotfish_xds.translate import WorkloadSecrets, telemetry, translate
 
 CASES = Path(__file__).parent / "testdata" / "envoy"
@@ -107,6 +108,40 @@ def test_envoy(case: str, golden: Callable[[Path, str], None]) -> None:
             CASES / "out" / f"{case}.{short}.yaml",
             yaml.safe_dump(resources, sort_keys=False, width=100),
         )
+    if snapshot.on_demand is not None:  # a scoped proxy: what it may fetch
+        golden(
+            CASES / "out" / f"{case}.on-demand.yaml",
+            yaml.safe_dump(_on_demand(snapshot.on_demand, blocks), sort_keys=False, width=100),
+        )
+
+
+def _on_demand(catalogue: OnDemand, blocks: dict[str, Any]) -> dict[str, Any]:
+    """The catalogue: each virtual host once (decoded) with the aliases that find it and
+    the clusters sent before it; clusters by name (their content is as when pushed)."""
+    aliases: dict[str, list[str]] = {}
+    offers = {}
+    for alias, offer in sorted(catalogue.virtual_hosts.items()):
+        aliases.setdefault(offer.resource.name, []).append(alias)
+        offers[offer.resource.name] = offer
+    unknown = {
+        t: decode(types.VIRTUAL_HOST, f("<host>").body).to_dict()
+        for t, f in sorted(catalogue.fallbacks.items())
+    }
+    return {
+        "tables": list(catalogue.tables),
+        "unknown_host": unknown,
+        "clusters": sorted(catalogue.clusters),
+        "virtual_hosts": [
+            {
+                "aliases": aliases[name],
+                "clusters": list(offer.clusters),
+                "resource": _elide(
+                    decode(types.VIRTUAL_HOST, offer.resource.body).to_dict(), blocks
+                ),
+            }
+            for name, offer in sorted(offers.items())
+        ],
+    }
 
 
 def test_no_orphan_outputs() -> None:
