@@ -189,8 +189,11 @@ def many_backend(port: int) -> subprocess.Popen[str]:
 
 
 @contextlib.asynccontextmanager
-async def local_mesh(config: Path, workdir: Path) -> AsyncIterator[LocalMesh]:
-    mesh = LocalMesh(config, workdir=workdir, debounce=0.05, monitoring=None)
+async def local_mesh(
+    config: Path, workdir: Path, on_demand: bool = False
+) -> AsyncIterator[LocalMesh]:
+    """`on_demand`: scoped sidecars (bench/scoping.py)."""
+    mesh = LocalMesh(config, workdir=workdir, debounce=0.05, monitoring=None, on_demand=on_demand)
     ready = asyncio.Event()
     task = asyncio.create_task(mesh.run(ready))
     waiting = asyncio.create_task(ready.wait())
