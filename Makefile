@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats clean system-deps tools
+.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats bench-scoping clean system-deps tools
 
 venv: $(STAMP)
 
@@ -83,6 +83,10 @@ bench-deps:
 # What Istio's standard metrics cost a sidecar, on vs off through the Telemetry API (~3 min).
 bench-stats: venv bench-deps
 	$(PY) bench/stats_cost.py
+
+# What scoping saves a sidecar: 10,000 services, a client calling 5, full vs on-demand.
+bench-scoping: venv
+	$(PY) bench/scoping.py
 
 clean:
 	rm -rf $(VENV)

@@ -11,7 +11,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from harness import Harness, istio, namespace, pod, service
+from harness import Harness, istio, mesh_config, namespace, pod, service
 
 pytestmark = pytest.mark.envoy
 
@@ -97,7 +97,7 @@ async def test_first_request_with_a_body(harness: Harness) -> None:
     harness.write("base.yaml", *base(harness))
     await harness.start(on_demand=True)
     proxy = f"{harness.ip(10)}:15001"
-    status, served = await asyncio.to_thread(post, proxy, "http://web:8080/", b"x" * 5000)
+    status, served = await asyncio.to_thread(post, proxy, "http://web:8080/", b"x" * 1_000_000)
     assert (status, served) == (200, "web-1")
 
 
@@ -166,3 +166,46 @@ def base_objects(h: Harness) -> list[dict[str, Any]]:
 
 def _is_web(obj: dict[str, Any]) -> bool:
     return obj["kind"] in ("Service", "Pod") and obj["metadata"]["name"].startswith("web")
+
+
+async def test_a_split_a_tcp_service_and_registry_only(harness: Harness) -> None:
+    """A weighted split's clusters all come with the fetched host; a TCP service is
+    sent from the start (nothing to fetch it by); under REGISTRY_ONLY an unknown Host
+    gets Istio's 502 (a block_all host of its own: a catch-all would stop every fetch)."""
+    client, v1, v2, db = harness.ip(10), harness.ip(11), harness.ip(12), harness.ip(13)
+    harness.backend("web-v1", v1, 8080)
+    harness.backend("web-v2", v2, 8080)
+    harness.backend("db-1", db, 5432, tcp=True)
+    subsets = [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")]
+    split = [
+        {"destination": {"host": "web", "subset": "v1"}, "weight": 50},
+        {"destination": {"host": "web", "subset": "v2"}, "weight": 50},
+    ]
+    harness.write(
+        "base.yaml",
+        namespace("shop"),
+        service("web", "shop", {"app": "web"}, (8080,)),
+        service("db", "shop", {"app": "db"}, (5432,), protocol="tcp"),
+        pod("client", "shop", client, {"app": "client"}),
+        pod("web-v1", "shop", v1, {"app": "web", "version": "v1"}, (8080,)),
+        pod("web-v2", "shop", v2, {"app": "web", "version": "v2"}, (8080,)),
+        pod("db-1", "shop", db, {"app": "db"}, (5432,), inject=False),
+        istio("DestinationRule", "web", "shop", {"host": "web", "subsets": subsets}),
+        istio("VirtualService", "web", "shop", {"hosts": ["web"], "http": [{"route": split}]}),
+        mesh_config(outboundTrafficPolicy={"mode": "REGISTRY_ONLY"}),
+    )
+    await harness.start(on_demand=True)
+    clusters, _ = await held(f"{client}:15000")
+    assert "outbound|5432||db.shop.svc.cluster.local" in clusters
+    assert not any("web" in c for c in clusters), clusters
+
+    reader, writer = await asyncio.open_connection(client, 5432)
+    assert (await asyncio.wait_for(reader.readline(), 10)).strip() == b"db-1"
+    writer.close()
+
+    counts = await harness.split(client, "http://web:8080/", 200)
+    assert counts["web-v1"] + counts["web-v2"] == 200, counts
+    assert 50 <= counts["web-v1"] <= 150, counts  # 50/50: > 7 sd from either bound
+
+    assert (await harness.get(client, "http://elsewhere.example/")).status == 502
+    assert (await harness.get(client, "http://web:8080/")).status == 200
