@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import time
@@ -168,6 +169,10 @@ class Pipeline:
             if proxy is None:
                 # Unknown to the mesh (yet): it keeps what it has, or waits for its first config.
                 continue
+            if proxy.on_demand and not self._delta(node):
+                # VHDS needs Delta xDS: a sidecar on State of the World (say, injected
+                # before scoping was switched on) is sent everything instead.
+                proxy = dataclasses.replace(proxy, on_demand=False)
             try:
                 snapshot = to_envoy(self.mesh, proxy, self.encoder, self._secrets(proxy))
             except Exception:
@@ -186,6 +191,15 @@ class Pipeline:
         """Rebuild every connected proxy's config now (the CA changed): the rest is
         cached, the secrets are the difference."""
         self._push(set(self.cache.connected()))
+
+    def _delta(self, node: str) -> bool:
+        """Whether `node`'s streams are all Delta xDS (unknown without a status registry:
+        assumed, as the bootstrap of a scoped sidecar asks for it)."""
+        if self.status is None:
+            return True
+        found = self.status.get(node)
+        kinds = {s.kind for s in found.streams.values()} if found is not None else set()
+        return kinds == {"delta"}
 
     def _secrets(self, proxy: ir.Proxy) -> WorkloadSecrets | None:
         if self.issuer is None or not proxy.identity:

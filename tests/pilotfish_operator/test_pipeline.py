@@ -12,7 +12,10 @@ import pytest
 
 from pilotfish_operator.pipeline import Pipeline
 from pilotfish_operator.store import Store
+from pilotfish_operator.translate import Options
+from pilotfish_xds import types
 from pilotfish_xds.cache import SnapshotCache
+from pilotfish_xds.status import StatusRegistry, StreamKind
 
 
 def objects(n: int) -> list[dict[str, Any]]:
@@ -177,3 +180,24 @@ def test_incremental_translation_equals_translating_from_scratch() -> None:
         assert not store.errors()
         assert translator.translate(store).mesh == translate(store).mesh, (action, what)
     assert translator.reused > 0  # it did reuse something
+
+
+@pytest.mark.parametrize("kind", ["delta", "sotw"])
+async def test_scoped_only_over_delta(kind: StreamKind) -> None:
+    """`Options(on_demand=True)`: a Delta sidecar gets the catalogue and no HTTP
+    service up front; one on State of the World (VHDS needs Delta) gets everything."""
+    store, cache, status = Store(), SnapshotCache(), StatusRegistry()
+    for obj in objects(3):
+        store.apply(obj)
+    pipeline = Pipeline(store, cache, Options(on_demand=True), status=status)
+    status.stream_opened("client.ns", kind, "peer")
+    cache.stream_opened("client.ns", {"id": "client.ns"})
+    pipeline.rebuild()
+    snapshot = cache.get("client.ns")
+    assert snapshot is not None
+    held = [n for n in snapshot.resources(types.CLUSTER) if n.startswith("outbound|")]
+    if kind == "delta":
+        assert snapshot.on_demand is not None and held == []
+        assert "outbound|80||svc-1.ns.svc.cluster.local" in snapshot.on_demand.clusters
+    else:
+        assert snapshot.on_demand is None and len(held) == 3
