@@ -137,7 +137,8 @@ async def run(n: int, calls: int, mode: str, port: int) -> dict[str, Any]:
         for i in edited:
             (config / f"vs-{i}.yaml").write_text(yaml.safe_dump(workload.virtual_service(i)))
         t0 = time.monotonic()
-        async with local_mesh(config, Path(tmp), on_demand=mode == "on-demand") as mesh:
+        scoped = mode == "on-demand"
+        async with local_mesh(config, Path(tmp), scoped, converge_timeout=900) as mesh:
             await wait_clusters_active(MEM_CLIENT)
             out: dict[str, Any] = {"mode": mode, "ready_s": round(time.monotonic() - t0, 1)}
             pid = sidecar_pid(mesh, node)

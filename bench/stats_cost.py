@@ -190,16 +190,26 @@ def many_backend(port: int) -> subprocess.Popen[str]:
 
 @contextlib.asynccontextmanager
 async def local_mesh(
-    config: Path, workdir: Path, on_demand: bool = False
+    config: Path, workdir: Path, on_demand: bool = False, converge_timeout: float = 60.0
 ) -> AsyncIterator[LocalMesh]:
-    """`on_demand`: scoped sidecars (bench/scoping.py)."""
-    mesh = LocalMesh(config, workdir=workdir, debounce=0.05, monitoring=None, on_demand=on_demand)
+    """`on_demand`: scoped sidecars; `converge_timeout`: 10,000 services take longer
+    (bench/scoping.py)."""
+    mesh = LocalMesh(
+        config,
+        workdir=workdir,
+        debounce=0.05,
+        monitoring=None,
+        on_demand=on_demand,
+        converge_timeout=converge_timeout,
+    )
     ready = asyncio.Event()
     task = asyncio.create_task(mesh.run(ready))
     waiting = asyncio.create_task(ready.wait())
     try:
         done, _ = await asyncio.wait(
-            [task, waiting], timeout=600, return_when=asyncio.FIRST_COMPLETED
+            [task, waiting],
+            timeout=max(600, converge_timeout),
+            return_when=asyncio.FIRST_COMPLETED,
         )
         if task in done:
             task.result()
