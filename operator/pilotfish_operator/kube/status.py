@@ -174,7 +174,7 @@ class StatusWriter:
             await self._event(seen, key, error)
 
     async def _event(self, seen: Seen, key: Key, error: ConfigError) -> None:
-        kind, namespace, name = key
+        _, namespace, name = key
         now = _now()
         event = {
             "apiVersion": "v1",
@@ -182,7 +182,7 @@ class StatusWriter:
             "metadata": {"generateName": f"{name}.", "namespace": namespace},
             "involvedObject": {
                 "apiVersion": seen.watched.api_version,
-                "kind": kind,
+                "kind": seen.watched.wire_kind,
                 "namespace": namespace,
                 "name": name,
                 "uid": seen.uid,
