@@ -1,5 +1,9 @@
 """Status on our own custom resources, written by the leader only.
 
+The Gateway API's kinds carry the status that API specifies instead, computed by
+translation (`translate/gateway_api/status.py`) and handed over by `statuses_changed`;
+this writer gives it transition times and writes it the same way.
+
 Each VirtualService / DestinationRule gets `status.observedGeneration` and an
 `Accepted` condition: True, or False with reason `Invalid`, the field paths and
 why (from the Store's ConfigError), plus `status.invalidFields` for tools. A
@@ -17,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api import ConfigError
+from ..api.kinds import BY_KIND
 from ..store import Key, Store
 from ..translate.failures import REASON
 from .client import ApiError, KubeClient
@@ -67,6 +72,48 @@ def desired(error: ConfigError | None, generation: int, reason: str = "Invalid")
     return out
 
 
+def _gateway_api(error: ConfigError | None, generation: int, computed: Any) -> dict[str, Any]:
+    """A Gateway API object's status: translation's, or Accepted False for an invalid one."""
+    if error is None:
+        return dict(computed or {})
+    condition = {
+        "type": "Accepted",
+        "status": "False",
+        "reason": "Invalid",
+        "message": "; ".join(str(p) for p in error.problems),
+        "observedGeneration": generation,
+    }
+    return {"conditions": [condition]}
+
+
+def _without_times(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_times(v) for k, v in value.items() if k != "lastTransitionTime"}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def _stamp(want: Any, old: Any) -> None:
+    """Give every condition in `want` a lastTransitionTime: the old one's where its
+    status is unchanged (conditions matched by type, list items by name or position)."""
+    if isinstance(want, Mapping):
+        for k, v in want.items():
+            before = old.get(k) if isinstance(old, Mapping) else None
+            if k == "conditions" and isinstance(v, list):
+                olds = {c.get("type"): c for c in before or [] if isinstance(c, Mapping)}
+                for c in v:
+                    prev = olds.get(c["type"]) or {}
+                    same = prev.get("status") == c["status"] and "lastTransitionTime" in prev
+                    c["lastTransitionTime"] = prev["lastTransitionTime"] if same else _now()
+            else:
+                _stamp(v, before)
+    elif isinstance(want, list):
+        items = old if isinstance(old, list) else []
+        for i, item in enumerate(want):
+            _stamp(item, items[i] if i < len(items) else None)
+
+
 def _comparable(status: Mapping[str, Any]) -> Any:
     conditions = [
         {k: v for k, v in c.items() if k != "lastTransitionTime"}
@@ -85,6 +132,8 @@ class StatusWriter:
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._failures: dict[Key, ConfigError] = {}
+        self._gateway_api: dict[Key, dict[str, Any]] = {}
+        """The Gateway API objects' status from the last translation."""
         self._written: dict[Key, tuple[str, Any]] = {}
         """What we last wrote per object (uid, status): a watch event that predates our
         write must not make us write (and post an Event) twice."""
@@ -132,6 +181,18 @@ class StatusWriter:
         if changed:
             self._wake.set()
 
+    def statuses_changed(self, statuses: Mapping[Key, dict[str, Any]]) -> None:
+        """A Pipeline callback: the Gateway API objects' status changed."""
+        changed = {
+            k
+            for k in statuses.keys() | self._gateway_api.keys()
+            if statuses.get(k) != self._gateway_api.get(k)
+        } & self._seen.keys()
+        self._gateway_api = dict(statuses)
+        self._dirty |= changed
+        if changed:
+            self._wake.set()
+
     async def flush(self) -> None:
         for key in sorted(self._dirty):
             self._dirty.discard(key)
@@ -150,6 +211,10 @@ class StatusWriter:
                 self._dirty.add(key)  # retried on the next wake-up
 
     async def _write(self, key: Key, seen: Seen, error: ConfigError | None) -> None:
+        spec = BY_KIND.get(key[0])
+        if spec is not None and spec.status == "gateway-api":
+            await self._write_gateway_api(key, seen, error)
+            return
         failed = error is not None and error is self._failures.get(key)
         want = desired(error, seen.generation, REASON if failed else "Invalid")
         target = _comparable(want)
@@ -170,6 +235,24 @@ class StatusWriter:
         self._written[key] = (seen.uid, target)
         seen.status = {k: v for k, v in want.items() if v is not None}
         log.info("status of %s %s/%s: %s", kind, namespace, name, want["conditions"][0]["reason"])
+        if error is not None:
+            await self._event(seen, key, error)
+
+    async def _write_gateway_api(self, key: Key, seen: Seen, error: ConfigError | None) -> None:
+        if error is None and key not in self._gateway_api:
+            return  # not ours (another controller's class), or not translated yet
+        want = _gateway_api(error, seen.generation, self._gateway_api.get(key))
+        target = _without_times(want)
+        mine = {k: seen.status.get(k) for k in want}
+        if target == _without_times(mine) or self._written.get(key) == (seen.uid, target):
+            return
+        _stamp(want, seen.status)
+        kind, namespace, name = key
+        await self.client.patch(seen.watched.path(namespace, name, "status"), {"status": want})
+        self.writes += 1
+        self._written[key] = (seen.uid, target)
+        seen.status = {**seen.status, **want}
+        log.info("status of %s %s/%s written", kind, namespace, name)
         if error is not None:
             await self._event(seen, key, error)
 

@@ -84,6 +84,9 @@ async def create(k8s: Any, obj: dict[str, Any]) -> dict[str, Any]:
         "DestinationRule": "destinationrules",
         "ConfigMap": "configmaps",
         "Telemetry": "telemetries",
+        "Gateway": "gateways",
+        "HTTPRoute": "httproutes",
+        "ReferenceGrant": "referencegrants",
     }[obj["kind"]]
     ns = obj["metadata"].get("namespace")
     url = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"
