@@ -75,7 +75,7 @@ def _unique_names(matches: tuple[ValueMatch, ...], field: str, ignore_case: bool
 
 
 class HTTPRouteMatch(GatewayApiModel):
-    path: HTTPPathMatch | None = None
+    path: HTTPPathMatch | None = HTTPPathMatch()  # the API's default: PathPrefix /
     headers: tuple[ValueMatch, ...] = ()
     query_params: tuple[ValueMatch, ...] = ()
     method: (
