@@ -210,3 +210,28 @@ def test_invalid_objects_name_the_field(obj: dict[str, Any], path: str, why: str
         parse(obj)
     found = {(p.path, p.reason) for p in err.value.problems}
     assert any(p == path and why in r for p, r in found), found
+
+
+def test_a_cluster_reads_the_certificate_refs_of_served_gateways() -> None:
+    from pilotfish_operator.kube.gateway_secrets import wanted
+
+    store = Store()
+    https = {
+        "name": "https",
+        "port": 443,
+        "protocol": "HTTPS",
+        "tls": {"certificateRefs": [{"name": "web-cert"}]},
+    }
+    store.apply(k8s_gateway(listeners=[https]))
+    assert wanted(store) == set()  # no pod serves it yet
+    labels = {"gateway.networking.k8s.io/gateway-name": "web", "pilotfish.io/proxy": "gateway"}
+    store.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": labels},
+            "spec": {"containers": [{"name": "proxy"}]},
+            "status": {"podIP": "10.0.0.9"},
+        }
+    )
+    assert wanted(store) == {("Secret", "shop", "web-cert")}
