@@ -1,18 +1,27 @@
 """The Kubernetes Gateway API through real Envoy in local mode, after the API's own
 documented examples: a Gateway of class pilotfish served by the pod labelled with its
 name; an HTTPRoute routing by path and by header, splitting by weight, adding a request
-header the backend sees, and redirecting; a GAMMA HTTPRoute (parentRef: a Service)
-splitting mesh traffic between two versions of a service."""
+header the backend sees, and redirecting; HTTPS terminated with a certificateRef
+Secret, a TLSRoute passed through by SNI, a TCPRoute; a GAMMA HTTPRoute (parentRef: a
+Service) splitting mesh traffic between two versions of a service."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import json
 import math
+import ssl
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from harness import Harness, namespace, pod, service
+from test_gateway import _https_get, _leaf, _tls_secret
+
+from pilotfish_operator.security import pki
 
 pytestmark = pytest.mark.envoy
 
@@ -181,3 +190,123 @@ async def test_gamma_route_splits_mesh_traffic(harness: Harness) -> None:
     served = await harness.split(client, "http://reviews.shop:9080/", N)
     assert set(served) == {"reviews-v1", "reviews-v2"}, served
     assert within(served["reviews-v2"], N, 0.2), served
+
+
+async def test_https_tls_passthrough_and_tcp_listeners(harness: Harness, tmp_path: Path) -> None:
+    gw, web, ledger, db = (harness.ip(i) for i in (130, 131, 132, 133))
+    now = datetime.datetime.now(datetime.UTC)
+    ca = pki.new_ca(now, datetime.timedelta(days=1), pki.name("edge CA"))
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(ca[0])
+    edge = _leaf(ca, "www.example.com")
+    own = _leaf(ca, "api.ledger.example")  # the ledger's own certificate
+    (tmp_path / "ledger.pem").write_bytes(own[0])
+    (tmp_path / "ledger.key").write_bytes(own[1])
+    harness.backend("web-1", web, 8080)
+    harness.backend(
+        "ledger-1", ledger, 8443, tls=(str(tmp_path / "ledger.pem"), str(tmp_path / "ledger.key"))
+    )
+    harness.backend("db-1", db, 5432, tcp=True)
+    labels = {f"{GROUP}/gateway-name": "edge", "pilotfish.io/proxy": "gateway"}
+    all_namespaces = {"namespaces": {"from": "All"}}
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        namespace("ingress"),
+        service("web", "shop", {"app": "web"}, (8080,)),
+        pod("web-1", "shop", web, {"app": "web"}, (8080,)),
+        service("ledger", "shop", {"app": "ledger"}, (8443,), protocol="tls"),
+        pod("ledger-1", "shop", ledger, {"app": "ledger"}, (8443,), inject=False),
+        service("db", "shop", {"app": "db"}, (5432,), protocol="tcp"),
+        pod("db-1", "shop", db, {"app": "db"}, (5432,)),
+        pod("edge-gateway", "ingress", gw, labels),
+        _tls_secret("www-cert", *edge),
+        gateway_api(
+            "Gateway",
+            "edge",
+            "ingress",
+            {
+                "gatewayClassName": "istio",  # Istio's class name works too
+                "listeners": [
+                    {
+                        "name": "https",
+                        "port": 8443,
+                        "protocol": "HTTPS",
+                        "hostname": "www.example.com",
+                        "tls": {"mode": "Terminate", "certificateRefs": [{"name": "www-cert"}]},
+                        "allowedRoutes": all_namespaces,
+                    },
+                    {
+                        "name": "tls",
+                        "port": 9444,
+                        "protocol": "TLS",
+                        "tls": {"mode": "Passthrough"},
+                        "allowedRoutes": all_namespaces,
+                    },
+                    {
+                        "name": "db",
+                        "port": 9400,
+                        "protocol": "TCP",
+                        "allowedRoutes": all_namespaces,
+                    },
+                ],
+            },
+        ),
+        gateway_api(
+            "HTTPRoute",
+            "www",
+            "shop",
+            {
+                "parentRefs": [{"name": "edge", "namespace": "ingress", "sectionName": "https"}],
+                "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}],
+            },
+        ),
+        gateway_api(
+            "TLSRoute",
+            "ledger",
+            "shop",
+            {
+                "parentRefs": [{"name": "edge", "namespace": "ingress", "sectionName": "tls"}],
+                "hostnames": ["api.ledger.example"],
+                "rules": [{"backendRefs": [{"name": "ledger", "port": 8443}]}],
+            },
+            version="v1alpha2",
+        ),
+        gateway_api(
+            "TCPRoute",
+            "db",
+            "shop",
+            {
+                "parentRefs": [{"name": "edge", "namespace": "ingress", "sectionName": "db"}],
+                "rules": [{"backendRefs": [{"name": "db", "port": 5432}]}],
+            },
+            version="v1alpha2",
+        ),
+    )
+    await harness.start()
+
+    def serial(pem: bytes) -> int:
+        return x509.load_pem_x509_certificate(pem).serial_number
+
+    # HTTPS: terminated at the gateway with the Secret's certificate.
+    status, served, presented = await asyncio.to_thread(
+        _https_get, f"{gw}:8443", "www.example.com", roots
+    )
+    assert (status, served, presented) == (200, "web-1", serial(edge[0]))
+    # TLS passthrough: the backend's own certificate comes back.
+    status, served, presented = await asyncio.to_thread(
+        _https_get, f"{gw}:9444", "api.ledger.example", roots
+    )
+    assert (status, served, presented) == (200, "ledger-1", serial(own[0]))
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+        await asyncio.to_thread(_https_get, f"{gw}:9444", "other.ledger.example", roots)
+    # TCP: bytes to the route's backend.
+    reader, writer = await asyncio.open_connection(gw, 9400)
+    try:
+        assert (await asyncio.wait_for(reader.readline(), 10)).strip() == b"db-1"
+        writer.write(b"ping\n")
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.readline(), 10)) == b"ping\n"
+    finally:
+        writer.close()
+        await writer.wait_closed()
