@@ -235,3 +235,39 @@ def test_a_cluster_reads_the_certificate_refs_of_served_gateways() -> None:
         }
     )
     assert wanted(store) == {("Secret", "shop", "web-cert")}
+
+
+def _listener_conditions(store: Store) -> dict[str, tuple[str, str]]:
+    from pilotfish_operator.translate import translate
+
+    status = translate(store).statuses[("KubernetesGateway", "shop", "web")]
+    (listener,) = status["listeners"]
+    return {c["type"]: (c["status"], c["reason"]) for c in listener["conditions"]}
+
+
+def test_a_certificate_of_another_namespace_needs_a_reference_grant() -> None:
+    store = Store()
+    https = {
+        "name": "https",
+        "port": 443,
+        "protocol": "HTTPS",
+        "tls": {"certificateRefs": [{"name": "cert", "namespace": "certs"}]},
+    }
+    store.apply(k8s_gateway(listeners=[https]))
+    found = _listener_conditions(store)
+    assert found["ResolvedRefs"] == ("False", "RefNotPermitted")
+    assert found["Programmed"] == ("False", "Invalid")
+    store.apply(
+        {
+            "apiVersion": f"{GW.split('/')[0]}/v1beta1",
+            "kind": "ReferenceGrant",
+            "metadata": {"name": "gateways", "namespace": "certs"},
+            "spec": {
+                "from": [{"group": GW.split("/")[0], "kind": "Gateway", "namespace": "shop"}],
+                "to": [{"group": "", "kind": "Secret"}],
+            },
+        }
+    )
+    found = _listener_conditions(store)
+    assert found["ResolvedRefs"] == ("True", "ResolvedRefs")
+    assert found["Programmed"] == ("False", "Pending")  # such Secrets are not served yet

@@ -102,21 +102,33 @@ def _listener_host(listener: Listener) -> str:
     return listener.hostname or "*"
 
 
-def _server(gw: KubernetesGateway, listener: Listener) -> dict[str, Any] | str:
-    """The Istio server of one listener, or why it cannot be served."""
+def _server(
+    gw: KubernetesGateway, listener: Listener, grants: list[ReferenceGrant]
+) -> dict[str, Any] | Verdict:
+    """The Istio server of one listener, or the ResolvedRefs / Programmed verdict that
+    keeps it from being served."""
     port = {"number": listener.port, "name": listener.name, "protocol": listener.protocol}
     hosts = [f"*/{_listener_host(listener)}"]
     tls = listener.tls
     if listener.protocol == "HTTPS" and tls is not None:
         ref = tls.certificate_refs[0]
         if (ref.group, ref.kind) != ("", "Secret"):
-            return f"certificateRefs[0]: kind {ref.kind} is not a Secret"
+            return (False, "InvalidCertificateRef", f"certificateRefs[0]: {ref.kind} is no Secret")
         if ref.namespace not in (None, gw.namespace):
-            return "certificateRefs[0]: Secrets of another namespace are not served yet"
+            allowed = any(
+                g.namespace == ref.namespace
+                and g.permits(GROUP, "Gateway", gw.namespace, ("", "Secret", ref.name))
+                for g in grants
+            )
+            if not allowed:
+                why = f"certificateRefs[0]: no ReferenceGrant in {ref.namespace} allows it"
+                return (False, "RefNotPermitted", why)
+            # Istio's credentialName names a Secret of the gateway pod's namespace only.
+            return (True, "Pending", "Secrets of another namespace are not served yet")
         return {"port": port, "hosts": hosts, "tls": {"mode": "SIMPLE", "credentialName": ref.name}}
     if listener.protocol == "TLS":
         if tls is None or tls.mode != "Passthrough":
-            return "TLS listeners are served in Passthrough mode only"
+            return (True, "Pending", "TLS listeners are served in Passthrough mode only")
         return {"port": port, "hosts": hosts, "tls": {"mode": "PASSTHROUGH"}}
     return {"port": port, "hosts": hosts}
 
@@ -264,11 +276,12 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
         servers = []
         for listener in gw.spec.listeners:
             lv = ListenerVerdict(listener)
-            server = _server(gw, listener)
-            if isinstance(server, str):
-                reason = "InvalidCertificateRef" if "certificateRefs" in server else "Invalid"
-                lv.resolved = (False, reason, server) if reason != "Invalid" else lv.resolved
-                lv.programmed = (False, "Invalid", server)
+            server = _server(gw, listener, ctx.grants)
+            if isinstance(server, tuple):
+                refs_ok, reason, why = server
+                if not refs_ok:
+                    lv.resolved = server
+                lv.programmed = (False, reason if refs_ok else "Invalid", why)
             else:
                 servers.append(server)
                 out.gateways.append(
