@@ -28,12 +28,16 @@ def analyze(paths: list[str]) -> tuple[list[str], list[str]]:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     # The findings are the output: not logged a second time on stderr.
-    logging.getLogger("pilotfish_operator").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("pilotfish_operator")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
         errors, warnings = analyze(args.paths)
     except FileError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
+    finally:
+        logger.setLevel(level)
     for line in errors:
         print(f"Error: {line}")
     for line in warnings:
