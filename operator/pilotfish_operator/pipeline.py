@@ -30,6 +30,7 @@ from .security.issuer import Issuer
 from .store import Key, Store
 from .translate import Options, Translator
 from .translate.failures import Failures
+from .translate.findings import Findings, by_object
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,10 @@ class Pipeline:
         self.statuses: dict[Key, dict[str, Any]] = {}
         self.on_statuses: list[Callable[[dict[Key, dict[str, Any]]], None]] = []
         """Called when the Gateway API objects' status changes (the status writer)."""
+        self.findings: Findings = {}
+        """The last translation's warnings by the object they name."""
+        self.on_findings: list[Callable[[Findings], None]] = []
+        """Called when `findings` changes (the status writer shows them)."""
         self.stats = PushStats()
         self.built_generation = -1
         self._pending: set[str] = set()
@@ -145,6 +150,11 @@ class Pipeline:
             self.statuses = result.statuses
             for told in self.on_statuses:
                 told(self.statuses)
+        findings = by_object(result.warnings)
+        if findings != self.findings:
+            self.findings = findings
+            for notify in self.on_findings:
+                notify(findings)
         t1 = time.perf_counter()
         self._push(set(self.cache.connected()), self._changed_at)
         self._changed_at = None

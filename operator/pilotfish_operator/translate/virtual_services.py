@@ -9,6 +9,7 @@ from ..store import Store
 from . import delegation
 from .hosts import Names
 from .precedence import age
+from .unreachable import unreachable
 
 
 def export_to(values: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
@@ -26,6 +27,7 @@ def by_host(
     all_vs = [v for v in store.of_kind("VirtualService") if isinstance(v, VirtualService)]
     by_name = {(v.namespace, v.name): v for v in all_vs}
     for stored in [*sorted(all_vs, key=age), *after]:
+        warnings += unreachable(stored)
         vs = delegation.expand(stored, lambda ns, name: by_name.get((ns, name)), warnings)
         if vs.spec.gateways and "mesh" not in vs.spec.gateways:
             continue  # bound to gateways only
