@@ -25,13 +25,13 @@ VS = "networking.istio.io/v1/virtualservices"
 DR = "networking.istio.io/v1/destinationrules"
 
 
-def _istio_kind(kind: str, plural: str, short: str) -> Any:
+def _istio_kind(kind: str, plural: str, shorts: tuple[str, ...]) -> Any:
     return kmock.ResourceInfo(
         kind=kind,
         singular=kind.lower(),
         namespaced=True,
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-        shortnames={short},
+        shortnames=set(shorts),
         subresources={"status"},
     )
 
@@ -43,7 +43,7 @@ def k8s(kmock: Any) -> Any:
     for spec in SPECS:
         if spec.owned:
             kmock.resources[f"{spec.group}/{spec.versions[0]}/{spec.plural}"] = _istio_kind(
-                spec.kind, spec.plural, spec.short_names[0]
+                spec.kind, spec.plural, spec.short_names
             )
     return kmock
 
@@ -81,6 +81,7 @@ async def create(k8s: Any, obj: dict[str, Any]) -> dict[str, Any]:
         "DestinationRule": "destinationrules",
         "ConfigMap": "configmaps",
         "Telemetry": "telemetries",
+        "Sidecar": "sidecars",
     }[obj["kind"]]
     ns = obj["metadata"].get("namespace")
     url = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"
