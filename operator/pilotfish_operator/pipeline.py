@@ -29,6 +29,7 @@ from .security.issuer import Issuer
 from .store import Store
 from .translate import Options, Translator
 from .translate.failures import Failures
+from .translate.findings import Findings, by_object
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,10 @@ class Pipeline:
         """Objects the last translation could not translate (see translate.failures)."""
         self.on_failures: list[Callable[[Failures], None]] = []
         """Called when `failures` changes (the status writer reports them)."""
+        self.findings: Findings = {}
+        """The last translation's warnings by the object they name."""
+        self.on_findings: list[Callable[[Findings], None]] = []
+        """Called when `findings` changes (the status writer shows them)."""
         self.stats = PushStats()
         self.built_generation = -1
         self._pending: set[str] = set()
@@ -137,6 +142,11 @@ class Pipeline:
             self.failures = result.failures
             for callback in self.on_failures:
                 callback(self.failures)
+        findings = by_object(result.warnings)
+        if findings != self.findings:
+            self.findings = findings
+            for notify in self.on_findings:
+                notify(findings)
         t1 = time.perf_counter()
         self._push(set(self.cache.connected()), self._changed_at)
         self._changed_at = None

@@ -80,6 +80,8 @@ async def test_sidecars_narrow_egress(harness: Harness) -> None:
     shop_default = _sidecar(
         "default", "shop", egress=[{"hosts": ["./*", "billing/payments.billing.svc.cluster.local"]}]
     )
+    outside = _free_port()  # a host the mesh does not know, resolvable (localhost)
+    harness.backend("outside", "127.0.0.1", outside)
     harness.write("mesh.yaml", *_topology(harness))
     harness.write(
         "sidecars.yaml",
@@ -99,13 +101,17 @@ async def test_sidecars_narrow_egress(harness: Harness) -> None:
     )
     await harness.start()
 
-    # The namespace default: its imports answer; anything else is unknown to the sidecar
-    # (local mode under ALLOW_ANY: no route, 404).
+    # The namespace default: its imports answer; anything else is unknown to the sidecar,
+    # so ALLOW_ANY passes it through as the app would have sent it: a host DNS resolves
+    # is reached, a mesh name outside the imports does not resolve here (503; in a
+    # cluster its DNS name and cluster IP would take it there, as with Istio).
     for host, backend in (("reviews:9080", "reviews"), ("payments.billing:8080", "payments")):
         r = await harness.get(client, f"http://{host}/")
         assert (r.status, r.served_by) == (200, backend)
     r = await harness.get(client, "http://inventory.other:7070/")
-    assert (r.status, r.served_by) == (404, None)
+    assert (r.status, r.served_by) == (503, None)
+    r = await harness.get(client, f"http://localhost:{outside}/")
+    assert (r.status, r.served_by) == (200, "outside")
     clusters, endpoints = await _clusters(client)
     assert {REVIEWS, PAYMENTS} <= clusters and {REVIEWS, PAYMENTS} <= endpoints
     assert INVENTORY not in clusters and INVENTORY not in endpoints
@@ -113,7 +119,7 @@ async def test_sidecars_narrow_egress(harness: Harness) -> None:
     # The workload Sidecar: only `other`, and REGISTRY_ONLY answers the rest with 502.
     r = await harness.get(special, "http://inventory.other:7070/")
     assert (r.status, r.served_by) == (200, "inventory")
-    for host in ("reviews:9080", "payments.billing:8080", "unknown.example.test"):
+    for host in ("reviews:9080", "payments.billing:8080", f"localhost:{outside}"):
         r = await harness.get(special, f"http://{host}/")
         assert (r.status, r.served_by) == (502, None), host
     clusters, endpoints = await _clusters(special)
@@ -124,7 +130,7 @@ async def test_sidecars_narrow_egress(harness: Harness) -> None:
     r = await harness.get(payer, "http://payments.billing:8080/")
     assert (r.status, r.served_by) == (200, "payments")
     r = await harness.get(payer, "http://reviews.shop:9080/")
-    assert r.status == 404
+    assert (r.status, r.served_by) == (503, None)
     assert (await _clusters(payer))[0] & {REVIEWS, PAYMENTS, INVENTORY} == {PAYMENTS}
     r = await harness.get(outsider, "http://inventory:7070/")
     assert (r.status, r.served_by) == (200, "inventory")
@@ -137,8 +143,8 @@ async def test_sidecars_narrow_egress(harness: Harness) -> None:
     # ...and the workload Sidecar is gone: `special` follows the namespace default.
     r = await harness.get(special, "http://reviews:9080/")
     assert (r.status, r.served_by) == (200, "reviews")
-    r = await harness.get(special, "http://unknown.example.test/")
-    assert r.status == 404  # the mesh config's ALLOW_ANY again
+    r = await harness.get(special, f"http://localhost:{outside}/")
+    assert (r.status, r.served_by) == (200, "outside")  # the mesh config's ALLOW_ANY again
     # Without any Sidecar, every exported service is back.
     harness.remove("sidecars.yaml")
     await harness.synced()

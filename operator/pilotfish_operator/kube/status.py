@@ -3,7 +3,9 @@
 Each VirtualService / DestinationRule gets `status.observedGeneration` and an
 `Accepted` condition: True, or False with reason `Invalid`, the field paths and
 why (from the Store's ConfigError), plus `status.invalidFields` for tools. A
-rejection also gets a Warning Event on the object. Every replica keeps track of
+rejection also gets a Warning Event on the object. An accepted object that translation
+warned about (a route no request reaches, a host another object already routes) lists
+those warnings in `status.warnings`. Every replica keeps track of
 what it saw; on becoming leader it writes whatever is out of date.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 from ..api import ConfigError
 from ..store import Key, Store
 from ..translate.failures import REASON
+from ..translate.findings import Findings
 from .client import ApiError, KubeClient
 from .kinds import Watched
 
@@ -40,9 +43,15 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def desired(error: ConfigError | None, generation: int, reason: str = "Invalid") -> dict[str, Any]:
+def desired(
+    error: ConfigError | None,
+    generation: int,
+    reason: str = "Invalid",
+    warnings: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """The status an object of `generation` should carry (without transition times);
-    `reason` says why an error left it out (Invalid, or TranslationFailed: a bug)."""
+    `reason` says why an error left it out (Invalid, or TranslationFailed: a bug);
+    `warnings`: what translating it reported (in the config, but not all as written)."""
     if error is None:
         condition = {
             "type": "Accepted",
@@ -64,6 +73,7 @@ def desired(error: ConfigError | None, generation: int, reason: str = "Invalid")
         invalid = [{"field": p.path, "reason": p.reason} for p in error.problems]
     out: dict[str, Any] = {"observedGeneration": generation, "conditions": [condition]}
     out["invalidFields"] = invalid or None  # None deletes it in a merge patch
+    out["warnings"] = list(warnings) if error is None and warnings else None
     return out
 
 
@@ -73,7 +83,12 @@ def _comparable(status: Mapping[str, Any]) -> Any:
         for c in status.get("conditions") or []
         if isinstance(c, Mapping)
     ]
-    return (status.get("observedGeneration"), conditions, status.get("invalidFields") or None)
+    return (
+        status.get("observedGeneration"),
+        conditions,
+        status.get("invalidFields") or None,
+        status.get("warnings") or None,
+    )
 
 
 class StatusWriter:
@@ -85,6 +100,7 @@ class StatusWriter:
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._failures: dict[Key, ConfigError] = {}
+        self._findings: Findings = {}
         self._written: dict[Key, tuple[str, Any]] = {}
         """What we last wrote per object (uid, status): a watch event that predates our
         write must not make us write (and post an Event) twice."""
@@ -132,6 +148,16 @@ class StatusWriter:
         if changed:
             self._wake.set()
 
+    def findings_changed(self, findings: Findings) -> None:
+        """A Pipeline callback: translation warnings by object changed."""
+        before = self._findings
+        changed = {k for k in findings.keys() | before.keys() if findings.get(k) != before.get(k)}
+        changed &= self._seen.keys()
+        self._findings = dict(findings)
+        self._dirty |= changed
+        if changed:
+            self._wake.set()
+
     async def flush(self) -> None:
         for key in sorted(self._dirty):
             self._dirty.discard(key)
@@ -151,7 +177,9 @@ class StatusWriter:
 
     async def _write(self, key: Key, seen: Seen, error: ConfigError | None) -> None:
         failed = error is not None and error is self._failures.get(key)
-        want = desired(error, seen.generation, REASON if failed else "Invalid")
+        want = desired(
+            error, seen.generation, REASON if failed else "Invalid", self._findings.get(key, ())
+        )
         target = _comparable(want)
         if target == _comparable(seen.status) or self._written.get(key) == (seen.uid, target):
             return

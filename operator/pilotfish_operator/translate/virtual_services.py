@@ -7,6 +7,7 @@ from ..store import Store
 from . import delegation
 from .hosts import Names
 from .precedence import age
+from .unreachable import unreachable
 
 
 def export_to(values: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
@@ -21,6 +22,7 @@ def by_host(store: Store, names: Names, warnings: list[str]) -> dict[str, list[V
     all_vs = [v for v in store.of_kind("VirtualService") if isinstance(v, VirtualService)]
     by_name = {(v.namespace, v.name): v for v in all_vs}
     for stored in sorted(all_vs, key=age):
+        warnings += unreachable(stored)
         vs = delegation.expand(stored, lambda ns, name: by_name.get((ns, name)), warnings)
         if vs.spec.gateways and "mesh" not in vs.spec.gateways:
             continue  # bound to gateways only
