@@ -43,7 +43,7 @@ class Sidecars:
         """namespace → its oldest Sidecar without a selector"""
         self.selecting: dict[str, list[Sidecar]] = {}
         self.warnings: list[str] = []
-        self._reported: set[tuple[str, ...]] = set()
+        self._reported: set[tuple[str, str]] = set()
         for s in sorted(sidecars, key=age):
             selector = s.spec.workload_selector
             if selector is not None and selector.labels:
@@ -65,13 +65,14 @@ class Sidecars:
             if s.spec.workload_selector is not None
             and all(labels.get(k) == v for k, v in s.spec.workload_selector.labels.items())
         ]
-        if len(matching) > 1:
-            names = tuple(_name(s) for s in matching)
-            if names not in self._reported:
-                self._reported.add(names)
+        for later in matching[1:]:
+            # On the ignored one (its status shows it), once per pair.
+            pair = (_name(later), _name(matching[0]))
+            if pair not in self._reported:
+                self._reported.add(pair)
                 self.warnings.append(
-                    f"Sidecars {', '.join(names)} all select pod {namespace}/{pod}: the oldest, "
-                    f"{names[0]}, applies; the others are ignored for it"
+                    f"Sidecar {pair[0]}: selects pod {namespace}/{pod}, which the older "
+                    f"Sidecar {pair[1]} selects too; ignored for it"
                 )
         if matching:
             return matching[0]
