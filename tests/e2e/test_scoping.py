@@ -88,9 +88,10 @@ async def test_first_request_to_an_unfetched_service_is_answered(harness: Harnes
     r = await harness.get(client, "http://api.shop:8080/")
     assert (r.status, r.served_by) == (200, "api-1")
 
-    # A Host no service has: answered at once (404: no route), not left waiting.
+    # A Host no service has: forwarded as without scoping (ALLOW_ANY; it does not
+    # resolve here, so 503), not left waiting.
     r = await harness.get(client, "http://nowhere.shop:8080/")
-    assert r.status == 404
+    assert r.status == 503
 
 
 async def test_first_request_with_a_body(harness: Harness) -> None:
@@ -138,17 +139,19 @@ async def test_edits_additions_and_removals_reach_scoped_sidecars(harness: Harne
     r = await harness.get(client, "http://new:8080/")
     assert (r.status, r.served_by) == (200, "new-1")
 
-    # A removed service disappears from the sidecars that fetched it.
+    # A removed service disappears from the sidecars that fetched it (its Host is now
+    # one the mesh does not know, so what it gets is the unknown-host passthrough).
     harness.remove("vs.yaml")
     harness.write("base.yaml", *[o for o in base_objects(harness) if not _is_web(o)])
     await harness.synced()
     for _ in range(100):
         clusters, domains = await held(admin)
-        if WEB not in clusters and "web:8080" not in domains:
+        if WEB not in clusters and "web.shop.svc.cluster.local:8080" not in domains:
             break
         await asyncio.sleep(0.1)
-    assert WEB not in clusters and "web:8080" not in domains, (clusters, domains)
-    assert (await harness.get(client, "http://web:8080/")).status == 404
+    assert WEB not in clusters, clusters
+    assert "web.shop.svc.cluster.local:8080" not in domains, domains
+    assert (await harness.get(client, "http://web:8080/")).status == 503  # unknown now
     assert (await harness.get(client, "http://new:8080/")).served_by == "new-1"
 
 

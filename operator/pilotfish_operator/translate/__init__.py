@@ -15,11 +15,13 @@ from typing import Any
 
 from pilotfish_xds import ir
 
-from ..api import Destination, DestinationRule, Gateway, Pod, Service, VirtualService
+from ..api import Destination, DestinationRule, Gateway, Pod, Service, Sidecar, VirtualService
 from ..security import credentials
 from ..store import Key, Store
 from . import destination_rules, gateways, l4_routes, routes, service_entries, virtual_services
+from . import gateway_api as gateway_api_mod
 from . import proxies as proxies_mod
+from . import sidecars as sidecars_mod
 from .failures import Failures, blame, isolate
 from .hosts import Names
 from .proxies import proxy_id as proxy_id  # the node id: local mode and benchmarks use it
@@ -56,6 +58,8 @@ class Translation:
     warnings: list[str] = field(default_factory=list)
     failures: Failures = field(default_factory=dict)
     """Objects whose translation raised (a bug): left out, reported in their status."""
+    statuses: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """The Gateway API objects' status (translate/gateway_api/status.py)."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,15 @@ PASSES: tuple[Pass, ...] = (
                 "ConfigMap",  # the mesh config: extension providers, access logs
                 "ServiceEntry",
                 "WorkloadEntry",
+                "Sidecar",
             }
         ),
         lambda t, store, changed: t._workloads_pass(store, changed),
+    ),
+    Pass(
+        "gateway_api",
+        gateway_api_mod.READS,
+        lambda t, store, changed: t._gateway_api_pass(store, changed),
     ),
     Pass(
         "destination_rules",
@@ -97,12 +107,13 @@ PASSES: tuple[Pass, ...] = (
     ),
     Pass(
         "virtual_services",
-        frozenset({"VirtualService"}),
+        # GAMMA routes (the Gateway API pass) join the VirtualServices.
+        frozenset({"VirtualService"}) | gateway_api_mod.READS - {"Pod"},
         lambda t, store, changed: t._virtual_services_pass(store, changed),
     ),
     Pass(
         "gateways",
-        frozenset({"Gateway", "VirtualService", "Pod", "Secret"}),
+        frozenset({"Gateway", "VirtualService", "Pod", "Secret"}) | gateway_api_mod.READS,
         lambda t, store, changed: t._gateways_pass(store, changed),
     ),
 )
@@ -211,21 +222,32 @@ class Translator:
             warnings += proxies_mod.local_port_conflicts(vhosts, proxies)
         for w in warnings:
             log.warning("%s", w)
-        return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings, failures)
+        statuses = gateway_api_mod.statuses(results["gateway_api"])
+        mesh = ir.Mesh(tuple(vhosts), tuple(clusters), proxies)
+        return Translation(mesh, warnings, failures, statuses)
+
+    def _gateway_api_pass(self, store: Store, _: set[str] | None) -> gateway_api_mod.Converted:
+        pods = (p for p in store.of_kind("Pod") if isinstance(p, Pod) and gateways.is_gateway(p))
+        return gateway_api_mod.convert(store, self.names, pods)
 
     def _workloads_pass(self, store: Store, changed: set[str] | None) -> Any:
         if changed is None or "Node" in changed:
             self._services = {}  # localities changed: nodes change rarely, rebuild them all
         failures: Failures = {}
         workloads, infos = self._services_of(store, failures)
-        return workloads, infos, self._proxies_of(workloads, infos, failures), failures
+        found = (s for s in store.of_kind("Sidecar") if isinstance(s, Sidecar))
+        sidecars = sidecars_mod.Sidecars(found, self.options.root_namespace)
+        proxies = self._proxies_of(workloads, infos, failures, sidecars)
+        workloads.warnings.extend(sidecars.warnings)
+        return workloads, infos, proxies, failures
 
     def _rules_pass(self, store: Store, _: set[str] | None) -> dict[str, destination_rules.Rules]:
         return destination_rules.rules_by_host(store, self.names)
 
     def _virtual_services_pass(self, store: Store, _: set[str] | None) -> Any:
         warnings: list[str] = []
-        by_host = virtual_services.by_host(store, self.names, warnings)
+        gamma = self._passes["gateway_api"].mesh
+        by_host = virtual_services.by_host(store, self.names, warnings, gamma)
         self._dests = {k: v for k, v in self._dests.items() if store.get(k) is v[0]}
         return by_host, warnings
 
@@ -330,8 +352,9 @@ class Translator:
         for pod in pods:
             try:
                 proxy = self._proxy(pod, (), workloads.locality(pod.spec.node_name))
+                mine = [g for g in gws if gateway_api_mod.selects(g, pod)]
                 served = gateways.servers(
-                    pod, gws, vss, routes_for, credential, warnings, l4_routes_for
+                    pod, mine, vss, routes_for, credential, warnings, l4_routes_for
                 )
             except Exception as exc:
                 blame(failures, pod.key, exc)
@@ -365,7 +388,9 @@ class Translator:
             for v in store.of_kind("VirtualService")
             if isinstance(v, VirtualService) and any(g != "mesh" for g in v.spec.gateways)
         ]
-        return pods, gws, vss
+        # The Gateway API's, after Istio's: where both route a host, Istio's routes come first.
+        converted: gateway_api_mod.Converted = self._passes["gateway_api"]
+        return pods, gws + converted.gateways, vss + converted.virtual_services
 
     def _destinations(self, vs: VirtualService) -> set[str]:
         known = self._dests.get(vs.key)
@@ -471,7 +496,11 @@ class Translator:
         return vhosts, clusters
 
     def _proxies_of(
-        self, workloads: Workloads, infos: list[ServiceInfo], failures: Failures
+        self,
+        workloads: Workloads,
+        infos: list[ServiceInfo],
+        failures: Failures,
+        sidecars: sidecars_mod.Sidecars,
     ) -> tuple[ir.Proxy, ...]:
         by_namespace: dict[str, list[ServiceInfo]] = {}
         for info in infos:
@@ -483,6 +512,7 @@ class Translator:
             if not pod.status.pod_ip:
                 continue  # not scheduled yet: no address to bind
             where = workloads.locality(pod.spec.node_name)
+            sidecar = sidecars.for_workload(pod.namespace, pod.metadata.labels, pod.name)
             inputs = (
                 pod,
                 tuple(by_namespace.get(pod.namespace, ())),
@@ -492,6 +522,7 @@ class Translator:
                 workloads.jwt.get(key, ()),
                 workloads.telemetry.get(key),
                 workloads.outbound_policy,
+                sidecar,
             )
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
@@ -503,10 +534,9 @@ class Translator:
                         authz=workloads.authz.get(key, ()),
                         jwt=workloads.jwt.get(key, ()),
                         telemetry=workloads.telemetry.get(key, ir.Telemetry()),
-                        # The mesh config's; a Sidecar's outboundTrafficPolicy will
-                        # override it per workload here.
                         outbound_policy=workloads.outbound_policy,
                     )
+                    proxy = sidecars_mod.apply(proxy, sidecar)  # scope, ingress, policy
                 except Exception as exc:
                     blame(failures, pod.key, exc)
                     continue

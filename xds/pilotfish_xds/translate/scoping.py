@@ -13,7 +13,6 @@ resource narrows what the layouts' views show, hence what can be fetched.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -29,6 +28,7 @@ from ..codec import EncodeCache, Encoded
 from ..on_demand import Fallback, Offer, OnDemand
 from . import routes, view
 from .config_source import ads
+from .sidecar_scope import kept_clusters
 
 ON_DEMAND_FILTER = "envoy.filters.http.on_demand"
 
@@ -57,26 +57,6 @@ def route_clusters(rs: Iterable[ir.Route]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def pinned_clusters(proxy: ir.Proxy) -> frozenset[str]:
-    """Clusters the proxy's own filters send to (tracing and log collectors, CUSTOM
-    authorization): no request names them, so they are always sent."""
-    found: set[str] = set()
-
-    def walk(value: object) -> None:
-        if isinstance(value, ir.Collector | ir.ExtAuthz):
-            found.add(value.cluster)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            for f in dataclasses.fields(value):
-                walk(getattr(value, f.name))
-        elif isinstance(value, tuple):
-            for item in value:
-                walk(item)
-
-    walk(proxy.telemetry)
-    walk(proxy.authz)
-    return frozenset(found)
-
-
 def fallback(route: str, template: VirtualHost) -> Fallback:
     """An unknown Host on route table `route` gets `template`'s routes (Istio's
     passthrough or block_all), as a virtual host of its own: a `*` domain would match
@@ -95,7 +75,7 @@ class Catalogue:
     """Collects a scoped proxy's on-demand resources as a layout walks its views."""
 
     pinned: frozenset[str]
-    """Clusters that stay pushed (see `pinned_clusters`, plus TCP/TLS routes')."""
+    """Clusters that stay pushed (see `catalogue`)."""
     clusters: dict[str, Encoded] = field(default_factory=dict)
     virtual_hosts: dict[str, Offer] = field(default_factory=dict)
     fallbacks: dict[str, Fallback] = field(default_factory=dict)
@@ -142,14 +122,9 @@ class Catalogue:
 
 
 def catalogue(mesh: ir.Mesh, proxy: ir.Proxy) -> Catalogue | None:
-    """An empty catalogue for a scoped proxy (None: it is sent everything)."""
+    """An empty catalogue for a scoped proxy (None: it is sent everything). What its
+    TCP and TLS services route to, and its collectors and providers, stay pushed."""
     if not proxy.on_demand or proxy.kind != "sidecar":
         return None
-    l4 = {
-        w.cluster
-        for views in view.outbound_l4_by_port(mesh, proxy).values()
-        for _, _, rs in views
-        for r in rs
-        for w in r.clusters
-    }
-    return Catalogue(pinned_clusters(proxy) | l4)
+    l4 = [vh for views in view.outbound_l4_by_port(mesh, proxy).values() for vh, _, _ in views]
+    return Catalogue(kept_clusters(l4, proxy))

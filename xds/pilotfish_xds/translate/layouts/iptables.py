@@ -28,11 +28,7 @@ from envoy_data_plane.envoy.config.listener.v3 import (
     ListenerFilter,
 )
 from envoy_data_plane.envoy.config.route.v3 import (
-    Route,
-    RouteAction,
     RouteConfiguration,
-    RouteMatch,
-    VirtualHost,
 )
 from envoy_data_plane.envoy.extensions.filters.listener.original_dst.v3 import OriginalDst
 from envoy_data_plane.google.protobuf import Any
@@ -51,6 +47,7 @@ from .. import (
     outbound_policy,
     routes,
     scoping,
+    sidecar_ingress,
     telemetry,
     view,
 )
@@ -90,14 +87,14 @@ def translate(
     allow = (
         cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all)
         if blocked
-        else cache.build("allow_any", allow_any)
+        else cache.build(outbound_policy.ALLOW_ANY, outbound_policy.allow_any)
     ).body
     http_ports = view.outbound_by_port(mesh, proxy)
     l4_ports = view.outbound_l4_by_port(mesh, proxy)
     for port in sorted(http_ports.keys() | l4_ports.keys()):
         hosts = http_ports.get(port, [])
         if hosts and out.scope is not None:  # scoped: fetched on a Host's first request
-            unknown = outbound_policy.block_all() if blocked else allow_any()
+            unknown = outbound_policy.block_all() if blocked else outbound_policy.allow_any()
             table = out.scope.route_table(cache, port_route_name(port), hosts, False, unknown)
             out.add(types.ROUTE, table)
         elif hosts:
@@ -137,13 +134,17 @@ def translate(
         )
 
     # Inbound: the original destination port picks the app port; the Host does not matter.
-    ports = sorted({i.target_port for i in proxy.inbound} | set(proxy.app_ports))
+    ingress = sidecar_ingress.ports(proxy)
+    ports = sorted({i.target_port for i in proxy.inbound} | set(proxy.app_ports) | ingress)
     inbound_clusters(proxy, ports, cache, out)
     # A port any service declares as HTTP is routed as HTTP; one only TCP or TLS
-    # services declare is proxied as TCP.
+    # services (or a Sidecar's TCP ingress listener) declare is proxied as TCP.
     http = {i.target_port for i in proxy.inbound if ir.proxying_of(i.protocol) == "http"}
+    tcp_ingress = sidecar_ingress.tcp_ports(proxy)
     l4_only = tuple(
-        p for p in ports if p not in http and any(i.target_port == p for i in proxy.inbound)
+        p
+        for p in ports
+        if p not in http and (p in tcp_ingress or any(i.target_port == p for i in proxy.inbound))
     )
     http_in = tuple(p for p in ports if p not in l4_only)
 
@@ -230,22 +231,6 @@ def port_listener(
         traffic_direction=TrafficDirection.OUTBOUND,
         listener_filters=[l4.tls_inspector()] if l4.needs_tls_inspector(chains) else [],
         filter_chains=[*chains, fallback] if chains else [fallback],
-    )
-
-
-def allow_any(cluster: str = PASSTHROUGH) -> VirtualHost:
-    """The last virtual host of every port's routes: a host the mesh does not know
-    (an external address on a mesh port) is still reachable, as without a sidecar."""
-    return VirtualHost(
-        name="allow_any",
-        domains=["*"],
-        routes=[
-            Route(
-                name="allow_any",
-                match=RouteMatch(prefix="/"),
-                route=RouteAction(cluster=cluster, timeout=timedelta(0)),
-            )
-        ],
     )
 
 

@@ -32,12 +32,13 @@ from .. import (
     outbound_policy,
     routes,
     scoping,
+    sidecar_ingress,
     telemetry,
     view,
 )
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
-from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
+from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, PASSTHROUGH, tcp_proxy
 from ..resources import (
     Resources,
     inbound_clusters,
@@ -59,19 +60,22 @@ def translate(
     http = view.outbound_virtual_hosts(mesh, proxy)
     blocked = outbound_policy.registry_only(proxy)
     if out.scope is not None:  # scoped: each service is fetched on its first request
-        unknown = outbound_policy.block_all() if blocked else None
+        unknown = outbound_policy.block_all() if blocked else outbound_policy.allow_any()
         out.add(types.ROUTE, out.scope.route_table(cache, OUTBOUND_ROUTE, http, True, unknown))
     else:
         parts = [
             cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True, True).body
             for vh, domains, rs in http
         ]
+        # An unknown Host: Istio's 502, or forwarded to it as the app asked (ALLOW_ANY).
         if blocked:
-            # An unknown Host gets Istio's 502 (under ALLOW_ANY: no route, 404; local
-            # mode's proxy serves mesh hosts, and the app reaches other hosts directly).
             parts.append(cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all).body)
+        else:
+            parts.append(cache.build(outbound_policy.ALLOW_ANY, outbound_policy.allow_any).body)
         out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
     outbound_clusters(mesh, proxy, cache, out, local=True)
+    if not blocked:
+        out.add(types.CLUSTER, cache.build(PASSTHROUGH, outbound_policy.forward_proxy_cluster))
 
     inbound = view.inbound_virtual_hosts(proxy)
     peer = proxy.peer_auth if out.mesh_tls else None
@@ -88,7 +92,12 @@ def translate(
         if peer is not None
         else ()
     )
-    ports = sorted({p for _, _, p, _ in inbound} | set(proxy.app_ports) | {p for _, p, _ in tcp_in})
+    ports = sorted(
+        {p for _, _, p, _ in inbound}
+        | set(proxy.app_ports)
+        | {p for _, p, _ in tcp_in}
+        | sidecar_ingress.ports(proxy)
+    )
     inbound_clusters(proxy, ports, cache, out)
     out.add(types.ROUTE, cache.build("inbound", _inbound_routes, proxy, tuple(inbound), peer))
     jwks_clusters(proxy, cache, out)
@@ -113,6 +122,7 @@ def translate(
             outbound_listener,
             proxy.ip,
             proxy.telemetry.client,
+            not blocked,
             out.scope is not None,
         ),
     )
@@ -149,11 +159,17 @@ def l4_listener(
     )
 
 
-def outbound_listener(ip: str, t: ir.SideTelemetry = _CLIENT, on_demand: bool = False) -> Listener:
-    """An HTTP proxy at ip:15001 routing every mesh service by Host (`on_demand`:
-    fetching a Host's virtual host on its first request)."""
+def outbound_listener(
+    ip: str, t: ir.SideTelemetry = _CLIENT, forward: bool = False, on_demand: bool = False
+) -> Listener:
+    """An HTTP proxy at ip:15001 routing every mesh service by Host; `forward`: other
+    hosts are resolved and forwarded to (ALLOW_ANY); `on_demand`: a Host's virtual host
+    is fetched on its first request (scoping)."""
     logs, trace = observe.http(t, outbound=True)
-    first = (scoping.on_demand_filter(),) if on_demand else ()
+    first = (
+        *((scoping.on_demand_filter(),) if on_demand else ()),
+        *((outbound_policy.forward_proxy_filter(),) if forward else ()),
+    )
     hcm = http_connection_manager(
         "outbound", rds=OUTBOUND_ROUTE, first=first, access_log=logs, tracing=trace
     )
