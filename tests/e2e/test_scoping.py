@@ -212,3 +212,20 @@ async def test_a_split_a_tcp_service_and_registry_only(harness: Harness) -> None
 
     assert (await harness.get(client, "http://elsewhere.example/")).status == 502
     assert (await harness.get(client, "http://web:8080/")).status == 200
+
+
+async def test_a_hand_written_sidecar_narrows_what_can_be_fetched(harness: Harness) -> None:
+    """A Sidecar importing only `web`: web is fetched on its first call; api, not
+    imported, cannot be (it is an unknown Host to this sidecar: ALLOW_ANY forwards it,
+    and the name does not resolve here, 503, as without scoping)."""
+    egress = [{"hosts": ["./web.shop.svc.cluster.local"]}]
+    sidecar = istio("Sidecar", "default", "shop", {"egress": egress})
+    harness.write("base.yaml", *base(harness), sidecar)
+    await harness.start(on_demand=True)
+    client = harness.ip(10)
+    r = await harness.get(client, "http://web:8080/")
+    assert (r.status, r.served_by) == (200, "web-1")
+    r = await harness.get(client, "http://api:8080/")
+    assert (r.status, r.served_by) == (503, None)
+    clusters, _ = await held(f"{client}:15000")
+    assert WEB in clusters and API not in clusters, clusters
