@@ -151,7 +151,13 @@ def _protected(tls: XdsTls, host: str, port: int) -> dict[str, Any]:
             ],
             "credentials_factory_name": _FILE_TOKEN,
             "channel_args": {
-                "args": {"grpc.ssl_target_name_override": {"string_value": tls.server_name}}
+                "args": {
+                    "grpc.ssl_target_name_override": {"string_value": tls.server_name},
+                    # gRPC's default 4 MiB cap refuses a large mesh's clusters (10,000
+                    # services: ~8 MiB) and Envoy sees the stream cancelled (status 1),
+                    # again on every retry (bench/scoping.py). Envoy's own client has none.
+                    "grpc.max_receive_message_length": {"int_value": -1},
+                }
             },
         }
     }
