@@ -1,7 +1,8 @@
 """What scoping saves a sidecar: one client sidecar in a mesh of `--services` services
 (bench/workload.py's objects, local mode, real Envoy) calling `--calls` of them, sent
-every service (`full`, the default) or scoped (`on-demand`: `pilotfish local
---on-demand`, each service fetched over VHDS on its first call).
+every service (`full`: State of the World, the default; `full-delta`: Delta xDS) or
+scoped (`on-demand`: `pilotfish local --on-demand`, Delta, each service fetched over
+VHDS on its first call).
 
 Per mode, a fresh mesh each run, modes alternating (`--runs` each):
 - start → every sidecar acknowledged (control plane and Envoy), and the clusters warm;
@@ -16,7 +17,8 @@ Per mode, a fresh mesh each run, modes alternating (`--runs` each):
 Every endpoint is answered by one small asyncio server on every loopback address
 (stats_cost.py's). The machine is shared: figures are medians, expect noise.
 
-    python bench/scoping.py [--services 10000] [--calls 5] [--runs 2] [--json]
+    python bench/scoping.py [--services 10000] [--calls 5] [--runs 2] [--modes full,...]
+        [--json]
 
 Writes bench/out/scoping.json.
 """
@@ -55,7 +57,8 @@ from stats_cost import (
     wait_clusters_active,
 )
 
-MODES = ("full", "on-demand")
+MODES = ("full", "full-delta", "on-demand")
+"""Every service pushed over State of the World (the default) or Delta xDS; scoped."""
 UNCALLED = workload.EDITED  # service 0: edited, never called
 
 
@@ -137,8 +140,8 @@ async def run(n: int, calls: int, mode: str, port: int) -> dict[str, Any]:
         for i in edited:
             (config / f"vs-{i}.yaml").write_text(yaml.safe_dump(workload.virtual_service(i)))
         t0 = time.monotonic()
-        scoped = mode == "on-demand"
-        async with local_mesh(config, Path(tmp), scoped, converge_timeout=900) as mesh:
+        scoped, delta = mode == "on-demand", mode == "full-delta"
+        async with local_mesh(config, Path(tmp), scoped, 900, delta) as mesh:
             await wait_clusters_active(MEM_CLIENT)
             out: dict[str, Any] = {"mode": mode, "ready_s": round(time.monotonic() - t0, 1)}
             pid = sidecar_pid(mesh, node)
@@ -223,11 +226,11 @@ def table(n: int, calls: int, s: dict[str, Any]) -> str:
         ("control plane RSS (MiB)", "control_plane_rss_mib"),
     ]
     lines = [f"{n} services, a client calling {calls}", ""]
-    lines.append(f"| {'':48} | {'full':>10} | {'on-demand':>10} |")
-    lines.append(f"| {'-' * 48} | {'-' * 10}:| {'-' * 10}:|")
+    lines.append("| " + " | ".join([" " * 48, *(f"{m:>10}" for m in MODES)]) + " |")
+    lines.append("| " + " | ".join(["-" * 48, *("-" * 9 + ":" for _ in MODES)]) + " |")
     for label, key in rows:
-        cells = [s.get(m, {}).get(key, "") for m in MODES]
-        lines.append(f"| {label:48} | {cells[0]!s:>10} | {cells[1]!s:>10} |")
+        cells = [f"{s.get(m, {}).get(key, '')!s:>10}" for m in MODES]
+        lines.append("| " + " | ".join([f"{label:48}", *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -237,7 +240,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     results = []
     try:
         for k in range(args.runs):
-            for mode in MODES if k % 2 == 0 else tuple(reversed(MODES)):
+            modes = args.modes.split(",")
+            for mode in modes if k % 2 == 0 else tuple(reversed(modes)):
                 print(f"  scoping: {args.services} services, {mode}", file=sys.stderr, flush=True)
                 results.append(await run(args.services, args.calls, mode, port))
     finally:
@@ -255,6 +259,7 @@ def main() -> None:
     p.add_argument("--services", type=int, default=10000)
     p.add_argument("--calls", type=int, default=5)
     p.add_argument("--runs", type=int, default=2, help="fresh meshes per mode")
+    p.add_argument("--modes", default=",".join(MODES), help="of: " + ", ".join(MODES))
     p.add_argument("--json", action="store_true", help="print the JSON results, not a table")
     args = p.parse_args()
     OUT.mkdir(exist_ok=True)

@@ -190,10 +190,14 @@ def many_backend(port: int) -> subprocess.Popen[str]:
 
 @contextlib.asynccontextmanager
 async def local_mesh(
-    config: Path, workdir: Path, on_demand: bool = False, converge_timeout: float = 60.0
+    config: Path,
+    workdir: Path,
+    on_demand: bool = False,
+    converge_timeout: float = 60.0,
+    delta: bool = False,
 ) -> AsyncIterator[LocalMesh]:
-    """`on_demand`: scoped sidecars; `converge_timeout`: 10,000 services take longer
-    (bench/scoping.py)."""
+    """`on_demand`: scoped sidecars; `converge_timeout`: 10,000 services take longer;
+    `delta`: Delta xDS (bench/scoping.py)."""
     mesh = LocalMesh(
         config,
         workdir=workdir,
@@ -201,6 +205,7 @@ async def local_mesh(
         monitoring=None,
         on_demand=on_demand,
         converge_timeout=converge_timeout,
+        delta=delta,
     )
     ready = asyncio.Event()
     task = asyncio.create_task(mesh.run(ready))
