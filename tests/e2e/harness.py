@@ -134,7 +134,8 @@ class Harness:
         on_demand: bool = False,
     ) -> None:
         extra: dict[str, Any] = {"cert_ttl": cert_ttl} if cert_ttl is not None else {}
-        if on_demand:
+        # PILOTFISH_E2E_ON_DEMAND=1 runs every local-mode test with scoped sidecars.
+        if on_demand or os.environ.get("PILOTFISH_E2E_ON_DEMAND") == "1":
             extra["on_demand"] = True
         self.mesh = LocalMesh(
             self.config,

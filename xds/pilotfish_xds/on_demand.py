@@ -90,6 +90,40 @@ def virtual_hosts(
     return wanted, names
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a VHDS response says besides the virtual hosts that changed."""
+
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    """Resource name → the newly subscribed aliases it answers (sent again if unchanged:
+    Envoy resumes a paused request when its alias comes back)."""
+    unresolved: list[str] = field(default_factory=list)
+    """Newly subscribed aliases nothing serves: empty resources, so Envoy resumes too."""
+    tables: list[str] = field(default_factory=list)
+    """`<table>/` per route table, as removed, in the stream's first answer: Envoy
+    subscribes to VHDS without names, hands a response to a route table by its
+    resources' namespace, and each table waits for one before it warms; removing
+    nothing under that namespace is such a response."""
+
+
+NO_ANSWER = Answer()
+
+
+def answer(catalogue: OnDemand | None, fresh: Collection[str], first: bool) -> Answer:
+    """The aliases subscribed since the last response, resolved; `first`: the stream's
+    first VHDS response."""
+    _, resolved = virtual_hosts(catalogue, fresh)
+    out = Answer()
+    for alias, name in resolved.items():
+        if name is None:
+            out.unresolved.append(alias)
+        else:
+            out.aliases.setdefault(name, []).append(alias)
+    if first and catalogue is not None:
+        out.tables.extend(f"{t}/" for t in catalogue.tables)
+    return out
+
+
 def clusters(
     base: Mapping[str, Encoded],
     catalogue: OnDemand | None,

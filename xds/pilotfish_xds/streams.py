@@ -434,32 +434,17 @@ class DeltaStream(Stream):
         wanted = self._wanted(snapshot, type_url, state)
         changed = [r for n, r in wanted.items() if state.sent.get(n) != r.hash or n in refresh]
         removed = sorted(n for n in state.sent if n not in wanted)
-        aliases: dict[str, list[str]] = {}
-        unresolved: list[str] = []
-        unnamed: list[str] = []
-        if type_url == VIRTUAL_HOST and not state.version and snapshot.on_demand is not None:
-            # Envoy subscribes to VHDS without names and hands a response to a route
-            # table by its resources' namespace (`<table>/`), and each table waits for
-            # one before it warms: the first answer names an empty resource in each
-            # table's namespace as removed, which removes nothing.
-            unnamed = [f"{t}/" for t in snapshot.on_demand.tables]
-        if type_url == VIRTUAL_HOST and state.fresh:
-            # Envoy resumes a paused request when the alias it asked for comes back,
-            # as a resource's alias or as an empty resource (nothing serves it).
-            _, resolved = on_demand.virtual_hosts(snapshot.on_demand, state.fresh)
-            for alias, name in resolved.items():
-                if name is None:
-                    unresolved.append(alias)
-                else:
-                    aliases.setdefault(name, []).append(alias)
-            changed += [wanted[n] for n in aliases if all(r.name != n for r in changed)]
+        answer = on_demand.NO_ANSWER
+        if type_url == VIRTUAL_HOST:
+            answer = on_demand.answer(snapshot.on_demand, state.fresh, first=not state.version)
+            changed += [wanted[n] for n in answer.aliases if all(r.name != n for r in changed)]
         state.fresh.clear()
         # A scoped proxy is told the snapshot's version of the type even when nothing it
         # holds changed, so its ACK says it is current (see Snapshot).
         scoped = snapshot.on_demand is not None
         version = snapshot.version(type_url) if scoped else content_version(wanted.values())
         moved = scoped and version != state.version
-        if not (force or changed or removed or unresolved or moved or unnamed):
+        if not (force or changed or removed or moved or answer.unresolved or answer.tables):
             return None
         state.version = version
         nonce = self.server.next_nonce()
@@ -473,8 +458,9 @@ class DeltaStream(Stream):
             del state.sent[name]
         state.sent.update((r.name, r.hash) for r in changed)
         self.server.status.sent(self.node_id, type_url, version, nonce)
+        removed += answer.tables
         body = codec.delta_response(
-            type_url, version, nonce, changed, removed + unnamed, aliases, unresolved
+            type_url, version, nonce, changed, removed, answer.aliases, answer.unresolved
         )
         await self.context.write(body)
         return {r.name for r in changed}
