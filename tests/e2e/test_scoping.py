@@ -229,3 +229,32 @@ async def test_a_hand_written_sidecar_narrows_what_can_be_fetched(harness: Harne
     assert (r.status, r.served_by) == (503, None)
     clusters, _ = await held(f"{client}:15000")
     assert WEB in clusters and API not in clusters, clusters
+
+
+async def test_a_mirror_gets_copies_from_the_first_request(harness: Harness) -> None:
+    """A fetched host's clusters include its mirror's (a request names only the route's
+    own cluster, so fetching clusters by name on demand would never bring it)."""
+    client, web, audit = harness.ip(10), harness.ip(11), harness.ip(12)
+    harness.backend("web-1", web, 8080)
+    harness.backend("audit-1", audit, 9000)
+    http = [{"mirror": {"host": "audit"}, "route": [{"destination": {"host": "web"}}]}]
+    harness.write(
+        "base.yaml",
+        namespace("shop"),
+        service("web", "shop", {"app": "web"}, (8080,)),
+        service("audit", "shop", {"app": "audit"}, (9000,)),
+        pod("client", "shop", client, {"app": "client"}),
+        pod("web-1", "shop", web, {"app": "web"}, (8080,), inject=False),
+        pod("audit-1", "shop", audit, {"app": "audit"}, (9000,), inject=False),
+        istio("VirtualService", "web", "shop", {"hosts": ["web"], "http": http}),
+    )
+    await harness.start(on_demand=True)
+    for _ in range(5):
+        r = await harness.get(client, "http://web:8080/")
+        assert (r.status, r.served_by) == (200, "web-1")
+    for _ in range(100):
+        copies = (await harness.stats(f"{audit}:9000"))["requests"]
+        if copies == 5:
+            break
+        await asyncio.sleep(0.05)
+    assert copies == 5
