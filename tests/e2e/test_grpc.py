@@ -4,6 +4,7 @@ UNAVAILABLE, which `retries: {attempts: 0}` turns off."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from collections import Counter
@@ -50,7 +51,8 @@ def backend(harness: Harness) -> Iterator[Flaky]:
 
 
 def calls(client: str, n: int) -> Counter[str]:
-    """n unary calls through the client's sidecar (the outbound proxy, by authority)."""
+    """n unary calls through the client's sidecar (the outbound proxy, by authority).
+    Blocking: call it in a thread, or the control plane (same event loop) stalls."""
     out: Counter[str] = Counter()
     options = [("grpc.default_authority", "greeter:9000")]
     with grpc.insecure_channel(f"{client}:15001", options=options) as channel:
@@ -82,7 +84,7 @@ async def test_grpc_over_http2_with_the_default_retry_on_unavailable(
     )
     await harness.start()
     # UNAVAILABLE is in Istio's default retryOn: every call succeeds on its third try.
-    assert calls(client, N) == {"OK": N}
+    assert await asyncio.to_thread(calls, client, N) == {"OK": N}
 
     vs = {
         "hosts": ["greeter"],
@@ -90,7 +92,7 @@ async def test_grpc_over_http2_with_the_default_retry_on_unavailable(
     }
     await harness.apply("vs.yaml", istio("VirtualService", "greeter", "shop", vs))
     backend.calls = itertools.count()
-    assert calls(client, N) == {"UNAVAILABLE": 2 * N // 3, "OK": N // 3}
+    assert await asyncio.to_thread(calls, client, N) == {"UNAVAILABLE": 2 * N // 3, "OK": N // 3}
 
 
 async def test_grpc_to_an_injected_app(harness: Harness, backend: Flaky) -> None:
@@ -112,4 +114,4 @@ async def test_grpc_to_an_injected_app(harness: Harness, backend: Flaky) -> None
         pod("greeter-1", "shop", harness.ip(11), {"app": "greeter"}, (9000,)),
     )
     await harness.start()
-    assert calls(client, N) == {"OK": N}
+    assert await asyncio.to_thread(calls, client, N) == {"OK": N}
