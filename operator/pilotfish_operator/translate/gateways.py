@@ -67,7 +67,7 @@ def _admits(prefix: str, vs_namespace: str, gateway_namespace: str) -> bool:
 
 CredentialCheck = Callable[[str, str, bool], str | None]
 """(namespace, credentialName, mutual) → why it cannot be served, or None."""
-_TERMINATED = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+_TERMINATED = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL")
 
 
 @dataclass
@@ -80,6 +80,7 @@ class _Group:
     domains: dict[str, list[tuple[VirtualService, str]]] = field(default_factory=dict)
     redirect: set[str] = field(default_factory=set)
     l4: list[ir.L4Route] = field(default_factory=list)
+    auto: list[str] = field(default_factory=list)
 
 
 def _tls(server: Server, namespace: str, credential: CredentialCheck) -> ir.ServerTls | str:
@@ -88,17 +89,27 @@ def _tls(server: Server, namespace: str, credential: CredentialCheck) -> ir.Serv
     assert tls is not None
     if tls.mode not in _TERMINATED:
         return f"tls mode {tls.mode} is not served yet"
-    if not tls.credential_name:
-        return "only credentialName certificates are served (not file paths)"
-    why = credential(namespace, tls.credential_name, tls.mode != "SIMPLE")
-    if why is not None:
-        return why
     names = {host.rpartition("/")[2] for host in server.hosts}
-    mode = cast(Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"], tls.mode)
+    sni = () if "*" in names else tuple(sorted(names))
+    files = ("", "", "")
+    if tls.mode == "ISTIO_MUTUAL":
+        # Mesh clients send the SNI of the gateway's own service, not the server's
+        # hosts: the chain takes any name, the hosts apply to the Host header.
+        sni = ()
+    elif tls.credential_name:
+        why = credential(namespace, tls.credential_name, tls.mode != "SIMPLE")
+        if why is not None:
+            return why
+    elif tls.credential_names:
+        return "credentialNames is not served yet (use credentialName)"
+    else:
+        files = (tls.server_certificate, tls.private_key, tls.ca_certificates)
+    mode = cast(Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"], tls.mode)
     return ir.ServerTls(
         mode,
-        sds_name(tls.credential_name),
-        sni=() if "*" in names else tuple(sorted(names)),
+        sds_name(tls.credential_name) if tls.credential_name else "",
+        sni=sni,
+        files=files,
         min_version=tls.min_protocol_version if tls.min_protocol_version != "TLS_AUTO" else "",
         max_version=tls.max_protocol_version if tls.max_protocol_version != "TLS_AUTO" else "",
         cipher_suites=tls.cipher_suites,
@@ -136,6 +147,10 @@ def servers(
                 continue
             if protocol == "TLS":
                 mode = server.tls.mode if server.tls is not None else "PASSTHROUGH"
+                if mode == "AUTO_PASSTHROUGH":
+                    group = groups.setdefault((port, f"tls.{port}"), _Group(protocol))
+                    group.auto.extend(h.rpartition("/")[2] for h in server.hosts)
+                    continue
                 if mode != "PASSTHROUGH" or l4_routes_for is None:
                     warnings.append(f"{where}.tls: mode {mode} on TLS is not served yet")
                     continue
@@ -213,7 +228,13 @@ def servers(
             )
         out.append(
             ir.GatewayServer(
-                port, group.protocol, tuple(hosts), group.tls, route_table, tuple(group.l4)
+                port,
+                group.protocol,
+                tuple(hosts),
+                group.tls,
+                route_table,
+                tuple(group.l4),
+                tuple(sorted(set(group.auto))),
             )
         )
     return tuple(out)

@@ -14,7 +14,7 @@ from envoy_data_plane.envoy.config.route.v3 import VirtualHost, VirtualHostTlsRe
 from ... import ir, types
 from ...codec import EncodeCache
 from ...snapshot import Snapshot
-from .. import gateway_tls, l4, mtls, observe, routes
+from .. import auto_passthrough, gateway_tls, l4, mtls, observe, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import ANY_ADDRESS
@@ -53,9 +53,12 @@ def translate(
                     server.port,
                     server.l4_routes,
                     proxy.telemetry.client,
+                    server.auto_passthrough,
                 ),
             )
             continue
+        if server.tls is not None and server.tls.mode == "ISTIO_MUTUAL" and secrets is None:
+            continue  # no workload certificate to present (a plaintext control plane)
         if server.tls is not None and server.protocol == "HTTPS":
             secure.setdefault(server.port, []).append((name, server.tls))
         elif server.protocol in TCP_PROTOCOLS:
@@ -100,6 +103,9 @@ def translate(
             ),
         )
     outbound_clusters(mesh, proxy, cache, out, local=local)
+    if any(s.auto_passthrough for s in proxy.servers):
+        for c in auto_passthrough.twins(view.visible_clusters(mesh, proxy)):
+            out.add(types.CLUSTER, cache.build(mtls.sni(c), auto_passthrough.sni_cluster, c, local))
     return out.snapshot()
 
 
@@ -142,10 +148,15 @@ def https_listener(
 
 
 def passthrough_listener(
-    address: str, port: int, l4_routes: tuple[ir.L4Route, ...], t: ir.SideTelemetry = _CLIENT
+    address: str,
+    port: int,
+    l4_routes: tuple[ir.L4Route, ...],
+    t: ir.SideTelemetry = _CLIENT,
+    auto_hosts: tuple[str, ...] = (),
 ) -> Listener:
     """TLS passthrough: the SNI of the client's hello picks the `tls` route; its bytes go
-    to the route's clusters unopened (the backend holds its own certificate)."""
+    to the route's clusters unopened (the backend holds its own certificate). With
+    AUTO_PASSTHROUGH hosts, an SNI naming a mesh cluster goes to it."""
     name = listener_name(address, port)
     chains = [
         FilterChain(
@@ -155,6 +166,8 @@ def passthrough_listener(
         )
         for route in l4_routes
     ]
+    if auto_hosts:
+        return auto_passthrough.listener(name, address, port, auto_hosts, chains, t)
     return Listener(
         name=name,
         address=socket_address(address, port),
