@@ -1,0 +1,220 @@
+"""Gateways speaking the mesh's own mTLS, through real Envoy in local mode.
+
+Istio's egress-gateway pattern: a sidecar's request for an external host (a
+ServiceEntry; a local server stands in for it) is routed by a VirtualService bound to
+`mesh` and to the egress Gateway: from the sidecar to the egress gateway over mesh mTLS
+(the Gateway server's ISTIO_MUTUAL, the DestinationRule's ISTIO_MUTUAL), and from the
+gateway out. The external server sees the gateway's address, the client its answer.
+
+AUTO_PASSTHROUGH (Istio's east-west gateway): a mesh client's TLS connection whose SNI
+names a mesh cluster (`outbound_.<port>_.<subset>_.<host>`) goes through the gateway
+unopened to that cluster's endpoints, with no VirtualService: the subset's sidecar
+terminates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Harness, istio, namespace, pod, service
+
+pytestmark = pytest.mark.envoy
+
+GATEWAY_LABELS = {"istio": "egressgateway", "pilotfish.io/proxy": "gateway"}
+EGRESS_HOST = "egressgateway.edge.svc.cluster.local"
+
+
+def _external(harness: Harness, ip: str) -> list[dict[str, Any]]:
+    """api.example.com (a ServiceEntry, the stand-in server at ip:8080), the egress
+    gateway pod and its Service, the Gateway, and Istio's routing through it."""
+    return [
+        namespace("shop"),
+        namespace("edge", injected=False),
+        pod("client", "shop", harness.ip(10), {"app": "client"}),
+        pod("egressgateway", "edge", harness.ip(2), GATEWAY_LABELS, service_account="egress"),
+        service("egressgateway", "edge", {"istio": "egressgateway"}, {443: 443}, "https"),
+        istio(
+            "ServiceEntry",
+            "api",
+            "shop",
+            {
+                "hosts": ["api.example.com"],
+                "location": "MESH_EXTERNAL",
+                "resolution": "STATIC",
+                "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": 8080}],
+                "endpoints": [{"address": ip}],
+            },
+        ),
+        istio(
+            "Gateway",
+            "egress",
+            "edge",
+            {
+                "selector": {"istio": "egressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                        "hosts": ["api.example.com"],
+                        "tls": {"mode": "ISTIO_MUTUAL"},
+                    }
+                ],
+            },
+        ),
+        istio(
+            "DestinationRule",
+            "egressgateway",
+            "shop",
+            {"host": EGRESS_HOST, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+        ),
+        istio(
+            "VirtualService",
+            "api-through-egress",
+            "shop",
+            {
+                "hosts": ["api.example.com"],
+                "gateways": ["mesh", "edge/egress"],
+                "http": [
+                    {
+                        "match": [{"gateways": ["mesh"], "port": 80}],
+                        "route": [{"destination": {"host": EGRESS_HOST, "port": {"number": 443}}}],
+                    },
+                    {
+                        "match": [{"gateways": ["edge/egress"], "port": 443}],
+                        "route": [
+                            {"destination": {"host": "api.example.com", "port": {"number": 80}}}
+                        ],
+                    },
+                ],
+            },
+        ),
+    ]
+
+
+async def test_egress_gateway_over_istio_mutual(harness: Harness) -> None:
+    client, gw, api = harness.ip(10), harness.ip(2), harness.ip(50)
+    harness.backend("external-api", api, 8080)
+    harness.write("mesh.yaml", *_external(harness, api))
+    await harness.start()
+
+    for _ in range(5):
+        r = await harness.get(client, "http://api.example.com/orders?id=7")
+        assert (r.status, r.served_by) == (200, "external-api")
+        # It left the mesh from the egress gateway, not from the client's sidecar.
+        assert r.json["client"] == gw
+        assert r.json["path"] == "/orders?id=7"
+        assert r.json["headers"]["host"] == "api.example.com"
+
+    # The gateway's server takes only the mesh's mTLS: no client certificate, no answer.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(gw, 443, ssl=context), 10)
+        writer.write(b"GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+        if not data:
+            raise ConnectionError("closed without an answer")
+        pytest.fail(f"answered a client without a mesh certificate: {data[:200]!r}")
+
+    # Without the route through the gateway, the sidecar goes straight out.
+    harness.remove("mesh.yaml")
+    await harness.apply(
+        "mesh.yaml", *[o for o in _external(harness, api) if o["kind"] != "VirtualService"]
+    )
+    r = await harness.get(client, "http://api.example.com/")
+    assert r.served_by == "external-api" and r.json["client"] != gw
+
+
+async def test_auto_passthrough_routes_by_mesh_sni(harness: Harness, tmp_path: Path) -> None:
+    gw, v1, v2 = harness.ip(2), harness.ip(21), harness.ip(22)
+    harness.backend("reviews-v1", v1, 9080)
+    harness.backend("reviews-v2", v2, 9080)
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        namespace("edge", injected=False),
+        service("reviews", "shop", {"app": "reviews"}, (9080,)),
+        pod("reviews-v1", "shop", v1, {"app": "reviews", "version": "v1"}, (9080,)),
+        pod("reviews-v2", "shop", v2, {"app": "reviews", "version": "v2"}, (9080,)),
+        pod("eastwest", "edge", gw, {"istio": "eastwestgateway", "pilotfish.io/proxy": "gateway"}),
+        istio(
+            "DestinationRule",
+            "reviews",
+            "shop",
+            {
+                "host": "reviews",
+                "subsets": [
+                    {"name": "v1", "labels": {"version": "v1"}},
+                    {"name": "v2", "labels": {"version": "v2"}},
+                ],
+            },
+        ),
+        istio(
+            "Gateway",
+            "cross-network",
+            "edge",
+            {
+                "selector": {"istio": "eastwestgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+                        "hosts": ["*.local"],
+                        "tls": {"mode": "AUTO_PASSTHROUGH"},
+                    }
+                ],
+            },
+        ),
+    )
+    await harness.start()
+    # A mesh client elsewhere (another network): its certificate from the mesh CA.
+    assert harness.mesh is not None
+    now = datetime.datetime.now(datetime.UTC)
+    ca = harness.mesh.issuer.ca
+    cert = ca.issue("spiffe://cluster.local/ns/remote/sa/client", now)
+    (tmp_path / "cert.pem").write_bytes(cert.chain_pem)
+    (tmp_path / "key.pem").write_bytes(cert.key_pem)
+
+    async def call(sni: str) -> str:
+        context = ssl.create_default_context(cadata=cert.roots_pem.decode())
+        context.check_hostname = False  # mesh certificates name identities, not hosts
+        context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(gw, 15443, ssl=context, server_hostname=sni), 10
+        )
+        try:
+            # The far end is the subset's sidecar: its certificate, not the gateway's.
+            peer = writer.get_extra_info("ssl_object").getpeercert()
+            uris = {v for k, v in peer.get("subjectAltName", ()) if k == "URI"}
+            assert uris == {"spiffe://cluster.local/ns/shop/sa/default"}
+            writer.write(b"GET / HTTP/1.1\r\nHost: reviews.shop\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            data = (await asyncio.wait_for(reader.read(), 10)).decode()
+        finally:
+            writer.close()
+        assert data.startswith("HTTP/1.1 200"), data[:200]
+        (served,) = [
+            line.split(":", 1)[1].strip()
+            for line in data.split("\r\n")
+            if line.lower().startswith("x-served-by:")
+        ]
+        return served
+
+    seen: Counter[str] = Counter()
+    for _ in range(10):
+        seen[await call("outbound_.9080_.v2_.reviews.shop.svc.cluster.local")] += 1
+        seen[await call("outbound_.9080_.v1_.reviews.shop.svc.cluster.local")] += 1
+    assert seen == {"reviews-v2": 10, "reviews-v1": 10}
+    both: Counter[str] = Counter()
+    for _ in range(20):
+        both[await call("outbound_.9080_._.reviews.shop.svc.cluster.local")] += 1
+    assert set(both) == {"reviews-v1", "reviews-v2"}, both
+    # An SNI naming no mesh cluster: the connection is closed.
+    with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+        await call("outbound_.9080_._.unknown.shop.svc.cluster.local")
