@@ -13,6 +13,7 @@ VirtualService bound to the Gateway names.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -38,10 +39,11 @@ from test_operator_security import (
 
 from conftest import Start, create, free_port, wait_for
 from pilotfish_operator.local.echo import Server, make_handler
+from pilotfish_operator.translate.services import workload_from
 from pilotfish_operator.webhook.admission import AdmissionRequest
 from pilotfish_operator.webhook.inject import XDS_TLS_PORT, Config, Injector, Template
 from pilotfish_operator.webhook.service import injection_values
-from pilotfish_operator.webhook.sidecar_bootstrap import PodXdsSecurity
+from pilotfish_operator.webhook.sidecar_bootstrap import PodXdsSecurity, sidecar_bootstrap
 from pilotfish_xds import types
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "charts"))
@@ -168,6 +170,18 @@ async def test_chart_gateway_pod_gets_its_identity_and_serves_its_gateway(
     assert "initContainers" not in pod["spec"]
     (proxy,) = pod["spec"]["containers"]
     assert proxy["name"] == "pilotfish-proxy" and proxy["image"].startswith("envoyproxy/")
+    # Its bootstrap is a sidecar's (the one function local mode's builds on too).
+    labels = pod["metadata"]["labels"]
+    expected = sidecar_bootstrap(
+        namespace=NAMESPACE,
+        labels=labels,
+        service_account="pilotfish-ingressgateway",
+        xds_host=SERVER_NAME,
+        xds_port=XDS_TLS_PORT,
+        security=PodXdsSecurity(server_name=SERVER_NAME),
+        workload=workload_from(GATEWAY_POD, NAMESPACE, labels, (), IDENTITY),
+    )
+    assert json.loads(proxy["args"][proxy["args"].index("--config-yaml") + 1]) == expected
 
     for obj in [*objects(), *outside(backend), pod]:
         await create(k8s, obj)
