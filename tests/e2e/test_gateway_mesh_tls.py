@@ -10,6 +10,9 @@ AUTO_PASSTHROUGH (Istio's east-west gateway): a mesh client's TLS connection who
 names a mesh cluster (`outbound_.<port>_.<subset>_.<host>`) goes through the gateway
 unopened to that cluster's endpoints, with no VirtualService: the subset's sidecar
 terminates it.
+
+Certificates from files in the gateway (`serverCertificate`, `privateKey`,
+`caCertificates`) rather than a Secret.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from harness import Harness, istio, namespace, pod, service
+from test_gateway import _https_get, _leaf
+
+from pilotfish_operator.security import pki
 
 pytestmark = pytest.mark.envoy
 
@@ -218,3 +225,70 @@ async def test_auto_passthrough_routes_by_mesh_sni(harness: Harness, tmp_path: P
     # An SNI naming no mesh cluster: the connection is closed.
     with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
         await call("outbound_.9080_._.unknown.shop.svc.cluster.local")
+
+
+async def test_gateway_certificates_from_files(harness: Harness, tmp_path: Path) -> None:
+    """serverCertificate, privateKey and caCertificates (MUTUAL): files Envoy reads in
+    the gateway's filesystem (here: the machine's; in a cluster: mounted into the pod)."""
+    gw, v1 = harness.ip(3), harness.ip(31)
+    harness.backend("reviews-v1", v1, 9080)
+    now = datetime.datetime.now(datetime.UTC)
+    ca = pki.new_ca(now, datetime.timedelta(days=1), pki.name("edge CA"))
+    files = {"roots.pem": ca[0]}
+    files["tls.crt"], files["tls.key"] = _leaf(ca, "reviews.example.com")
+    client_usage = (x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,)
+    sans = [x509.DNSName("partner.example.org")]
+    files["client.crt"], files["client.key"] = pki.new_leaf(
+        ca[0], ca[1], sans, now, datetime.timedelta(days=1), None, client_usage
+    )
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    tls = {
+        "mode": "MUTUAL",
+        "serverCertificate": str(tmp_path / "tls.crt"),
+        "privateKey": str(tmp_path / "tls.key"),
+        "caCertificates": str(tmp_path / "roots.pem"),
+    }
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        namespace("edge", injected=False),
+        service("reviews", "shop", {"app": "reviews"}, (9080,)),
+        pod("reviews-v1", "shop", v1, {"app": "reviews"}, (9080,)),
+        pod("ingress", "edge", gw, {"istio": "ingressgateway", "pilotfish.io/proxy": "gateway"}),
+        istio(
+            "Gateway",
+            "files",
+            "edge",
+            {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 8443, "name": "https", "protocol": "HTTPS"},
+                        "hosts": ["reviews.example.com"],
+                        "tls": tls,
+                    }
+                ],
+            },
+        ),
+        istio(
+            "VirtualService",
+            "reviews-edge",
+            "shop",
+            {
+                "hosts": ["reviews.example.com"],
+                "gateways": ["edge/files"],
+                "http": [{"route": [{"destination": {"host": "reviews"}}]}],
+            },
+        ),
+    )
+    await harness.start()
+    roots, client = tmp_path / "roots.pem", (tmp_path / "client.crt", tmp_path / "client.key")
+    address = f"{gw}:8443"
+    status, served, _ = await asyncio.to_thread(
+        _https_get, address, "reviews.example.com", roots, client
+    )
+    assert (status, served) == (200, "reviews-v1")
+    # MUTUAL: no client certificate, no answer.
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await asyncio.to_thread(_https_get, address, "reviews.example.com", roots)
