@@ -38,8 +38,13 @@ SKIPPED = {
     "namespace-not-enabled": "namespace-not-enabled",
     "dry-run-opt-out": "pod-opt-out",
 }
-GATEWAYS = {"gateway"}
-UNTOUCHED = {"system-namespace", "control-plane-namespace", "already-injected"}
+GATEWAYS = {"gateway", "gateway-own-container"}
+UNTOUCHED = {
+    "gateway-kube-system",
+    "system-namespace",
+    "control-plane-namespace",
+    "already-injected",
+}
 DENIED = {"invalid-annotation": "traffic.sidecar.istio.io/excludeOutboundIPRanges"}
 
 
@@ -154,14 +159,17 @@ def _assert_gateway(case: dict[str, Any], pod: dict[str, Any]) -> None:
     """The pod's own pilotfish-proxy is the proxy: no init container (no capture), the
     mesh's Envoy image, the pod's resources and ports kept, nothing waiting on it."""
     spec = pod["spec"]
-    original = case["request"]["object"]["spec"]["containers"][0]
+    original = case["request"]["object"]["spec"]["containers"]
     assert "initContainers" not in spec
-    assert [c["name"] for c in spec["containers"]] == ["pilotfish-proxy"]
+    own = [c["name"] for c in original if c["name"] != "pilotfish-proxy"]
+    assert [c["name"] for c in spec["containers"]] == ["pilotfish-proxy", *own]
     proxy = spec["containers"][0]
     assert proxy["image"].startswith("envoyproxy/envoy:")
     assert proxy["command"] == ["envoy"] and "--config-yaml" in proxy["args"]
-    assert proxy["resources"] == original["resources"]
-    assert {p["containerPort"] for p in proxy["ports"]} == {80, 443, 15021, 15090}
+    placeholder = next((c for c in original if c["name"] == "pilotfish-proxy"), None)
+    if placeholder is not None:  # what the pod sets on its placeholder stays
+        assert proxy["resources"] == placeholder["resources"]
+        assert {p["containerPort"] for p in proxy["ports"]} == {80, 443, 15021, 15090}
     assert "lifecycle" not in proxy and "restartPolicy" not in proxy
     assert "add" not in proxy["securityContext"]["capabilities"]
     assert {v["name"] for v in spec["volumes"]} == {"pilotfish-token", "pilotfish-ca-root"}
