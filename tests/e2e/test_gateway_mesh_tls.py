@@ -6,6 +6,10 @@ ServiceEntry; a local server stands in for it) is routed by a VirtualService bou
 (the Gateway server's ISTIO_MUTUAL, the DestinationRule's ISTIO_MUTUAL), and from the
 gateway out. The external server sees the gateway's address, the client its answer.
 
+The same for TLS the app originates: its SNI picks the sidecar's `tls` route to the
+gateway, inside mesh mTLS; the gateway's TLS server (ISTIO_MUTUAL) decrypts the mesh
+layer and its `tcp` route sends the app's TLS on.
+
 AUTO_PASSTHROUGH (Istio's east-west gateway): a mesh client's TLS connection whose SNI
 names a mesh cluster (`outbound_.<port>_.<subset>_.<host>`) goes through the gateway
 unopened to that cluster's endpoints, with no VirtualService: the subset's sidecar
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import ssl
 from collections import Counter
 from pathlib import Path
@@ -292,3 +297,94 @@ async def test_gateway_certificates_from_files(harness: Harness, tmp_path: Path)
     # MUTUAL: no client certificate, no answer.
     with pytest.raises((ssl.SSLError, ConnectionError)):
         await asyncio.to_thread(_https_get, address, "reviews.example.com", roots)
+
+
+async def test_egress_gateway_for_tls_traffic_over_istio_mutual(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Istio's egress pattern for TLS the app originates: the sidecar's `tls` route (by
+    SNI) sends it inside mesh mTLS to the gateway's TLS server (ISTIO_MUTUAL), whose
+    `tcp` route sends the app's own TLS bytes on to the external host."""
+    client, gw, api = harness.ip(10), harness.ip(2), harness.ip(51)
+    now = datetime.datetime.now(datetime.UTC)
+    ca = pki.new_ca(now, datetime.timedelta(days=1), pki.name("external CA"))
+    cert, key = _leaf(ca, "api.example.com")
+    for name, data in {"roots.pem": ca[0], "api.crt": cert, "api.key": key}.items():
+        (tmp_path / name).write_bytes(data)
+    harness.backend(
+        "external-api", api, 8443, tls=(str(tmp_path / "api.crt"), str(tmp_path / "api.key"))
+    )
+    base = [o for o in _external(harness, api) if o["kind"] not in ("ServiceEntry", "Gateway")]
+    harness.write(
+        "mesh.yaml",
+        *[o for o in base if o["kind"] not in ("VirtualService", "Service")],
+        service("egressgateway", "edge", {"istio": "egressgateway"}, {443: 443}, "tls"),
+        istio(
+            "ServiceEntry",
+            "api",
+            "shop",
+            {
+                "hosts": ["api.example.com"],
+                "location": "MESH_EXTERNAL",
+                "resolution": "STATIC",
+                "ports": [{"number": 443, "name": "tls", "protocol": "TLS", "targetPort": 8443}],
+                "endpoints": [{"address": api}],
+            },
+        ),
+        istio(
+            "Gateway",
+            "egress",
+            "edge",
+            {
+                "selector": {"istio": "egressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 443, "name": "tls", "protocol": "TLS"},
+                        "hosts": ["api.example.com"],
+                        "tls": {"mode": "ISTIO_MUTUAL"},
+                    }
+                ],
+            },
+        ),
+        istio(
+            "VirtualService",
+            "api-through-egress",
+            "shop",
+            {
+                "hosts": ["api.example.com"],
+                "gateways": ["mesh", "edge/egress"],
+                "tls": [
+                    {
+                        "match": [
+                            {"gateways": ["mesh"], "port": 443, "sniHosts": ["api.example.com"]}
+                        ],
+                        "route": [{"destination": {"host": EGRESS_HOST, "port": {"number": 443}}}],
+                    }
+                ],
+                "tcp": [
+                    {
+                        "match": [{"gateways": ["edge/egress"], "port": 443}],
+                        "route": [
+                            {"destination": {"host": "api.example.com", "port": {"number": 443}}}
+                        ],
+                    }
+                ],
+            },
+        ),
+    )
+    await harness.start()
+    # Local mode: the app reaches a TLS service port at its own address (no capture).
+    context = ssl.create_default_context(cafile=str(tmp_path / "roots.pem"))
+    for _ in range(3):
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(client, 443, ssl=context, server_hostname="api.example.com"),
+            10,
+        )
+        writer.write(b"GET /v1 HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        data = (await asyncio.wait_for(reader.read(), 10)).decode()
+        writer.close()
+        head, _, body = data.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 200") and "x-served-by: external-api" in head, head
+        # The app's TLS reached the external server, from the egress gateway's address.
+        assert json.loads(body)["client"] == gw

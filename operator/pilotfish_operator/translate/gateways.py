@@ -147,6 +147,25 @@ def servers(
                 continue
             if protocol == "TLS":
                 mode = server.tls.mode if server.tls is not None else "PASSTHROUGH"
+                # Mesh mTLS ends here (one chain, any SNI): it cannot share a port with
+                # servers picked by SNI.
+                other = f"tls.{port}" if mode == "ISTIO_MUTUAL" else f"mtls.{port}"
+                if (port, other) in groups:
+                    warnings.append(
+                        f"{where}.tls: port {port} already has a TLS server of another "
+                        f"kind; ISTIO_MUTUAL needs a port of its own; ignored"
+                    )
+                    continue
+                if mode == "ISTIO_MUTUAL" and l4_routes_for is not None:
+                    tls = _tls(server, pod.metadata.namespace or "", credential)
+                    assert not isinstance(tls, str)  # ISTIO_MUTUAL needs no Secret
+                    group = groups.setdefault((port, f"mtls.{port}"), _Group(protocol, tls))
+                    # Decrypted, the bytes go on as a TCP server's (the first tcp route).
+                    for vs in bound:
+                        for r in l4_routes_for(vs, port, name, "tcp"):
+                            if r not in group.l4:
+                                group.l4.append(r)
+                    continue
                 if mode == "AUTO_PASSTHROUGH":
                     group = groups.setdefault((port, f"tls.{port}"), _Group(protocol))
                     group.auto.extend(h.rpartition("/")[2] for h in server.hosts)

@@ -43,6 +43,21 @@ def translate(
     secure: dict[int, list[tuple[str, ir.ServerTls]]] = {}
     for server in proxy.servers:
         name = server.name or route_name(server.port)
+        if server.protocol == "TLS" and server.tls is not None:  # ISTIO_MUTUAL
+            if secrets is not None and server.l4_routes:
+                out.add(
+                    types.LISTENER,
+                    cache.build(
+                        listener_name(address, server.port),
+                        tcp_listener,
+                        address,
+                        server.port,
+                        server.l4_routes[0],
+                        proxy.telemetry.client,
+                        server.tls,
+                    ),
+                )
+            continue
         if server.protocol == "TLS":  # passthrough: the client's TLS goes through as is
             out.add(
                 types.LISTENER,
@@ -178,16 +193,24 @@ def passthrough_listener(
 
 
 def tcp_listener(
-    address: str, port: int, route: ir.L4Route, t: ir.SideTelemetry = _CLIENT
+    address: str,
+    port: int,
+    route: ir.L4Route,
+    t: ir.SideTelemetry = _CLIENT,
+    tls: ir.ServerTls | None = None,
 ) -> Listener:
     """A TCP server: every connection to the first `tcp` route the bound VirtualServices
-    give the port (Istio's order), as bytes."""
+    give the port (Istio's order), as bytes. `tls`: a TLS server terminating (mesh mTLS,
+    ISTIO_MUTUAL) before the bytes go on."""
     name = listener_name(address, port)
+    chain = FilterChain(filters=[l4.route_filter(f"{name}|{route.name}", route, t)])
+    if tls is not None:
+        chain.transport_socket = gateway_tls.downstream_socket(tls)
     return Listener(
         name=name,
         address=socket_address(address, port),
         traffic_direction=TrafficDirection.OUTBOUND,
-        filter_chains=[FilterChain(filters=[l4.route_filter(f"{name}|{route.name}", route, t)])],
+        filter_chains=[chain],
     )
 
 
