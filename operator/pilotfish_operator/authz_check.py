@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-import yaml
 
 from .api import (
     AuthorizationPolicy,
@@ -22,6 +19,7 @@ from .api import (
     mesh_config,
 )
 from .injection import decide
+from .sources.files import load_store
 from .store import Store
 from .translate import Options
 from .translate.authorization import ext_authz, scope
@@ -29,19 +27,7 @@ from .translate.peer_authentication import PeerPolicies
 
 
 def _load(args: argparse.Namespace) -> Store:
-    store = Store()
-    texts = []
-    if args.config:
-        texts += [p.read_text() for p in sorted(Path(args.config).glob("*.y*ml"))]
-    for name in args.file or ():
-        texts.append(sys.stdin.read() if name == "-" else Path(name).read_text())
-    for text in texts:
-        for doc in yaml.safe_load_all(text):
-            items = doc.get("items", [doc]) if isinstance(doc, dict) else []
-            for obj in items:
-                if isinstance(obj, dict) and obj.get("kind"):
-                    store.apply(obj)
-    return store
+    return load_store(([args.config] if args.config else []) + list(args.file or ()))
 
 
 def explain(

@@ -172,8 +172,9 @@ def parser() -> argparse.ArgumentParser:
 
     command.add_parser(sub)
     capture.add_parser(sub)
-    from . import authz_check
+    from . import analyze, authz_check
 
+    analyze.add_parser(sub)
     authz_check.add_parser(sub)
     from . import top
 

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pilotfish_xds import ir
 from pilotfish_xds.cache import SnapshotCache
@@ -26,9 +27,10 @@ from pilotfish_xds.translate.mtls import Credential
 
 from .security import credentials
 from .security.issuer import Issuer
-from .store import Store
+from .store import Key, Store
 from .translate import Options, Translator
 from .translate.failures import Failures
+from .translate.findings import Findings, by_object
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,13 @@ class Pipeline:
         """Objects the last translation could not translate (see translate.failures)."""
         self.on_failures: list[Callable[[Failures], None]] = []
         """Called when `failures` changes (the status writer reports them)."""
+        self.statuses: dict[Key, dict[str, Any]] = {}
+        self.on_statuses: list[Callable[[dict[Key, dict[str, Any]]], None]] = []
+        """Called when the Gateway API objects' status changes (the status writer)."""
+        self.findings: Findings = {}
+        """The last translation's warnings by the object they name."""
+        self.on_findings: list[Callable[[Findings], None]] = []
+        """Called when `findings` changes (the status writer shows them)."""
         self.stats = PushStats()
         self.built_generation = -1
         self._pending: set[str] = set()
@@ -137,6 +146,15 @@ class Pipeline:
             self.failures = result.failures
             for callback in self.on_failures:
                 callback(self.failures)
+        if result.statuses != self.statuses:
+            self.statuses = result.statuses
+            for told in self.on_statuses:
+                told(self.statuses)
+        findings = by_object(result.warnings)
+        if findings != self.findings:
+            self.findings = findings
+            for notify in self.on_findings:
+                notify(findings)
         t1 = time.perf_counter()
         self._push(set(self.cache.connected()), self._changed_at)
         self._changed_at = None

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .api import ConfigError, Resource, parse
+from .api import ConfigError, Resource, model_for, parse
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,9 @@ def raw_key(obj: Mapping[str, Any]) -> Key:
     if not isinstance(meta, Mapping):
         meta = {}
     kind = str(obj.get("kind", "?"))
+    model = model_for(obj.get("apiVersion"), kind)
+    if model is not None:
+        kind = model.store_kind()
     namespaced = kind not in ("Namespace", "Node")
     namespace = str(meta.get("namespace") or ("default" if namespaced else ""))
     return kind, namespace, str(meta.get("name", "?"))

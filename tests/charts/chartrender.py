@@ -77,5 +77,10 @@ def without_crds(text: str) -> str:
     """The render minus the CRDs (thousands of generated lines, checked against
     manifests/crds on their own), so golden diffs stay about the chart."""
     chunks = text.split("\n---\n")
-    kept = [c for c in chunks if "# Source: pilotfish/templates/crds.yaml" not in c]
+    kept = [
+        c
+        for c in chunks
+        if "# Source: pilotfish/templates/crds.yaml" not in c
+        and "# Source: pilotfish/templates/gateway-api-crds.yaml" not in c
+    ]
     return "\n---\n".join(kept)

@@ -91,6 +91,10 @@ def test_chart_crds_are_the_generated_ones() -> None:
     shipped = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
     assert generated, "manifests/crds is empty"
     assert shipped == generated, "charts/pilotfish/files/crds is stale: run `make manifests`"
+    gateway_api = {p.name: p.read_text() for p in (CRDS / "gateway-api").glob("*.yaml")}
+    shipped = {p.name: p.read_text() for p in (CHART / "files" / "gateway-api-crds").glob("*")}
+    assert gateway_api and shipped == gateway_api, "files/gateway-api-crds: run `make manifests`"
+    generated |= gateway_api
 
     rendered = {
         d["metadata"]["name"]: d
@@ -106,9 +110,24 @@ def test_chart_crds_are_the_generated_ones() -> None:
 
 
 def test_crds_can_be_left_out() -> None:
-    kinds = {d["kind"] for d in documents(render("--set", "crds.install=false"))}
+    docs = documents(render("--set", "crds.install=false"))
+    groups = {d["spec"]["group"] for d in docs if d["kind"] == "CustomResourceDefinition"}
+    assert groups == {"gateway.networking.k8s.io"}  # those go by gatewayAPI.crds
+    kinds = {
+        d["kind"] for d in documents(render("--set", "crds.install=false,gatewayAPI.crds=never"))
+    }
     assert "CustomResourceDefinition" not in kinds
     assert "Deployment" in kinds
+
+
+def test_gateway_api_crds_are_installed_only_when_absent() -> None:
+    # `helm template` cannot look up the cluster: auto renders them, as on a cluster
+    # without them; the template skips one the lookup finds unless this release made it.
+    text = (CHART / "templates" / "gateway-api-crds.yaml").read_text()
+    assert 'lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" $name' in text
+    assert "(eq $release $.Release.Name)" in text
+    with pytest.raises(AssertionError, match="auto, always or never"):
+        render("--set", "gatewayAPI.crds=sometimes")
 
 
 def test_chart_ships_the_operators_injection_template() -> None:

@@ -25,7 +25,8 @@ def capture_args(*argv: str) -> argparse.Namespace:
 
 
 def _serve_ads(objects: str, address: str) -> None:
-    """The control plane for the test: one translation of the objects, served."""
+    """The control plane for the test: the objects translated and served, and again
+    whenever the file changes (a test edits it to change the mesh config)."""
     import asyncio
 
     import yaml
@@ -38,20 +39,34 @@ def _serve_ads(objects: str, address: str) -> None:
     from pilotfish_xds.status import StatusRegistry
     from pilotfish_xds.translate import translate
 
-    store = Store()
-    for obj in yaml.safe_load_all(Path(objects).read_text()):
-        store.apply(obj)
-    assert not store.errors(), store.errors()
-    mesh = Translator(Options(local=False)).translate(store).mesh
     cache, encode = SnapshotCache(), EncodeCache()
-    for proxy in mesh.proxies:
-        assert proxy.capture == "iptables"
-        cache.set(proxy.id, translate(mesh, proxy, encode))
+    path = Path(objects)
+
+    def load() -> None:
+        store = Store()
+        for obj in yaml.safe_load_all(path.read_text()):
+            store.apply(obj)
+        assert not store.errors(), store.errors()
+        mesh = Translator(Options(local=False)).translate(store).mesh
+        for proxy in mesh.proxies:
+            assert proxy.capture == "iptables"
+            cache.set(proxy.id, translate(mesh, proxy, encode))
+        print("pushed", flush=True)
+
+    def mtime() -> int:
+        return path.stat().st_mtime_ns
 
     async def main() -> None:
-        server, _ = await serve(address, cache, StatusRegistry())
+        load()
+        running = await serve(address, cache, StatusRegistry())
         print("ready", flush=True)
-        await server.grpc.wait_for_termination()
+        seen = mtime()
+        while True:
+            await asyncio.sleep(0.2)
+            if mtime() != seen:
+                seen = mtime()
+                load()
+        del running  # served until the process is stopped
 
     asyncio.run(main())
 

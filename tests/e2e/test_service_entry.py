@@ -30,7 +30,8 @@ async def test_external_services_by_dns_and_static_resolution(harness: Harness) 
     client, other = harness.ip(10), harness.ip(11)
     v1, v2, slow = harness.ip(21), harness.ip(22), harness.ip(23)
     # DNS: `localhost` is what the sidecar resolves (c-ares reads /etc/hosts).
-    dns_port, rr_port = _free_port(), _free_port()
+    dns_port, rr_port, outside_port = _free_port(), _free_port(), _free_port()
+    harness.backend("outside", "127.0.0.1", outside_port)
     harness.backend("external-dns", "127.0.0.1", dns_port)
     harness.backend("external-rr", "127.0.0.1", rr_port)
     harness.backend("ledger-v1", v1, 8080)
@@ -134,21 +135,27 @@ async def test_external_services_by_dns_and_static_resolution(harness: Harness) 
         assert (r.status, r.served_by) == (200, "ledger-v1")
     r = await harness.get(client, "http://ledger.external.test/", {"x-version": "v2"})
     assert (r.status, r.served_by) == (200, "ledger-v2")
-    # exportTo ".": another namespace's sidecar does not know the host.
+    # exportTo ".": another namespace's sidecar does not know the host (and it does not
+    # resolve, so passing it through fails).
     r = await harness.get(other, "http://ledger.external.test/")
-    assert r.status == 404
+    assert r.status == 503
     # A VirtualService timeout on an external host: the client gets 504, not a 2 s wait.
     r = await harness.get(client, "http://slow.external.test/")
     assert r.status == 504
 
-    # ALLOW_ANY (the default): local mode's proxy has no route for an unknown host.
+    # ALLOW_ANY (the default): a host the mesh does not know is forwarded to, as without
+    # a sidecar (the proxy resolves it: `localhost` here, a backend outside the mesh).
+    r = await harness.get(client, f"http://localhost:{outside_port}/")
+    assert (r.status, r.served_by) == (200, "outside")
     r = await harness.get(client, "http://unknown.example.test/")
-    assert r.status == 404
+    assert r.status == 503  # does not resolve: no such host, as the app would find
     await harness.apply(
         "mesh-config.yaml", mesh_config(outboundTrafficPolicy={"mode": "REGISTRY_ONLY"})
     )
     r = await harness.get(client, "http://unknown.example.test/")
     assert r.status == 502  # Istio's block_all answer
+    r = await harness.get(client, f"http://localhost:{outside_port}/")
+    assert r.status == 502  # reachable, but not in the registry
     r = await harness.get(other, "http://ledger.external.test/")
     assert r.status == 502  # not exported to it: unknown there too
     r = await harness.get(client, "http://api.external.test/")

@@ -5,6 +5,7 @@ certificate where the backend requires one (MUTUAL)."""
 from __future__ import annotations
 
 import datetime
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,40 @@ async def test_simple_and_mutual_tls_origination(harness: Harness, tmp_path: Pat
     await harness.apply("ledger.yaml", istio("DestinationRule", "ledger", "shop", dr))
     r = await harness.get(client, "http://ledger:8443/")
     assert (r.status, r.served_by) == (200, "ledger-1")
+
+
+async def test_tls_origination_for_an_external_service(harness: Harness, tmp_path: Path) -> None:
+    """Istio's egress TLS origination: the app speaks plain HTTP to an external host on
+    port 80; a ServiceEntry sends that port to the server's 443 (here a local port) and a
+    DestinationRule makes the sidecar open TLS there, checking the server's name."""
+    ca_key, ca_cert = _issue("test CA", None, None, ca=True)
+    ca_file, _ = _write(tmp_path / "ca", ca_key, ca_cert)
+    server = _write(tmp_path / "server", *_issue("news", (ca_key, ca_cert.subject), "news.test"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        https_port = s.getsockname()[1]
+    harness.backend("news-origin", "127.0.0.1", https_port, tls=server)
+    client = harness.ip(10)
+    entry = {
+        "hosts": ["news.test"],
+        "location": "MESH_EXTERNAL",
+        "resolution": "DNS",
+        "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": https_port}],
+        "endpoints": [{"address": "localhost"}],
+    }
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        pod("client", "shop", client, {"app": "client"}),
+        istio("ServiceEntry", "news", "shop", entry),
+    )
+    await harness.start()
+    # Plain HTTP to a TLS port: the origin does not answer it.
+    r = await harness.get(client, "http://news.test/today")
+    assert r.served_by is None and r.status >= 500
+    tls = {"mode": "SIMPLE", "caCertificates": ca_file, "sni": "news.test"}
+    port_tls = {"portLevelSettings": [{"port": {"number": 80}, "tls": tls}]}
+    dr = {"host": "news.test", "trafficPolicy": port_tls}
+    await harness.apply("news-dr.yaml", istio("DestinationRule", "news", "shop", dr))
+    r = await harness.get(client, "http://news.test/today")
+    assert (r.status, r.served_by) == (200, "news-origin")

@@ -327,7 +327,8 @@ INVALID = {
         "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: sc}\n",
         "Sidecar default/sc: kind: unknown kind 'Sidecar'; expected one of VirtualService, "
         "DestinationRule, Gateway, PeerAuthentication, AuthorizationPolicy, "
-        "RequestAuthentication, Telemetry, ServiceEntry, WorkloadEntry, Namespace, Service, Pod, "
+        "RequestAuthentication, Telemetry, ServiceEntry, WorkloadEntry, GatewayClass, HTTPRoute, "
+        "GRPCRoute, TLSRoute, TCPRoute, ReferenceGrant, Namespace, Service, Pod, "
         "EndpointSlice, ServiceAccount, Node, ConfigMap, Secret",
     ),
     "gateway without servers": (

@@ -24,7 +24,9 @@ CRDS = {name: yaml.safe_load(text) for name, text in RENDERED.items()}
 
 
 def test_files_on_disk_match_the_models() -> None:
-    on_disk = {p.name: p.read_text(encoding="utf-8") for p in CRD_DIR.glob("*.yaml")}
+    on_disk = {
+        str(p.relative_to(CRD_DIR)): p.read_text(encoding="utf-8") for p in CRD_DIR.rglob("*.yaml")
+    }
     stale = sorted(set(on_disk) ^ set(RENDERED)) + sorted(
         name for name in RENDERED if on_disk.get(name, RENDERED[name]) != RENDERED[name]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,10 +18,14 @@ CASES = Path(__file__).parent / "testdata" / "translate"
 MESH = TypeAdapter(ir.Mesh)
 
 
-def dump_ir(mesh: ir.Mesh, warnings: list[str]) -> str:
+def dump_ir(
+    mesh: ir.Mesh, warnings: list[str], statuses: dict[tuple[str, str, str], Any] | None = None
+) -> str:
     doc = MESH.dump_python(mesh, mode="json", exclude_defaults=True)
     if warnings:
         doc["warnings"] = warnings
+    if statuses:  # the Gateway API objects' status
+        doc["statuses"] = {f"{k} {ns}/{n}": v for (k, ns, n), v in sorted(statuses.items())}
     return yaml.safe_dump(doc, sort_keys=False, width=100)
 
 
@@ -34,7 +39,7 @@ def test_translate(case: str, golden: Callable[[Path, str], None]) -> None:
             store.apply(obj)
     assert not store.errors(), store.errors()
     result = translate(store, Options(local=True))
-    golden(CASES / f"{case}.out.yaml", dump_ir(result.mesh, result.warnings))
+    golden(CASES / f"{case}.out.yaml", dump_ir(result.mesh, result.warnings, result.statuses))
 
 
 def test_no_orphan_outputs() -> None:

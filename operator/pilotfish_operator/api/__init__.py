@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import mesh_config
 from .errors import ConfigError, Problem, format_path, problems_from
-from .kinds import BY_KIND, SPECS, KindSpec
+from .kinds import BY_KIND, SPECS, KindSpec, spec_for
 from .kube import (
     ConfigMap,
     Container,
@@ -43,9 +43,14 @@ from .security import *  # noqa: F403 - likewise for security.istio.io
 from .security import __all__ as _security_all
 from .telemetry import Telemetry, TelemetrySpec
 
-# kind -> model (from the kind descriptors). Kinds are unique among what we read;
-# parse() checks the apiVersion.
+# Pilotfish's kind name (`Resource.store_kind`) -> model, from the kind descriptors.
+# parse() finds the model by apiVersion group and kind, then checks the version.
 KINDS: dict[str, type[Resource]] = {spec.kind: spec.model for spec in SPECS}
+
+
+def model_for(api_version: object, kind: object) -> type[Resource] | None:
+    spec = spec_for(api_version, kind)
+    return spec.model if spec is not None else None
 
 
 def _identity(obj: Mapping[str, Any], cls: type[Resource] | None) -> tuple[str, str, str]:
@@ -95,10 +100,16 @@ def parse(obj: Mapping[str, Any]) -> Resource:
     """Validate one object; raises ConfigError (never pydantic's ValidationError)."""
     if not isinstance(obj, Mapping):
         raise ConfigError("object", "", "<unnamed>", [Problem("", "must be a mapping")])
-    cls = KINDS.get(obj["kind"]) if isinstance(obj.get("kind"), str) else None
+    cls = model_for(obj.get("apiVersion"), obj.get("kind"))
     kind, namespace, name = _identity(obj, cls)
+    same_name = [s for s in SPECS if s.api_kind == kind]
+    if cls is None and len(same_name) > 1:
+        versions = ", ".join(v for s in same_name for v in s.model.API_VERSIONS)
+        reason = f"{kind} is in several API groups; must be one of {versions}"
+        raise ConfigError(kind, namespace, name, [Problem("apiVersion", reason)])
     if cls is None:
-        reason = f"unknown kind {obj.get('kind')!r}; expected one of {', '.join(KINDS)}"
+        known = ", ".join(dict.fromkeys(s.api_kind for s in SPECS))
+        reason = f"unknown kind {obj.get('kind')!r}; expected one of {known}"
         raise ConfigError(kind, namespace, name, [Problem("kind", reason)])
     if issubclass(cls, KubeObject):
         obj = _without_nulls(obj)
@@ -118,6 +129,7 @@ __all__ = [
     "KINDS",
     "SPECS",
     "KindSpec",
+    "model_for",
     "NETWORKING_VERSIONS",
     "ConfigError",
     "Container",

@@ -14,6 +14,24 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from .gateway_api import (
+    GatewayClass,
+    GatewayClassSpec,
+    GRPCRoute,
+    GRPCRouteSpec,
+    HTTPRouteSpec,
+    KubernetesGateway,
+    KubernetesHTTPRoute,
+    ReferenceGrant,
+    ReferenceGrantSpec,
+    TCPRoute,
+    TCPRouteSpec,
+    TLSRoute,
+    TLSRouteSpec,
+)
+from .gateway_api import (
+    GatewaySpec as GatewayApiGatewaySpec,
+)
 from .kube import (
     ConfigMap,
     EndpointSlice,
@@ -63,8 +81,12 @@ class KindSpec:
     """The spec model the CRD schema is generated from (owned kinds)."""
     short_names: tuple[str, ...] = ()
     columns: tuple[Column, ...] = ()
-    status: Literal["accepted", "none"] = "none"
-    """`accepted`: observedGeneration and an Accepted condition (kube/status.py)."""
+    status: Literal["accepted", "gateway-api", "none"] = "none"
+    """`accepted`: observedGeneration and an Accepted condition (kube/status.py);
+    `gateway-api`: the conditions the Gateway API specifies (translate/gateway_api)."""
+    crd_if_absent: bool = False
+    """Not ours but read and given status (the Gateway API's kinds): a CRD is generated
+    from the model, and the chart installs it only when the cluster has none."""
     watched: bool = True
     """Watched by the operator's kopf handlers. The mesh ConfigMap is not: a watch of
     every ConfigMap in the cluster for one object would cost memory and RBAC; it is
@@ -72,6 +94,12 @@ class KindSpec:
 
     @property
     def kind(self) -> str:
+        """The kind's name inside Pilotfish (unique; see `Resource.STORE_KIND`)."""
+        return self.model.store_kind()
+
+    @property
+    def api_kind(self) -> str:
+        """The kind as the API server names it (unique only within its group)."""
         return self.model.KIND
 
     @property
@@ -88,6 +116,20 @@ class KindSpec:
     def namespaced(self) -> bool:
         return not self.model.CLUSTER_SCOPED
 
+
+_GW: Literal["gateway-api"] = "gateway-api"
+_GATEWAY_API: tuple[
+    tuple[type[Resource], str, type[BaseModel], tuple[str, ...], Literal["gateway-api", "none"]],
+    ...,
+] = (
+    (GatewayClass, "gatewayclasses", GatewayClassSpec, ("gc",), _GW),
+    (KubernetesGateway, "gateways", GatewayApiGatewaySpec, ("gtw",), _GW),
+    (KubernetesHTTPRoute, "httproutes", HTTPRouteSpec, (), _GW),
+    (GRPCRoute, "grpcroutes", GRPCRouteSpec, (), _GW),
+    (TLSRoute, "tlsroutes", TLSRouteSpec, (), _GW),
+    (TCPRoute, "tcproutes", TCPRouteSpec, (), _GW),
+    (ReferenceGrant, "referencegrants", ReferenceGrantSpec, ("refgrant",), "none"),
+)
 
 SPECS: tuple[KindSpec, ...] = (
     KindSpec(
@@ -180,6 +222,10 @@ SPECS: tuple[KindSpec, ...] = (
         columns=(("Address", "string", ".spec.address"), _AGE),
         status="accepted",
     ),
+    *(
+        KindSpec(model, plural, spec=spec, short_names=short, status=status, crd_if_absent=True)
+        for model, plural, spec, short, status in _GATEWAY_API
+    ),
     KindSpec(Namespace, "namespaces"),
     KindSpec(Service, "services"),
     KindSpec(Pod, "pods"),
@@ -190,3 +236,18 @@ SPECS: tuple[KindSpec, ...] = (
     KindSpec(Secret, "secrets", watched=False),
 )
 BY_KIND: dict[str, KindSpec] = {s.kind: s for s in SPECS}
+BY_GROUP_KIND: dict[tuple[str, str], KindSpec] = {(s.group, s.api_kind): s for s in SPECS}
+
+
+def spec_for(api_version: object, kind: object) -> KindSpec | None:
+    """The kind an object's apiVersion and kind name; a kind name no other group has is
+    found whatever the apiVersion (parse then says which apiVersions it takes)."""
+    if not isinstance(kind, str):
+        return None
+    if isinstance(api_version, str):
+        group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+        found = BY_GROUP_KIND.get((group, kind))
+        if found is not None:
+            return found
+    named = [s for s in SPECS if s.api_kind == kind]
+    return named[0] if len(named) == 1 else None

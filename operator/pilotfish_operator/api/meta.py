@@ -153,8 +153,16 @@ class Resource:
     __slots__ = ()
     API_VERSIONS: ClassVar[tuple[str, ...]] = ()
     KIND: ClassVar[str] = ""
+    STORE_KIND: ClassVar[str] = ""
+    """The kind's name inside Pilotfish (store keys, kind lookups, status) when another
+    API group has a kind of the same name: the Gateway API's Gateway is
+    `KubernetesGateway` (Istio's internal name for it). Empty: KIND."""
     CLUSTER_SCOPED: ClassVar[bool] = False
     metadata: ObjectMeta
+
+    @classmethod
+    def store_kind(cls) -> str:
+        return cls.STORE_KIND or cls.KIND
 
     @property
     def namespace(self) -> str:
@@ -168,7 +176,7 @@ class Resource:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return (self.KIND, self.namespace, self.metadata.name)
+        return (self.store_kind(), self.namespace, self.metadata.name)
 
     # Inherited by both the dataclass and the model bases below: pydantic collects
     # validators from every class in the MRO.

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 
 from ..api import Gateway, Pod, Secret
+from ..api.gateway_api import KubernetesGateway
 from ..store import Store
+from ..translate.gateway_api import GATEWAY_NAME_LABEL
 from ..translate.gateways import is_gateway, selecting
 from .client import ApiError, KubeClient
 from .polling import poll
@@ -34,6 +36,15 @@ def wanted(store: Store) -> set[Key]:
                 if tls is not None and tls.credential_name:
                     for name in (tls.credential_name, f"{tls.credential_name}-cacert"):
                         out.add(("Secret", pod.namespace, name))
+    # The Gateway API's HTTPS listeners: certificateRefs of the Gateway's namespace.
+    served = {(p.namespace, p.metadata.labels.get(GATEWAY_NAME_LABEL)) for p in pods}
+    for gw in store.of_kind("KubernetesGateway"):
+        if not isinstance(gw, KubernetesGateway) or (gw.namespace, gw.name) not in served:
+            continue
+        for listener in gw.spec.listeners:
+            for ref in listener.tls.certificate_refs if listener.tls else ():
+                if ref.namespace in (None, gw.namespace):
+                    out.add(("Secret", gw.namespace, ref.name))
     return out
 
 

@@ -16,9 +16,16 @@ class Watched:
     version: str
     plural: str
     kind: str
+    """Pilotfish's name for the kind (`Resource.store_kind`): the Store's keys."""
     namespaced: bool = True
     istio: bool = False
-    """Ours to validate and report status on."""
+    """Ours to report status on (Istio's kinds, also validated; the Gateway API's)."""
+    api_kind: str = ""
+    """The kind as the API server names it, when that differs from `kind`."""
+
+    @property
+    def wire_kind(self) -> str:
+        return self.api_kind or self.kind
 
     @property
     def api_version(self) -> str:
@@ -33,7 +40,15 @@ class Watched:
 # Every kind we read, from the kind descriptors. Our kinds are watched at their stored
 # version only: the API server serves every version of an object, converted, through each.
 WATCHED = tuple(
-    Watched(s.group, s.versions[0], s.plural, s.kind, s.namespaced, istio=s.owned)
+    Watched(
+        s.group,
+        s.versions[0],
+        s.plural,
+        s.kind,
+        s.namespaced,
+        istio=s.owned or s.status != "none",
+        api_kind=s.api_kind if s.api_kind != s.kind else "",
+    )
     for s in SPECS
     if s.watched
 )
@@ -50,7 +65,7 @@ def to_store(watched: Watched, obj: Mapping[str, Any]) -> dict[str, Any]:
     without volatile metadata, and, for our own kinds, without the status we write."""
     out = dict(obj)
     out["apiVersion"] = watched.api_version
-    out["kind"] = watched.kind
+    out["kind"] = watched.wire_kind
     meta = out.get("metadata")
     if isinstance(meta, Mapping):
         out["metadata"] = {k: v for k, v in meta.items() if k not in _VOLATILE_METADATA}
@@ -60,4 +75,4 @@ def to_store(watched: Watched, obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def key_of(watched: Watched, obj: Mapping[str, Any]) -> Key:
-    return raw_key({**obj, "kind": watched.kind})
+    return raw_key({**obj, "apiVersion": watched.api_version, "kind": watched.wire_kind})

@@ -144,6 +144,8 @@ class Operator:
         self.status = StatusWriter(self.store, self.client, lambda: self.elector.is_leader)
         self.view.observers.append(self.status.observe)
         self.pipeline.on_failures.append(self.status.failures_changed)
+        self.pipeline.on_statuses.append(self.status.statuses_changed)
+        self.pipeline.on_findings.append(self.status.findings_changed)
         self.elector.on_change.append(self.status.leadership_changed)
         self.registry = kopf.OperatorRegistry()
         self.webhook_changed: list[handlers.WebhookChanged] = []

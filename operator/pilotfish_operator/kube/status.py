@@ -1,9 +1,15 @@
 """Status on our own custom resources, written by the leader only.
 
+The Gateway API's kinds carry the status that API specifies instead, computed by
+translation (`translate/gateway_api/status.py`) and handed over by `statuses_changed`;
+this writer gives it transition times and writes it the same way.
+
 Each VirtualService / DestinationRule gets `status.observedGeneration` and an
 `Accepted` condition: True, or False with reason `Invalid`, the field paths and
 why (from the Store's ConfigError), plus `status.invalidFields` for tools. A
-rejection also gets a Warning Event on the object. Every replica keeps track of
+rejection also gets a Warning Event on the object. An accepted object that translation
+warned about (a route no request reaches, a host another object already routes) lists
+those warnings in `status.warnings`. Every replica keeps track of
 what it saw; on becoming leader it writes whatever is out of date.
 """
 
@@ -17,8 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api import ConfigError
+from ..api.kinds import BY_KIND
 from ..store import Key, Store
 from ..translate.failures import REASON
+from ..translate.findings import Findings
 from .client import ApiError, KubeClient
 from .kinds import Watched
 
@@ -40,9 +48,15 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def desired(error: ConfigError | None, generation: int, reason: str = "Invalid") -> dict[str, Any]:
+def desired(
+    error: ConfigError | None,
+    generation: int,
+    reason: str = "Invalid",
+    warnings: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """The status an object of `generation` should carry (without transition times);
-    `reason` says why an error left it out (Invalid, or TranslationFailed: a bug)."""
+    `reason` says why an error left it out (Invalid, or TranslationFailed: a bug);
+    `warnings`: what translating it reported (in the config, but not all as written)."""
     if error is None:
         condition = {
             "type": "Accepted",
@@ -64,7 +78,50 @@ def desired(error: ConfigError | None, generation: int, reason: str = "Invalid")
         invalid = [{"field": p.path, "reason": p.reason} for p in error.problems]
     out: dict[str, Any] = {"observedGeneration": generation, "conditions": [condition]}
     out["invalidFields"] = invalid or None  # None deletes it in a merge patch
+    out["warnings"] = list(warnings) if error is None and warnings else None
     return out
+
+
+def _gateway_api(error: ConfigError | None, generation: int, computed: Any) -> dict[str, Any]:
+    """A Gateway API object's status: translation's, or Accepted False for an invalid one."""
+    if error is None:
+        return dict(computed or {})
+    condition = {
+        "type": "Accepted",
+        "status": "False",
+        "reason": "Invalid",
+        "message": "; ".join(str(p) for p in error.problems),
+        "observedGeneration": generation,
+    }
+    return {"conditions": [condition]}
+
+
+def _without_times(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_times(v) for k, v in value.items() if k != "lastTransitionTime"}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def _stamp(want: Any, old: Any) -> None:
+    """Give every condition in `want` a lastTransitionTime: the old one's where its
+    status is unchanged (conditions matched by type, list items by name or position)."""
+    if isinstance(want, Mapping):
+        for k, v in want.items():
+            before = old.get(k) if isinstance(old, Mapping) else None
+            if k == "conditions" and isinstance(v, list):
+                olds = {c.get("type"): c for c in before or [] if isinstance(c, Mapping)}
+                for c in v:
+                    prev = olds.get(c["type"]) or {}
+                    same = prev.get("status") == c["status"] and "lastTransitionTime" in prev
+                    c["lastTransitionTime"] = prev["lastTransitionTime"] if same else _now()
+            else:
+                _stamp(v, before)
+    elif isinstance(want, list):
+        items = old if isinstance(old, list) else []
+        for i, item in enumerate(want):
+            _stamp(item, items[i] if i < len(items) else None)
 
 
 def _comparable(status: Mapping[str, Any]) -> Any:
@@ -73,7 +130,12 @@ def _comparable(status: Mapping[str, Any]) -> Any:
         for c in status.get("conditions") or []
         if isinstance(c, Mapping)
     ]
-    return (status.get("observedGeneration"), conditions, status.get("invalidFields") or None)
+    return (
+        status.get("observedGeneration"),
+        conditions,
+        status.get("invalidFields") or None,
+        status.get("warnings") or None,
+    )
 
 
 class StatusWriter:
@@ -85,6 +147,9 @@ class StatusWriter:
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._failures: dict[Key, ConfigError] = {}
+        self._gateway_api: dict[Key, dict[str, Any]] = {}
+        """The Gateway API objects' status from the last translation."""
+        self._findings: Findings = {}
         self._written: dict[Key, tuple[str, Any]] = {}
         """What we last wrote per object (uid, status): a watch event that predates our
         write must not make us write (and post an Event) twice."""
@@ -132,6 +197,28 @@ class StatusWriter:
         if changed:
             self._wake.set()
 
+    def statuses_changed(self, statuses: Mapping[Key, dict[str, Any]]) -> None:
+        """A Pipeline callback: the Gateway API objects' status changed."""
+        changed = {
+            k
+            for k in statuses.keys() | self._gateway_api.keys()
+            if statuses.get(k) != self._gateway_api.get(k)
+        } & self._seen.keys()
+        self._gateway_api = dict(statuses)
+        self._dirty |= changed
+        if changed:
+            self._wake.set()
+
+    def findings_changed(self, findings: Findings) -> None:
+        """A Pipeline callback: translation warnings by object changed."""
+        before = self._findings
+        changed = {k for k in findings.keys() | before.keys() if findings.get(k) != before.get(k)}
+        changed &= self._seen.keys()
+        self._findings = dict(findings)
+        self._dirty |= changed
+        if changed:
+            self._wake.set()
+
     async def flush(self) -> None:
         for key in sorted(self._dirty):
             self._dirty.discard(key)
@@ -150,8 +237,14 @@ class StatusWriter:
                 self._dirty.add(key)  # retried on the next wake-up
 
     async def _write(self, key: Key, seen: Seen, error: ConfigError | None) -> None:
+        spec = BY_KIND.get(key[0])
+        if spec is not None and spec.status == "gateway-api":
+            await self._write_gateway_api(key, seen, error)
+            return
         failed = error is not None and error is self._failures.get(key)
-        want = desired(error, seen.generation, REASON if failed else "Invalid")
+        want = desired(
+            error, seen.generation, REASON if failed else "Invalid", self._findings.get(key, ())
+        )
         target = _comparable(want)
         if target == _comparable(seen.status) or self._written.get(key) == (seen.uid, target):
             return
@@ -173,8 +266,26 @@ class StatusWriter:
         if error is not None:
             await self._event(seen, key, error)
 
-    async def _event(self, seen: Seen, key: Key, error: ConfigError) -> None:
+    async def _write_gateway_api(self, key: Key, seen: Seen, error: ConfigError | None) -> None:
+        if error is None and key not in self._gateway_api:
+            return  # not ours (another controller's class), or not translated yet
+        want = _gateway_api(error, seen.generation, self._gateway_api.get(key))
+        target = _without_times(want)
+        mine = {k: seen.status.get(k) for k in want}
+        if target == _without_times(mine) or self._written.get(key) == (seen.uid, target):
+            return
+        _stamp(want, seen.status)
         kind, namespace, name = key
+        await self.client.patch(seen.watched.path(namespace, name, "status"), {"status": want})
+        self.writes += 1
+        self._written[key] = (seen.uid, target)
+        seen.status = {**seen.status, **want}
+        log.info("status of %s %s/%s written", kind, namespace, name)
+        if error is not None:
+            await self._event(seen, key, error)
+
+    async def _event(self, seen: Seen, key: Key, error: ConfigError) -> None:
+        _, namespace, name = key
         now = _now()
         event = {
             "apiVersion": "v1",
@@ -182,7 +293,7 @@ class StatusWriter:
             "metadata": {"generateName": f"{name}.", "namespace": namespace},
             "involvedObject": {
                 "apiVersion": seen.watched.api_version,
-                "kind": kind,
+                "kind": seen.watched.wire_kind,
                 "namespace": namespace,
                 "name": name,
                 "uid": seen.uid,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,11 @@ class FileError(Exception):
     pass
 
 
-def load_documents(path: Path) -> list[Mapping[str, Any]]:
-    """The objects in one file; `kind: List` items are flattened."""
+def load_documents(path: Path, text: str | None = None) -> list[Mapping[str, Any]]:
+    """The objects in one file (or `text` read from it); `kind: List` items are
+    flattened. JSON parses as YAML."""
     try:
-        docs = list(yaml.safe_load_all(path.read_text()))
+        docs = list(yaml.safe_load_all(path.read_text() if text is None else text))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise FileError(f"{path}: cannot read: {err}") from err
     out: list[Mapping[str, Any]] = []
@@ -45,6 +47,24 @@ def load_documents(path: Path) -> list[Mapping[str, Any]]:
     return out
 
 
+def config_files(directory: Path) -> list[Path]:
+    return [p for p in sorted(directory.rglob("*")) if p.suffix in SUFFIXES and p.is_file()]
+
+
+def load_store(paths: list[str], store: Store | None = None) -> Store:
+    """Objects of files and directories (`-`: standard input) applied to a store, for
+    the commands that read manifests offline. A file that cannot be read raises."""
+    store = store if store is not None else Store()
+    for name in paths:
+        path = Path(name)
+        files = config_files(path) if path.is_dir() else [path]
+        for f in files:
+            text = sys.stdin.read() if name == "-" else None
+            for doc in load_documents(f, text):
+                store.apply(doc)
+    return store
+
+
 class DirectorySource:
     def __init__(self, directory: Path, store: Store, interval: float = 0.25) -> None:
         self.directory = directory
@@ -56,10 +76,9 @@ class DirectorySource:
 
     def _files(self) -> dict[Path, tuple[int, int]]:
         out = {}
-        for path in sorted(self.directory.rglob("*")):
-            if path.suffix in SUFFIXES and path.is_file():
-                st = path.stat()
-                out[path] = (st.st_mtime_ns, st.st_size)
+        for path in config_files(self.directory):
+            st = path.stat()
+            out[path] = (st.st_mtime_ns, st.st_size)
         return out
 
     def scan(self) -> bool:

@@ -19,6 +19,7 @@ from ..api import Destination, DestinationRule, Gateway, Pod, Service, VirtualSe
 from ..security import credentials
 from ..store import Key, Store
 from . import destination_rules, gateways, l4_routes, routes, service_entries, virtual_services
+from . import gateway_api as gateway_api_mod
 from . import proxies as proxies_mod
 from .failures import Failures, blame, isolate
 from .hosts import Names
@@ -53,6 +54,8 @@ class Translation:
     warnings: list[str] = field(default_factory=list)
     failures: Failures = field(default_factory=dict)
     """Objects whose translation raised (a bug): left out, reported in their status."""
+    statuses: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """The Gateway API objects' status (translate/gateway_api/status.py)."""
 
 
 @dataclass(frozen=True)
@@ -88,18 +91,24 @@ PASSES: tuple[Pass, ...] = (
         lambda t, store, changed: t._workloads_pass(store, changed),
     ),
     Pass(
+        "gateway_api",
+        gateway_api_mod.READS,
+        lambda t, store, changed: t._gateway_api_pass(store, changed),
+    ),
+    Pass(
         "destination_rules",
         frozenset({"DestinationRule"}),
         lambda t, store, changed: t._rules_pass(store, changed),
     ),
     Pass(
         "virtual_services",
-        frozenset({"VirtualService"}),
+        # GAMMA routes (the Gateway API pass) join the VirtualServices.
+        frozenset({"VirtualService"}) | gateway_api_mod.READS - {"Pod"},
         lambda t, store, changed: t._virtual_services_pass(store, changed),
     ),
     Pass(
         "gateways",
-        frozenset({"Gateway", "VirtualService", "Pod", "Secret"}),
+        frozenset({"Gateway", "VirtualService", "Pod", "Secret"}) | gateway_api_mod.READS,
         lambda t, store, changed: t._gateways_pass(store, changed),
     ),
 )
@@ -208,7 +217,13 @@ class Translator:
             warnings += proxies_mod.local_port_conflicts(vhosts, proxies)
         for w in warnings:
             log.warning("%s", w)
-        return Translation(ir.Mesh(tuple(vhosts), tuple(clusters), proxies), warnings, failures)
+        statuses = gateway_api_mod.statuses(results["gateway_api"])
+        mesh = ir.Mesh(tuple(vhosts), tuple(clusters), proxies)
+        return Translation(mesh, warnings, failures, statuses)
+
+    def _gateway_api_pass(self, store: Store, _: set[str] | None) -> gateway_api_mod.Converted:
+        pods = (p for p in store.of_kind("Pod") if isinstance(p, Pod) and gateways.is_gateway(p))
+        return gateway_api_mod.convert(store, self.names, pods)
 
     def _workloads_pass(self, store: Store, changed: set[str] | None) -> Any:
         if changed is None or "Node" in changed:
@@ -222,7 +237,8 @@ class Translator:
 
     def _virtual_services_pass(self, store: Store, _: set[str] | None) -> Any:
         warnings: list[str] = []
-        by_host = virtual_services.by_host(store, self.names, warnings)
+        gamma = self._passes["gateway_api"].mesh
+        by_host = virtual_services.by_host(store, self.names, warnings, gamma)
         self._dests = {k: v for k, v in self._dests.items() if store.get(k) is v[0]}
         return by_host, warnings
 
@@ -327,8 +343,9 @@ class Translator:
         for pod in pods:
             try:
                 proxy = self._proxy(pod, (), workloads.locality(pod.spec.node_name))
+                mine = [g for g in gws if gateway_api_mod.selects(g, pod)]
                 served = gateways.servers(
-                    pod, gws, vss, routes_for, credential, warnings, l4_routes_for
+                    pod, mine, vss, routes_for, credential, warnings, l4_routes_for
                 )
             except Exception as exc:
                 blame(failures, pod.key, exc)
@@ -361,7 +378,9 @@ class Translator:
             for v in store.of_kind("VirtualService")
             if isinstance(v, VirtualService) and any(g != "mesh" for g in v.spec.gateways)
         ]
-        return pods, gws, vss
+        # The Gateway API's, after Istio's: where both route a host, Istio's routes come first.
+        converted: gateway_api_mod.Converted = self._passes["gateway_api"]
+        return pods, gws + converted.gateways, vss + converted.virtual_services
 
     def _destinations(self, vs: VirtualService) -> set[str]:
         known = self._dests.get(vs.key)

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..api import VirtualService
 from ..store import Store
 from . import delegation
 from .hosts import Names
 from .precedence import age
+from .unreachable import unreachable
 
 
 def export_to(values: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     return tuple(values) if values else ("*",)
 
 
-def by_host(store: Store, names: Names, warnings: list[str]) -> dict[str, list[VirtualService]]:
+def by_host(
+    store: Store, names: Names, warnings: list[str], after: Iterable[VirtualService] = ()
+) -> dict[str, list[VirtualService]]:
     """VirtualServices per host, oldest first (creation time, then namespace/name): a
-    proxy uses the first one exported to its namespace."""
+    proxy uses the first one exported to its namespace. `after` (the Gateway API's GAMMA
+    routes as VirtualServices) come after every VirtualService: Istio's API wins a host."""
 
     out: dict[str, list[VirtualService]] = {}
     all_vs = [v for v in store.of_kind("VirtualService") if isinstance(v, VirtualService)]
     by_name = {(v.namespace, v.name): v for v in all_vs}
-    for stored in sorted(all_vs, key=age):
+    for stored in [*sorted(all_vs, key=age), *after]:
+        warnings += unreachable(stored)
         vs = delegation.expand(stored, lambda ns, name: by_name.get((ns, name)), warnings)
         if vs.spec.gateways and "mesh" not in vs.spec.gateways:
             continue  # bound to gateways only

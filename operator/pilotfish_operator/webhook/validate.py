@@ -6,7 +6,7 @@ a Kubernetes object we model partially must never be refused because of our mode
 
 from __future__ import annotations
 
-from ..api import KINDS, ConfigError, IstioResource, parse
+from ..api import ConfigError, IstioResource, model_for, parse
 from .admission import AdmissionRequest, Response
 
 
@@ -14,7 +14,8 @@ def validate(request: AdmissionRequest) -> Response:
     obj = request.object
     if request.operation not in ("CREATE", "UPDATE") or obj is None:
         return Response()  # DELETE and CONNECT carry nothing to judge
-    model = KINDS.get(request.kind.kind)
+    gvk = request.kind
+    model = model_for(f"{gvk.group}/{gvk.version}" if gvk.group else gvk.version, gvk.kind)
     if model is None or not issubclass(model, IstioResource):
         return Response()  # not ours to judge
     # The object may lack its namespace (kubectl apply without -n): name it as the API will.

@@ -25,13 +25,13 @@ VS = "networking.istio.io/v1/virtualservices"
 DR = "networking.istio.io/v1/destinationrules"
 
 
-def _istio_kind(kind: str, plural: str, short: str) -> Any:
+def _istio_kind(kind: str, plural: str, short: str, namespaced: bool = True) -> Any:
     return kmock.ResourceInfo(
         kind=kind,
         singular=kind.lower(),
-        namespaced=True,
+        namespaced=namespaced,
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-        shortnames={short},
+        shortnames={short} if short else set(),
         subresources={"status"},
     )
 
@@ -39,11 +39,14 @@ def _istio_kind(kind: str, plural: str, short: str) -> Any:
 @pytest.fixture
 def k8s(kmock: Any) -> Any:
     kmock.resources.load_bundled()
-    # The Istio kinds the operator owns, as their CRDs would declare them.
+    # The Istio kinds the operator owns and the Gateway API's, as their CRDs declare them.
     for spec in SPECS:
-        if spec.owned:
+        if spec.owned or spec.crd_if_absent:
             kmock.resources[f"{spec.group}/{spec.versions[0]}/{spec.plural}"] = _istio_kind(
-                spec.kind, spec.plural, spec.short_names[0]
+                spec.api_kind,
+                spec.plural,
+                spec.short_names[0] if spec.short_names else "",
+                spec.namespaced,
             )
     return kmock
 
@@ -81,6 +84,9 @@ async def create(k8s: Any, obj: dict[str, Any]) -> dict[str, Any]:
         "DestinationRule": "destinationrules",
         "ConfigMap": "configmaps",
         "Telemetry": "telemetries",
+        "Gateway": "gateways",
+        "HTTPRoute": "httproutes",
+        "ReferenceGrant": "referencegrants",
     }[obj["kind"]]
     ns = obj["metadata"].get("namespace")
     url = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"

@@ -166,3 +166,39 @@ async def test_deleted_objects_disappear_from_envoy(k8s: Any, start_operator: St
             what="subsets and routing gone",
         )
         assert ALL in config.clusters
+
+
+async def test_translation_warnings_are_shown_in_status(k8s: Any, start_operator: Start) -> None:
+    for obj in objects():
+        await create(k8s, obj)
+    await start_operator()
+    await wait_for(lambda: accepted(k8s, VS, "reviews", 1), what="VirtualService Accepted")
+    assert "warnings" not in status(k8s, VS, "reviews")
+
+    # A route after one that takes every request: accepted, and the status says so.
+    route = {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}
+    response = await k8s.patch(
+        f"/apis/networking.istio.io/v1/namespaces/{NS}/virtualservices/reviews",
+        json={"spec": {"http": [route, {"match": [{"uri": {"prefix": "/v2"}}], **route}]}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert response.status == 200
+    s = await wait_for(
+        lambda: (st := status(k8s, VS, "reviews")).get("warnings") and st, what="warnings"
+    )
+    assert s["warnings"] == [
+        "spec.http[1] is never used: spec.http[0] takes every request before it"
+    ]
+    assert s["conditions"][0]["status"] == "True"
+
+    # Fixed: the warnings go.
+    response = await k8s.patch(
+        f"/apis/networking.istio.io/v1/namespaces/{NS}/virtualservices/reviews",
+        json={"spec": {"http": [route]}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert response.status == 200
+    await wait_for(
+        lambda: accepted(k8s, VS, "reviews", 3) and "warnings" not in status(k8s, VS, "reviews"),
+        what="warnings cleared",
+    )

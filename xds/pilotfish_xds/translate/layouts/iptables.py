@@ -28,11 +28,7 @@ from envoy_data_plane.envoy.config.listener.v3 import (
     ListenerFilter,
 )
 from envoy_data_plane.envoy.config.route.v3 import (
-    Route,
-    RouteAction,
     RouteConfiguration,
-    RouteMatch,
-    VirtualHost,
 )
 from envoy_data_plane.envoy.extensions.filters.listener.original_dst.v3 import OriginalDst
 from envoy_data_plane.google.protobuf import Any
@@ -78,7 +74,7 @@ def translate(
     allow = (
         cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all)
         if blocked
-        else cache.build("allow_any", allow_any)
+        else cache.build(outbound_policy.ALLOW_ANY, outbound_policy.allow_any)
     ).body
     http_ports = view.outbound_by_port(mesh, proxy)
     l4_ports = view.outbound_l4_by_port(mesh, proxy)
@@ -203,22 +199,6 @@ def port_listener(
         traffic_direction=TrafficDirection.OUTBOUND,
         listener_filters=[l4.tls_inspector()] if l4.needs_tls_inspector(chains) else [],
         filter_chains=[*chains, fallback] if chains else [fallback],
-    )
-
-
-def allow_any(cluster: str = PASSTHROUGH) -> VirtualHost:
-    """The last virtual host of every port's routes: a host the mesh does not know
-    (an external address on a mesh port) is still reachable, as without a sidecar."""
-    return VirtualHost(
-        name="allow_any",
-        domains=["*"],
-        routes=[
-            Route(
-                name="allow_any",
-                match=RouteMatch(prefix="/"),
-                route=RouteAction(cluster=cluster, timeout=timedelta(0)),
-            )
-        ],
     )
 
 

@@ -25,7 +25,7 @@ from ...snapshot import Snapshot
 from .. import authz, ext_authz, jwt, l4, mtls, observe, outbound_policy, routes, telemetry, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
-from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, tcp_proxy
+from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, PASSTHROUGH, tcp_proxy
 from ..resources import (
     Resources,
     inbound_clusters,
@@ -48,12 +48,16 @@ def translate(
         cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True, True).body
         for vh, domains, rs in view.outbound_virtual_hosts(mesh, proxy)
     ]
-    if outbound_policy.registry_only(proxy):
-        # An unknown Host gets Istio's 502 (under ALLOW_ANY: no route, 404; local mode's
-        # proxy serves mesh hosts, and the app reaches other hosts directly).
+    blocked = outbound_policy.registry_only(proxy)
+    # An unknown Host: Istio's 502, or forwarded to it as the app asked (ALLOW_ANY).
+    if blocked:
         parts.append(cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all).body)
+    else:
+        parts.append(cache.build(outbound_policy.ALLOW_ANY, outbound_policy.allow_any).body)
     out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
     outbound_clusters(mesh, proxy, cache, out, local=True)
+    if not blocked:
+        out.add(types.CLUSTER, cache.build(PASSTHROUGH, outbound_policy.forward_proxy_cluster))
 
     inbound = view.inbound_virtual_hosts(proxy)
     peer = proxy.peer_auth if out.mesh_tls else None
@@ -89,7 +93,8 @@ def translate(
         ),
     )
     out.add(
-        types.LISTENER, cache.build("outbound", outbound_listener, proxy.ip, proxy.telemetry.client)
+        types.LISTENER,
+        cache.build("outbound", outbound_listener, proxy.ip, proxy.telemetry.client, not blocked),
     )
     for port, views in view.outbound_l4_by_port(mesh, proxy).items():
         if port in SIDECAR_PORTS or port in proxy.app_ports:
@@ -124,14 +129,18 @@ def l4_listener(
     )
 
 
-def outbound_listener(ip: str, t: ir.SideTelemetry = _CLIENT) -> Listener:
-    """An HTTP proxy at ip:15001 routing every mesh service by Host."""
+def outbound_listener(ip: str, t: ir.SideTelemetry = _CLIENT, forward: bool = False) -> Listener:
+    """An HTTP proxy at ip:15001 routing every mesh service by Host; `forward`: other
+    hosts are resolved and forwarded to (ALLOW_ANY)."""
     logs, trace = observe.http(t, outbound=True)
+    first = (outbound_policy.forward_proxy_filter(),) if forward else ()
     return _listener(
         "outbound",
         ip,
         OUTBOUND_PORT,
-        http_connection_manager("outbound", rds=OUTBOUND_ROUTE, access_log=logs, tracing=trace),
+        http_connection_manager(
+            "outbound", rds=OUTBOUND_ROUTE, first=first, access_log=logs, tracing=trace
+        ),
         TrafficDirection.OUTBOUND,
     )
 
