@@ -108,7 +108,9 @@ def test_webhook_settings() -> None:
     docs = documents(render("--set", "webhook.injection.failurePolicy=Ignore"))
     mutating = find(docs, "MutatingWebhookConfiguration", "pilotfish-sidecar-injector")
     for hook in mutating["webhooks"]:
-        assert hook["failurePolicy"] == "Ignore"
+        # A gateway pod without its proxy would never start: its creation waits instead.
+        gateway = hook["name"] == "gateway.sidecar-injector.pilotfish.io"
+        assert hook["failurePolicy"] == ("Fail" if gateway else "Ignore")
         assert hook["sideEffects"] == "NoneOnDryRun"  # skip Events, never on dry runs
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["reinvocationPolicy"] == "IfNeeded"
