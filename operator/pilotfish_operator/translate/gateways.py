@@ -158,7 +158,9 @@ def servers(
                     continue
                 if mode == "ISTIO_MUTUAL" and l4_routes_for is not None:
                     tls = _tls(server, pod.metadata.namespace or "", credential)
-                    assert not isinstance(tls, str)  # ISTIO_MUTUAL needs no Secret
+                    if isinstance(tls, str):
+                        warnings.append(f"{where}.tls: {tls}; the server is not served")
+                        continue
                     group = groups.setdefault((port, f"mtls.{port}"), _Group(protocol, tls))
                     # Decrypted, the bytes go on as a TCP server's (the first tcp route).
                     for vs in bound:

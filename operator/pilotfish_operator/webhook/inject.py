@@ -273,21 +273,27 @@ class Injector:
         ]
 
 
+_MERGED = {"ports": ("containerPort", "name"), "env": ("name",), "volumeMounts": ("mountPath",)}
+"""Lists of a gateway's placeholder container added to the rendered ones (by these keys)."""
+
+
 def _fill(rendered: dict[str, Any], placeholder: Mapping[str, Any]) -> dict[str, Any]:
     """The rendered proxy container with the pod's settings for it on top; `image: auto`
-    (or none) keeps the rendered image, and ports are added to the rendered ones."""
-    out = {**rendered, **{k: v for k, v in placeholder.items() if k not in ("image", "ports")}}
+    (or none) keeps the rendered image; ports, env and mounts are added to the rendered
+    ones (what the proxy needs stays)."""
+    out = {**rendered, **{k: v for k, v in placeholder.items() if k not in ("image", *_MERGED)}}
     if placeholder.get("image") not in (None, "", AUTO_IMAGE):
         out["image"] = placeholder["image"]
-    ports = list(rendered.get("ports") or ())
-    taken = {p.get("containerPort") for p in ports} | {p.get("name") for p in ports}
-    ports += [
-        p
-        for p in placeholder.get("ports") or ()
-        if p.get("containerPort") not in taken and p.get("name") not in taken
-    ]
-    if ports:
-        out["ports"] = ports
+    for field_name, keys in _MERGED.items():
+        items = list(rendered.get(field_name) or ())
+        taken = {item.get(k) for item in items for k in keys}
+        items += [
+            item
+            for item in placeholder.get(field_name) or ()
+            if not any(item.get(k) in taken for k in keys if k in item)
+        ]
+        if items:
+            out[field_name] = items
     return out
 
 

@@ -170,6 +170,8 @@ def _assert_gateway(case: dict[str, Any], pod: dict[str, Any]) -> None:
     if placeholder is not None:  # what the pod sets on its placeholder stays
         assert proxy["resources"] == placeholder["resources"]
         assert {p["containerPort"] for p in proxy["ports"]} == {80, 443, 15021, 15090}
+        env = {e["name"] for e in proxy["env"]}
+        assert env == {"POD_NAME", "POD_NAMESPACE", "INSTANCE_IP", "REGION"}
     assert "lifecycle" not in proxy and "restartPolicy" not in proxy
     assert "add" not in proxy["securityContext"]["capabilities"]
     assert {v["name"] for v in spec["volumes"]} == {"pilotfish-token", "pilotfish-ca-root"}
