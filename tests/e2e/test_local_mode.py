@@ -116,7 +116,8 @@ def test_local_command_serves_writes_state_and_stops_everything(tmp_path: Path) 
         by_name = {r["name"]: r for r in config["routes"]["resources"]}
         assert set(by_name) == {"inbound", "outbound"}  # the inbound table is RDS too
         vhosts = by_name["outbound"]["virtualHosts"]
-        assert [v["name"] for v in vhosts] == ["web.site.svc.cluster.local:8080"]
+        # The mesh's service, then ALLOW_ANY's forward to any other host.
+        assert [v["name"] for v in vhosts] == ["web.site.svc.cluster.local:8080", "allow_any"]
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

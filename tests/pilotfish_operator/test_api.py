@@ -324,11 +324,11 @@ INVALID = {
         'networking.istio.io/v1beta1, networking.istio.io/v1alpha3 (got "networking.istio.io/v2")',
     ),
     "kind": (
-        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: sc}\n",
-        "Sidecar default/sc: kind: unknown kind 'Sidecar'; expected one of VirtualService, "
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: ef}\n",
+        "EnvoyFilter default/ef: kind: unknown kind 'EnvoyFilter'; expected one of VirtualService, "
         "DestinationRule, Gateway, PeerAuthentication, AuthorizationPolicy, "
-        "RequestAuthentication, Telemetry, ServiceEntry, WorkloadEntry, GatewayClass, HTTPRoute, "
-        "GRPCRoute, TLSRoute, TCPRoute, ReferenceGrant, Namespace, Service, Pod, "
+        "RequestAuthentication, Telemetry, ServiceEntry, WorkloadEntry, Sidecar, GatewayClass, "
+        "HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, ReferenceGrant, Namespace, Service, Pod, "
         "EndpointSlice, ServiceAccount, Node, ConfigMap, Secret",
     ),
     "gateway without servers": (

@@ -929,6 +929,40 @@ class Inbound:
     over HTTP/2."""
 
 
+@dataclass(frozen=True, slots=True)
+class EgressImport:
+    """One Sidecar `egress[].hosts` entry, resolved for a proxy: the services of
+    `namespace` (`*`: any) whose host name matches `host` (`*`, `*.suffix` or exact), on
+    `port` (None: every port; a port: that egress listener's only)."""
+
+    namespace: str
+    host: str
+    port: int | None = None
+
+    def imports(self, hostname: str, namespace: str, port: int) -> bool:
+        if self.port is not None and self.port != port:
+            return False
+        if self.namespace not in ("*", namespace):
+            return False
+        if self.host == "*":
+            return True
+        if self.host.startswith("*."):
+            return hostname.endswith(self.host[1:])
+        return hostname == self.host
+
+
+@dataclass(frozen=True, slots=True)
+class IngressListener:
+    """A Sidecar `ingress[]` listener: requests for the workload's `port` go to
+    `endpoint` (host, port) or a unix socket path (`unix://...`)."""
+
+    port: int
+    protocol: str
+    endpoint: tuple[str, int] | str
+    pool: ConnectionPool | None = None
+    """Its own connectionPool (else the Sidecar's inboundConnectionPool)."""
+
+
 @_hash_once
 @dataclass(frozen=True)
 class Proxy:
@@ -970,6 +1004,14 @@ class Proxy:
     outbound_policy: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
     """Istio's outboundTrafficPolicy: a destination the mesh does not know passes
     through (ALLOW_ANY) or is refused (REGISTRY_ONLY: HTTP 502, TCP closed)."""
+    egress_imports: tuple[EgressImport, ...] | None = None
+    """Its Sidecar's egress scope (`translate/sidecar_scope.py`): None sees every service
+    exported to it; otherwise only the services an import matches, plus the destinations
+    their routes name (empty: none, Istio's `~/*`)."""
+    ingress: tuple[IngressListener, ...] = ()
+    """Its Sidecar's ingress listeners: the app ports they name go to their endpoints."""
+    inbound_pool: ConnectionPool | None = None
+    """Its Sidecar's inboundConnectionPool: limits on the inbound clusters."""
 
 
 @dataclass(frozen=True, slots=True)

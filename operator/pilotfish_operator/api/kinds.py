@@ -50,6 +50,8 @@ from .networking import (
     GatewaySpec,
     ServiceEntry,
     ServiceEntrySpec,
+    Sidecar,
+    SidecarSpec,
     VirtualService,
     VirtualServiceSpec,
     WorkloadEntry,
@@ -220,6 +222,14 @@ SPECS: tuple[KindSpec, ...] = (
         spec=WorkloadEntrySpec,
         short_names=("we",),
         columns=(("Address", "string", ".spec.address"), _AGE),
+        status="accepted",
+    ),
+    KindSpec(
+        Sidecar,
+        "sidecars",
+        owned=True,
+        spec=SidecarSpec,
+        columns=(_AGE,),
         status="accepted",
     ),
     *(

@@ -15,12 +15,13 @@ from typing import Any
 
 from pilotfish_xds import ir
 
-from ..api import Destination, DestinationRule, Gateway, Pod, Service, VirtualService
+from ..api import Destination, DestinationRule, Gateway, Pod, Service, Sidecar, VirtualService
 from ..security import credentials
 from ..store import Key, Store
 from . import destination_rules, gateways, l4_routes, routes, service_entries, virtual_services
 from . import gateway_api as gateway_api_mod
 from . import proxies as proxies_mod
+from . import sidecars as sidecars_mod
 from .failures import Failures, blame, isolate
 from .hosts import Names
 from .proxies import proxy_id as proxy_id  # the node id: local mode and benchmarks use it
@@ -86,6 +87,7 @@ PASSES: tuple[Pass, ...] = (
                 "ConfigMap",  # the mesh config: extension providers, access logs
                 "ServiceEntry",
                 "WorkloadEntry",
+                "Sidecar",
             }
         ),
         lambda t, store, changed: t._workloads_pass(store, changed),
@@ -230,7 +232,11 @@ class Translator:
             self._services = {}  # localities changed: nodes change rarely, rebuild them all
         failures: Failures = {}
         workloads, infos = self._services_of(store, failures)
-        return workloads, infos, self._proxies_of(workloads, infos, failures), failures
+        found = (s for s in store.of_kind("Sidecar") if isinstance(s, Sidecar))
+        sidecars = sidecars_mod.Sidecars(found, self.options.root_namespace)
+        proxies = self._proxies_of(workloads, infos, failures, sidecars)
+        workloads.warnings.extend(sidecars.warnings)
+        return workloads, infos, proxies, failures
 
     def _rules_pass(self, store: Store, _: set[str] | None) -> dict[str, destination_rules.Rules]:
         return destination_rules.rules_by_host(store, self.names)
@@ -486,7 +492,11 @@ class Translator:
         return vhosts, clusters
 
     def _proxies_of(
-        self, workloads: Workloads, infos: list[ServiceInfo], failures: Failures
+        self,
+        workloads: Workloads,
+        infos: list[ServiceInfo],
+        failures: Failures,
+        sidecars: sidecars_mod.Sidecars,
     ) -> tuple[ir.Proxy, ...]:
         by_namespace: dict[str, list[ServiceInfo]] = {}
         for info in infos:
@@ -498,6 +508,7 @@ class Translator:
             if not pod.status.pod_ip:
                 continue  # not scheduled yet: no address to bind
             where = workloads.locality(pod.spec.node_name)
+            sidecar = sidecars.for_workload(pod.namespace, pod.metadata.labels, pod.name)
             inputs = (
                 pod,
                 tuple(by_namespace.get(pod.namespace, ())),
@@ -507,6 +518,7 @@ class Translator:
                 workloads.jwt.get(key, ()),
                 workloads.telemetry.get(key),
                 workloads.outbound_policy,
+                sidecar,
             )
             known = self._proxies.get(key)
             proxy = known[1] if known is not None and known[0] == inputs else None
@@ -518,10 +530,9 @@ class Translator:
                         authz=workloads.authz.get(key, ()),
                         jwt=workloads.jwt.get(key, ()),
                         telemetry=workloads.telemetry.get(key, ir.Telemetry()),
-                        # The mesh config's; a Sidecar's outboundTrafficPolicy will
-                        # override it per workload here.
                         outbound_policy=workloads.outbound_policy,
                     )
+                    proxy = sidecars_mod.apply(proxy, sidecar)  # scope, ingress, policy
                 except Exception as exc:
                     blame(failures, pod.key, exc)
                     continue

@@ -25,13 +25,13 @@ VS = "networking.istio.io/v1/virtualservices"
 DR = "networking.istio.io/v1/destinationrules"
 
 
-def _istio_kind(kind: str, plural: str, short: str, namespaced: bool = True) -> Any:
+def _istio_kind(kind: str, plural: str, shorts: tuple[str, ...], namespaced: bool = True) -> Any:
     return kmock.ResourceInfo(
         kind=kind,
         singular=kind.lower(),
         namespaced=namespaced,
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-        shortnames={short} if short else set(),
+        shortnames=set(shorts),
         subresources={"status"},
     )
 
@@ -45,7 +45,7 @@ def k8s(kmock: Any) -> Any:
             kmock.resources[f"{spec.group}/{spec.versions[0]}/{spec.plural}"] = _istio_kind(
                 spec.api_kind,
                 spec.plural,
-                spec.short_names[0] if spec.short_names else "",
+                spec.short_names,
                 spec.namespaced,
             )
     return kmock
@@ -87,6 +87,7 @@ async def create(k8s: Any, obj: dict[str, Any]) -> dict[str, Any]:
         "Gateway": "gateways",
         "HTTPRoute": "httproutes",
         "ReferenceGrant": "referencegrants",
+        "Sidecar": "sidecars",
     }[obj["kind"]]
     ns = obj["metadata"].get("namespace")
     url = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"

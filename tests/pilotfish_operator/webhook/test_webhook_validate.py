@@ -76,8 +76,12 @@ async def test_every_problem_is_reported(webhook: Webhook) -> None:
 
 
 async def test_unknown_kinds_and_deletes_are_allowed(webhook: Webhook) -> None:
-    sidecar = {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "spec": {"x": 1}}
-    assert (await validate(webhook, request(sidecar, "Sidecar")))["allowed"] is True
+    envoy_filter = {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "spec": {"x": 1},
+    }
+    assert (await validate(webhook, request(envoy_filter, "EnvoyFilter")))["allowed"] is True
     # A Kubernetes kind the mesh models only in part is never judged by that model.
     service = {"apiVersion": "v1", "kind": "Service", "spec": {"ports": [{"port": "http"}]}}
     assert (await validate(webhook, request(service, "Service")))["allowed"] is True
@@ -88,3 +92,17 @@ async def test_unknown_kinds_and_deletes_are_allowed(webhook: Webhook) -> None:
 async def test_not_a_review_is_refused(webhook: Webhook) -> None:
     status, body = await post(webhook.port, "/validate", b"{not json", webhook.ca_bundle)
     assert status == 400 and "AdmissionReview" in str(body)
+
+
+async def test_invalid_sidecar_is_denied_with_its_field_path(webhook: Webhook) -> None:
+    sidecar = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Sidecar",
+        "metadata": {"name": "default"},
+        "spec": {"egress": [{"hosts": ["reviews"]}]},
+    }
+    response = await validate(webhook, request(sidecar, "Sidecar"))
+    assert response["allowed"] is False
+    assert response["status"]["message"] == (
+        "Sidecar bookinfo/default: spec.egress[0].hosts[0]: host must be of form namespace/dnsName"
+    )

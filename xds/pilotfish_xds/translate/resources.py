@@ -11,7 +11,7 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from .. import ir, types, wire
 from ..codec import EncodeCache, Encoded
 from ..snapshot import Snapshot
-from . import clusters, jwt, mtls, view
+from . import clusters, jwt, mtls, sidecar_ingress, view
 
 _VIRTUAL_HOSTS_FIELD = 2  # RouteConfiguration.virtual_hosts
 
@@ -95,12 +95,17 @@ def inbound_clusters(proxy: ir.Proxy, ports: list[int], cache: EncodeCache, out:
     """The app's ports. The sidecar sends to the pod's own address, and its uid is
     exempt from capture, so these connections are not redirected again."""
     http2 = {i.target_port for i in proxy.inbound if i.protocol in ir.HTTP2_PROTOCOLS}
+    http2 |= {i.port for i in proxy.ingress if i.protocol.lower() in ir.HTTP2_PROTOCOLS}
     for port in ports:
         name = ir.inbound_cluster_name(port)
-        out.add(
-            types.CLUSTER,
-            cache.build(name, clusters.inbound_cluster, proxy.ip, port, port in http2),
-        )
+        if proxy.ingress or proxy.inbound_pool is not None:  # a Sidecar's ingress settings
+            where, pool = sidecar_ingress.target(proxy, port)
+            built = cache.build(
+                name, sidecar_ingress.inbound_cluster, where, port, port in http2, pool
+            )
+        else:
+            built = cache.build(name, clusters.inbound_cluster, proxy.ip, port, port in http2)
+        out.add(types.CLUSTER, built)
 
 
 def to_app(

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Iterable
 
 from .. import ir
+from .sidecar_scope import imported, kept_clusters
 
 Domains = tuple[str, ...]
 
@@ -26,6 +27,13 @@ def _domains(names: Iterable[str], port: int, bare: bool) -> Domains:
     return tuple(out)
 
 
+def _sees(vh: ir.VirtualHost, proxy: ir.Proxy) -> bool:
+    """exportTo lets the proxy's namespace see the host, and its Sidecar imports it."""
+    return ir.visible(vh.export_to, vh.namespace, proxy.namespace) and imported(
+        proxy, vh.hostname, vh.namespace, vh.port
+    )
+
+
 def outbound_virtual_hosts(
     mesh: ir.Mesh, proxy: ir.Proxy
 ) -> list[tuple[ir.VirtualHost, Domains, tuple[ir.Route, ...]]]:
@@ -34,7 +42,7 @@ def outbound_virtual_hosts(
         vh
         for vh in mesh.virtual_hosts
         # HTTP ports have no L4 routes: the cheapest test in this per-proxy loop.
-        if not vh.l4_routes and ir.visible(vh.export_to, vh.namespace, proxy.namespace)
+        if not vh.l4_routes and _sees(vh, proxy)
     ]
     defaults = _default_ports((vh.hostname, vh.port) for vh in seen)
     return [
@@ -78,7 +86,7 @@ def outbound_by_port(
     """
     out: dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.Route, ...]]]] = {}
     for vh in mesh.virtual_hosts:
-        if not vh.l4_routes and ir.visible(vh.export_to, vh.namespace, proxy.namespace):
+        if not vh.l4_routes and _sees(vh, proxy):
             domains, routes = _port_view(vh, proxy.namespace, proxy.labels)
             out.setdefault(vh.port, []).append((vh, domains, routes))
     return dict(sorted(out.items()))
@@ -100,7 +108,7 @@ def outbound_l4_by_port(
     (the SNI a client may send for it) and its routes for this proxy."""
     out: dict[int, list[tuple[ir.VirtualHost, Domains, tuple[ir.L4Route, ...]]]] = {}
     for vh in mesh.virtual_hosts:
-        if vh.l4_routes and ir.visible(vh.export_to, vh.namespace, proxy.namespace):
+        if vh.l4_routes and _sees(vh, proxy):
             names = tuple(dict.fromkeys(_names(vh, proxy.namespace)))
             routes = tuple(
                 r
@@ -117,8 +125,16 @@ def visible_clusters(mesh: ir.Mesh, proxy: ir.Proxy) -> list[ir.Cluster]:
     out: list[ir.Cluster] = []
     best: dict[str, tuple[int, int]] = {}
     """cluster name → (rank, index in out) of the variant chosen so far"""
+    scoped = proxy.egress_imports is not None
+    kept = (
+        kept_clusters((vh for vh in mesh.virtual_hosts if _sees(vh, proxy)), proxy)
+        if scoped
+        else frozenset()
+    )
     for c in mesh.clusters:
         if not ir.visible(c.export_to, c.namespace, proxy.namespace):
+            continue
+        if scoped and c.name not in kept and not imported(proxy, c.hostname, c.namespace, c.port):
             continue
         if c.scope is None:
             out.append(c)

@@ -44,6 +44,7 @@ from .destination_rule import (
 )
 from .gateway import Gateway, GatewayPort, GatewaySpec, Server, ServerTLSSettings
 from .service_entry import EntrySelector, ServiceEntry, ServiceEntryPort, ServiceEntrySpec
+from .sidecar import IstioEgressListener, IstioIngressListener, Sidecar, SidecarSpec
 from .virtual_service import (
     GRPC_STATUS,
     Abort,
@@ -105,6 +106,8 @@ __all__ = [
     "HTTPSettings",
     "HeaderOperations",
     "Headers",
+    "IstioEgressListener",
+    "IstioIngressListener",
     "L4MatchAttributes",
     "LoadBalancerSettings",
     "LocalityLoadBalancerSetting",
@@ -123,6 +126,8 @@ __all__ = [
     "ServiceEntry",
     "ServiceEntryPort",
     "ServiceEntrySpec",
+    "Sidecar",
+    "SidecarSpec",
     "StringMatch",
     "Subset",
     "TCPRoute",

@@ -37,7 +37,19 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, observe, outbound_policy, routes, telemetry, view
+from .. import (
+    authz,
+    ext_authz,
+    jwt,
+    l4,
+    mtls,
+    observe,
+    outbound_policy,
+    routes,
+    sidecar_ingress,
+    telemetry,
+    view,
+)
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import (
@@ -110,13 +122,17 @@ def translate(
         )
 
     # Inbound: the original destination port picks the app port; the Host does not matter.
-    ports = sorted({i.target_port for i in proxy.inbound} | set(proxy.app_ports))
+    ingress = sidecar_ingress.ports(proxy)
+    ports = sorted({i.target_port for i in proxy.inbound} | set(proxy.app_ports) | ingress)
     inbound_clusters(proxy, ports, cache, out)
     # A port any service declares as HTTP is routed as HTTP; one only TCP or TLS
-    # services declare is proxied as TCP.
+    # services (or a Sidecar's TCP ingress listener) declare is proxied as TCP.
     http = {i.target_port for i in proxy.inbound if ir.proxying_of(i.protocol) == "http"}
+    tcp_ingress = sidecar_ingress.tcp_ports(proxy)
     l4_only = tuple(
-        p for p in ports if p not in http and any(i.target_port == p for i in proxy.inbound)
+        p
+        for p in ports
+        if p not in http and (p in tcp_ingress or any(i.target_port == p for i in proxy.inbound))
     )
     http_in = tuple(p for p in ports if p not in l4_only)
 

@@ -22,7 +22,19 @@ from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
 from ...snapshot import Snapshot
-from .. import authz, ext_authz, jwt, l4, mtls, observe, outbound_policy, routes, telemetry, view
+from .. import (
+    authz,
+    ext_authz,
+    jwt,
+    l4,
+    mtls,
+    observe,
+    outbound_policy,
+    routes,
+    sidecar_ingress,
+    telemetry,
+    view,
+)
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import INBOUND_HEADER, OUTBOUND_ROUTE, PASSTHROUGH, tcp_proxy
@@ -74,7 +86,12 @@ def translate(
         if peer is not None
         else ()
     )
-    ports = sorted({p for _, _, p, _ in inbound} | set(proxy.app_ports) | {p for _, p, _ in tcp_in})
+    ports = sorted(
+        {p for _, _, p, _ in inbound}
+        | set(proxy.app_ports)
+        | {p for _, p, _ in tcp_in}
+        | sidecar_ingress.ports(proxy)
+    )
     inbound_clusters(proxy, ports, cache, out)
     out.add(types.ROUTE, cache.build("inbound", _inbound_routes, proxy, tuple(inbound), peer))
     jwks_clusters(proxy, cache, out)
