@@ -44,7 +44,7 @@ def selecting(gateways: Iterable[Gateway], pod: Pod) -> list[Gateway]:
     ]
 
 
-def _meet(server: str, host: str) -> str | None:
+def meet(server: str, host: str) -> str | None:
     """Where a server host name and a VirtualService host overlap (None: nowhere)."""
     if server == "*" or server == host:
         return host
@@ -180,7 +180,7 @@ def servers(
                 for vs in bound:
                     for r in l4_routes_for(vs, port, name, "tls"):
                         sni = r.match.sni_hosts
-                        wanted = any(_meet(n, s) for n in served_names for s in sni)
+                        wanted = any(meet(n, s) for n in served_names for s in sni)
                         if wanted and r not in group.l4:
                             group.l4.append(r)
                 continue
@@ -224,7 +224,7 @@ def servers(
                         prefix, _, dns = server_host.rpartition("/")
                         if not _admits(prefix, vs.namespace, g.namespace):
                             continue
-                        domain = _meet(dns, host)
+                        domain = meet(dns, host)
                         if domain is not None:
                             if server.tls is not None and server.tls.https_redirect:
                                 group.redirect.add(domain)

@@ -29,9 +29,10 @@ from ...api.gateway_api import (
 )
 from ...api.gateway_api.routes import AnyRoute
 from ...store import Key, Store
+from ..gateways import meet
 from ..hosts import Names
 from ..precedence import age
-from .rules import grpc_rules, http_rules, l4_route
+from .rules import Keyed, grpc_rules, http_rules, l4_route, ordered
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 """The label binding a pod to a Gateway API Gateway of its namespace (Istio's too)."""
@@ -133,14 +134,6 @@ def _server(
     return {"port": port, "hosts": hosts}
 
 
-def _hosts_meet(a: str, b: str) -> bool:
-    if a == "*" or b == "*" or a == b:
-        return True
-    if a.startswith("*.") and b.endswith(a[1:]):
-        return True
-    return b.startswith("*.") and a.endswith(b[1:])
-
-
 class _Context:
     def __init__(self, store: Store, names: Names) -> None:
         self.names = names
@@ -209,7 +202,7 @@ def _admits(
             return f"listener {listener.name} does not select namespace {route.namespace}"
     hostnames = getattr(route.spec, "hostnames", ())
     host = _listener_host(listener)
-    if hostnames and not any(_hosts_meet(host, h) for h in hostnames):
+    if hostnames and not any(meet(host, h) is not None for h in hostnames):
         return f"listener {listener.name}: no hostname in common"
     return None
 
@@ -231,7 +224,8 @@ def _vs(route: AnyRoute, suffix: str, spec: dict[str, Any]) -> VirtualService:
 
 
 def _route_spec(route: AnyRoute, ctx: _Context, port: int | None) -> tuple[dict[str, Any], Verdict]:
-    """The VirtualService spec (without hosts and gateways) and the ResolvedRefs verdict."""
+    """The VirtualService spec (without hosts and gateways) and the ResolvedRefs verdict.
+    Its `http` routes come with their precedence keys (`rules.Keyed`)."""
     refused: list[Verdict] = []
 
     def backend(ref: BackendObjectReference) -> str | None:
@@ -327,15 +321,18 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
         for g in store.of_kind("KubernetesGateway")
         if isinstance(g, KubernetesGateway)
     } - gws.keys()
+    merged: dict[tuple[str, str], _Merged] = {}
     for route in sorted(routes, key=age):
         parents: list[ParentVerdict] = []
-        bound: list[str] = []
+        bound: list[tuple[str, Listener]] = []
         for i, ref in enumerate(route.spec.parent_refs):
             ref_ns = ref.namespace or route.namespace
             if ref.is_service:
                 verdict = _service_parent(route, ref, ctx)
                 if verdict.accepted[0]:
                     spec, verdict.resolved = _route_spec(route, ctx, ref.port)
+                    if "http" in spec:
+                        spec["http"] = ordered(spec["http"])
                     spec["hosts"] = [names.service(ref.name, ref_ns)]
                     out.mesh.append(_vs(route, f"mesh{SYNTHETIC}{i}", spec))
                 parents.append(verdict)
@@ -344,19 +341,68 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
                 for lv in taken:
                     lv.attached += 1
                     if lv.programmed[0]:
-                        bound.append(f"{ref_ns}/{ref.name}{SYNTHETIC}{lv.listener.name}")
+                        name = f"{ref_ns}/{ref.name}{SYNTHETIC}{lv.listener.name}"
+                        bound.append((name, lv.listener))
                 parents.append(verdict)
         if bound:
             spec, resolved = _route_spec(route, ctx, None)
-            spec["hosts"] = list(getattr(route.spec, "hostnames", ())) or ["*"]
-            spec["gateways"] = sorted(set(bound))
-            out.virtual_services.append(_vs(route, "gateway", spec))
+            hostnames = list(getattr(route.spec, "hostnames", ())) or ["*"]
+            if "http" in spec:
+                _merge(merged, route, spec["http"], bound, hostnames)
+            else:
+                spec["hosts"] = hostnames
+                spec["gateways"] = sorted({name for name, _ in bound})
+                out.virtual_services.append(_vs(route, "gateway", spec))
             for p in parents:
                 if p.accepted[0] and not p.ref.is_service:
                     p.resolved = resolved
         if parents:
             out.routes[route.key] = (_generation(route), parents)
+    out.virtual_services += [m.virtual_service(gw, host) for (gw, host), m in merged.items()]
     return out
+
+
+@dataclass
+class _Merged:
+    """The http routes of every HTTP/gRPC route on one listener and hostname."""
+
+    first: AnyRoute
+    entries: Keyed = field(default_factory=list)
+
+    def virtual_service(self, gateway: str, host: str) -> VirtualService:
+        ns, _, name = gateway.partition("/")
+        return VirtualService.model_validate(
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {
+                    "name": f"{name}{SYNTHETIC}{host}",
+                    "namespace": ns,
+                    "creationTimestamp": self.first.metadata.creation_timestamp,
+                },
+                # Stable: ties keep route age, then namespace/name, then rule order.
+                "spec": {"hosts": [host], "gateways": [gateway], "http": ordered(self.entries)},
+            }
+        )
+
+
+def _merge(
+    merged: dict[tuple[str, str], _Merged],
+    route: AnyRoute,
+    entries: Keyed,
+    bound: list[tuple[str, Listener]],
+    hostnames: list[str],
+) -> None:
+    """Adds a route's http routes to each listener and hostname it serves: the API orders
+    rules across all routes there (Istio merges them the same way)."""
+    keys = {
+        (gateway, host)
+        for gateway, listener in bound
+        for hostname in hostnames
+        if (host := meet(_listener_host(listener), hostname)) is not None
+    }
+    for key in sorted(keys):
+        merged.setdefault(key, _Merged(route)).entries.extend(entries)
 
 
 def _refused(ref: ParentReference, reason: str, message: str) -> ParentVerdict:
