@@ -4,11 +4,15 @@ gRPC service and method and splitting by weight."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
+import grpc
 import pytest
-from harness import Harness, namespace, pod
-from test_gateway_api import GROUP, backends, gateway_api
+from harness import Harness, namespace, pod, service
+from test_gateway_api import GROUP, backends, gateway_api, within
 
 pytestmark = pytest.mark.envoy
 
@@ -86,3 +90,101 @@ async def test_precedence_across_routes_beats_creation_order(harness: Harness) -
     assert await served("/api/orders", env="canary") == "bar-svc-canary"
     # A tie (the same match in both): the older route wins.
     assert await served("/same/x") == "foo-svc"
+
+
+@pytest.fixture
+def greeters(harness: Harness) -> Iterator[dict[str, str]]:
+    """Two gRPC backends (name → address), each answering demo.Greeter/Hello,
+    demo.Greeter/Bye and demo.Admin/Reset with `<its name> <method>`."""
+    servers, found = [], {}
+    for i, name in enumerate(("greeter-v1", "greeter-v2")):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+
+        def answer(method: str, who: str = name) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                lambda request, context: f"{who} {method}".encode()
+            )
+
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "demo.Greeter", {"Hello": answer("Hello"), "Bye": answer("Bye")}
+                ),
+                grpc.method_handlers_generic_handler("demo.Admin", {"Reset": answer("Reset")}),
+            )
+        )
+        found[name] = harness.ip(151 + i)
+        server.add_insecure_port(f"{found[name]}:9000")
+        server.start()
+        servers.append(server)
+    yield found
+    for server in servers:
+        server.stop(None)
+
+
+def grpc_calls(address: str, method: str, n: int) -> Counter[str]:
+    """n unary calls to the gateway: each answer's backend name, or the error code."""
+    out: Counter[str] = Counter()
+    options = [("grpc.default_authority", "grpc.example.com")]
+    with grpc.insecure_channel(address, options=options) as channel:
+        call = channel.unary_unary(method)
+        for _ in range(n):
+            try:
+                who, _, said = call(b"", timeout=10).decode().partition(" ")
+                assert said == method.rpartition("/")[2]
+                out[who] += 1
+            except grpc.RpcError as err:
+                out[err.code().name] += 1
+    return out
+
+
+async def test_grpc_route_by_service_and_method_with_a_split(
+    harness: Harness, greeters: dict[str, str]
+) -> None:
+    gw = harness.ip(150)
+    labels = {f"{GROUP}/gateway-name": "rpc", "pilotfish.io/proxy": "gateway"}
+    listener = {"name": "grpc", "port": 8080, "protocol": "HTTP"}
+
+    def backend(name: str, weight: int = 1) -> dict[str, Any]:
+        return {"name": name, "port": 9000, "weight": weight}
+
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        *(service(n, "shop", {"app": n}, (9000,), protocol="grpc") for n in greeters),
+        *(pod(n, "shop", ip, {"app": n}, (9000,), inject=False) for n, ip in greeters.items()),
+        pod("rpc-gateway", "shop", gw, labels),
+        gateway_api(
+            "Gateway", "rpc", "shop", {"gatewayClassName": "pilotfish", "listeners": [listener]}
+        ),
+        gateway_api(
+            "GRPCRoute",
+            "greeter",
+            "shop",
+            {
+                "parentRefs": [{"name": "rpc"}],
+                "hostnames": ["grpc.example.com"],
+                "rules": [
+                    {
+                        "matches": [{"method": {"service": "demo.Admin"}}],
+                        "backendRefs": [backend("greeter-v2")],
+                    },
+                    {
+                        "matches": [{"method": {"service": "demo.Greeter", "method": "Hello"}}],
+                        "backendRefs": [backend("greeter-v1", 70), backend("greeter-v2", 30)],
+                    },
+                ],
+            },
+        ),
+    )
+    await harness.start()
+    address = f"{gw}:8080"
+    # By service: every demo.Admin call goes to v2.
+    assert grpc_calls(address, "/demo.Admin/Reset", 20) == {"greeter-v2": 20}
+    # By service and method: a 70/30 split.
+    n = 300
+    served = grpc_calls(address, "/demo.Greeter/Hello", n)
+    assert set(served) == {"greeter-v1", "greeter-v2"}, served
+    assert within(served["greeter-v2"], n, 0.3), served
+    # No rule matches demo.Greeter/Bye: the gateway's 404 is gRPC's UNIMPLEMENTED.
+    assert grpc_calls(address, "/demo.Greeter/Bye", 3) == {"UNIMPLEMENTED": 3}
