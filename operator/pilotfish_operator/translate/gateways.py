@@ -20,7 +20,7 @@ from pilotfish_xds import ir
 
 from ..api import Gateway, Pod, Server, VirtualService
 from ..injection import GATEWAY_LABEL
-from ..security.credentials import sds_name
+from ..security.credentials import GATEWAY_API_PREFIX, sds_name
 from .precedence import age
 from .routes import gateway_name
 
@@ -28,6 +28,13 @@ RoutesFor = Callable[[VirtualService, int, str], tuple[ir.Route, ...]]
 """(VirtualService, port, gateway `ns/name`) → its routes there."""
 L4RoutesFor = Callable[[VirtualService, int, str, ir.Proxying], tuple[ir.L4Route, ...]]
 """(VirtualService, port, gateway `ns/name`, tcp or tls) → its routes of that kind there."""
+SYNTHETIC = "~"
+"""In the names of Gateways and VirtualServices made up from the Gateway API's objects
+(not valid in Kubernetes names: never a real object's)."""
+
+
+def is_synthetic(gateway: Gateway) -> bool:
+    return SYNTHETIC in gateway.name
 
 
 def is_gateway(pod: Pod) -> bool:
@@ -83,12 +90,16 @@ class _Group:
     auto: list[str] = field(default_factory=list)
 
 
-def _tls(server: Server, namespace: str, credential: CredentialCheck) -> ir.ServerTls | str:
+def _tls(
+    server: Server, gateway: Gateway, namespace: str, credential: CredentialCheck
+) -> ir.ServerTls | str:
     """A terminating server's TLS, or why it cannot be served."""
     tls = server.tls
     assert tls is not None
     if tls.mode not in _TERMINATED:
         return f"tls mode {tls.mode} is not served yet"
+    if tls.credential_name.startswith(GATEWAY_API_PREFIX) and not is_synthetic(gateway):
+        return f"credentialName {GATEWAY_API_PREFIX}… is for Gateway API certificateRefs only"
     names = {host.rpartition("/")[2] for host in server.hosts}
     sni = () if "*" in names else tuple(sorted(names))
     files = ("", "", "")
@@ -157,7 +168,7 @@ def servers(
                     )
                     continue
                 if mode == "ISTIO_MUTUAL" and l4_routes_for is not None:
-                    tls = _tls(server, pod.metadata.namespace or "", credential)
+                    tls = _tls(server, g, pod.metadata.namespace or "", credential)
                     if isinstance(tls, str):
                         warnings.append(f"{where}.tls: {tls}; the server is not served")
                         continue
@@ -196,7 +207,7 @@ def servers(
                 continue
             terminated = protocol == "HTTPS"
             if terminated:
-                tls = _tls(server, pod.metadata.namespace or "", credential)
+                tls = _tls(server, g, pod.metadata.namespace or "", credential)
                 if isinstance(tls, str):
                     warnings.append(f"{where}.tls: {tls}; the server is not served")
                     continue

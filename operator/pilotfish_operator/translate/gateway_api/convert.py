@@ -28,15 +28,15 @@ from ...api.gateway_api import (
     TLSRoute,
 )
 from ...api.gateway_api.routes import AnyRoute
+from ...security.credentials import granted
 from ...store import Key, Store
-from ..gateways import meet
+from ..gateways import SYNTHETIC, is_synthetic, meet
 from ..hosts import Names
 from ..precedence import age
 from .rules import Keyed, grpc_rules, http_rules, l4_route, ordered
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 """The label binding a pod to a Gateway API Gateway of its namespace (Istio's too)."""
-SYNTHETIC = "~"
 
 Verdict = tuple[bool, str, str]
 """(status, reason, message) of one condition."""
@@ -78,10 +78,6 @@ class Converted:
     classes: dict[Key, tuple[int, Verdict]] = field(default_factory=dict)
 
 
-def is_synthetic(gateway: Gateway) -> bool:
-    return SYNTHETIC in gateway.name
-
-
 def selects(gateway: Gateway, pod: Pod) -> bool:
     """A made-up Gateway serves only pods of its own namespace (the Gateway API's rule);
     Istio's Gateways select pods in any namespace."""
@@ -103,6 +99,16 @@ def _listener_host(listener: Listener) -> str:
     return listener.hostname or "*"
 
 
+def certificate_granted(
+    gw: KubernetesGateway, namespace: str, name: str, grants: Iterable[ReferenceGrant]
+) -> bool:
+    """Whether a ReferenceGrant of `namespace` lets `gw` use its Secret `name`."""
+    return any(
+        g.namespace == namespace and g.permits(GROUP, "Gateway", gw.namespace, ("", "Secret", name))
+        for g in grants
+    )
+
+
 def _server(
     gw: KubernetesGateway, listener: Listener, grants: list[ReferenceGrant]
 ) -> dict[str, Any] | Verdict:
@@ -115,18 +121,14 @@ def _server(
         ref = tls.certificate_refs[0]
         if (ref.group, ref.kind) != ("", "Secret"):
             return (False, "InvalidCertificateRef", f"certificateRefs[0]: {ref.kind} is no Secret")
+        credential = ref.name
         if ref.namespace not in (None, gw.namespace):
-            allowed = any(
-                g.namespace == ref.namespace
-                and g.permits(GROUP, "Gateway", gw.namespace, ("", "Secret", ref.name))
-                for g in grants
-            )
-            if not allowed:
+            if not certificate_granted(gw, ref.namespace, ref.name, grants):
                 why = f"certificateRefs[0]: no ReferenceGrant in {ref.namespace} allows it"
                 return (False, "RefNotPermitted", why)
-            # Istio's credentialName names a Secret of the gateway pod's namespace only.
-            return (True, "Pending", "Secrets of another namespace are not served yet")
-        return {"port": port, "hosts": hosts, "tls": {"mode": "SIMPLE", "credentialName": ref.name}}
+            credential = granted(ref.namespace, ref.name)
+        tls_server = {"mode": "SIMPLE", "credentialName": credential}
+        return {"port": port, "hosts": hosts, "tls": tls_server}
     if listener.protocol == "TLS":
         if tls is None or tls.mode != "Passthrough":
             return (True, "Pending", "TLS listeners are served in Passthrough mode only")
