@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,88 @@ async def test_a_certificate_of_another_namespace_granted(harness: Harness, tmp_
         _https_get, f"{gw}:8443", "www.example.com", roots
     )
     assert (status, served, presented) == (200, "web-1", serial(cert[0]))
+
+
+def tls_line(address: str, sni: str, roots: Path) -> tuple[str, str, int]:
+    """A TLS connection to the gateway: (the backend's first line, the echo of `ping`,
+    the serial of the certificate the gateway presented)."""
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(roots))
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        stream = tls.makefile("rwb")
+        first = stream.readline().decode().strip()
+        stream.write(b"ping\n")
+        stream.flush()
+        echo = stream.readline().decode().strip()
+    return first, echo, x509.load_der_x509_certificate(der).serial_number
+
+
+async def test_tls_listeners_in_terminate_mode(harness: Harness, tmp_path: Path) -> None:
+    gw, db, ledger = harness.ip(170), harness.ip(171), harness.ip(172)
+    ca, roots = edge_ca(tmp_path)
+    db_cert, ledger_cert = _leaf(ca, "db.example.com"), _leaf(ca, "ledger.example.com")
+    harness.backend("db-1", db, 5432, tcp=True)
+    harness.backend("ledger-1", ledger, 7000, tcp=True)  # plaintext: the gateway decrypts
+    labels = {f"{GROUP}/gateway-name": "edge", "pilotfish.io/proxy": "gateway"}
+
+    def listener(name: str, port: int) -> dict[str, Any]:
+        return {
+            "name": name,
+            "port": port,
+            "protocol": "TLS",
+            "hostname": f"{name}.example.com",
+            "tls": {"mode": "Terminate", "certificateRefs": [{"name": f"{name}-cert"}]},
+        }
+
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        service("db", "shop", {"app": "db"}, (5432,), protocol="tcp"),
+        pod("db-1", "shop", db, {"app": "db"}, (5432,)),
+        service("ledger", "shop", {"app": "ledger"}, (7000,), protocol="tcp"),
+        pod("ledger-1", "shop", ledger, {"app": "ledger"}, (7000,)),
+        pod("edge-gateway", "shop", gw, labels),
+        secret_in("shop", "db-cert", db_cert),
+        secret_in("shop", "ledger-cert", ledger_cert),
+        gateway_api(
+            "Gateway",
+            "edge",
+            "shop",
+            {
+                "gatewayClassName": "pilotfish",
+                "listeners": [listener("db", 9433), listener("ledger", 9434)],
+            },
+        ),
+        gateway_api(
+            "TCPRoute",
+            "db",
+            "shop",
+            {
+                "parentRefs": [{"name": "edge", "sectionName": "db"}],
+                "rules": [{"backendRefs": [{"name": "db", "port": 5432}]}],
+            },
+            version="v1alpha2",
+        ),
+        gateway_api(
+            "TLSRoute",
+            "ledger",
+            "shop",
+            {
+                "parentRefs": [{"name": "edge", "sectionName": "ledger"}],
+                "hostnames": ["ledger.example.com"],
+                "rules": [{"backendRefs": [{"name": "ledger", "port": 7000}]}],
+            },
+            version="v1alpha2",
+        ),
+    )
+    await harness.start()
+    # The gateway presents the listener's certificate; the backend gets plain bytes.
+    found = await asyncio.to_thread(tls_line, f"{gw}:9433", "db.example.com", roots)
+    assert found == ("db-1", "ping", serial(db_cert[0]))
+    found = await asyncio.to_thread(tls_line, f"{gw}:9434", "ledger.example.com", roots)
+    assert found == ("ledger-1", "ping", serial(ledger_cert[0]))

@@ -158,21 +158,28 @@ def servers(
                 continue
             if protocol == "TLS":
                 mode = server.tls.mode if server.tls is not None else "PASSTHROUGH"
-                # Mesh mTLS ends here (one chain, any SNI): it cannot share a port with
-                # servers picked by SNI.
-                other = f"tls.{port}" if mode == "ISTIO_MUTUAL" else f"mtls.{port}"
-                if (port, other) in groups:
+                # Terminated here (one chain, any SNI; SIMPLE/MUTUAL, or mesh mTLS): it
+                # cannot share a port with servers picked by SNI.
+                terminated = mode in _TERMINATED
+                mine, other = ("terminated", "tls") if terminated else ("tls", "terminated")
+                if (port, f"{other}.{port}") in groups:
                     warnings.append(
                         f"{where}.tls: port {port} already has a TLS server of another "
-                        f"kind; ISTIO_MUTUAL needs a port of its own; ignored"
+                        f"kind; a terminating TLS server needs a port of its own; ignored"
                     )
                     continue
-                if mode == "ISTIO_MUTUAL" and l4_routes_for is not None:
+                if terminated and l4_routes_for is not None:
                     tls = _tls(server, g, pod.metadata.namespace or "", credential)
                     if isinstance(tls, str):
                         warnings.append(f"{where}.tls: {tls}; the server is not served")
                         continue
-                    group = groups.setdefault((port, f"mtls.{port}"), _Group(protocol, tls))
+                    group = groups.setdefault((port, f"{mine}.{port}"), _Group(protocol, tls))
+                    if group.tls != tls:
+                        warnings.append(
+                            f"{where}.tls: port {port} already terminates TLS with another "
+                            f"certificate; ignored"
+                        )
+                        continue
                     # Decrypted, the bytes go on as a TCP server's (the first tcp route).
                     for vs in bound:
                         for r in l4_routes_for(vs, port, name, "tcp"):

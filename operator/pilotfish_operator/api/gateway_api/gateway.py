@@ -120,9 +120,12 @@ class Listener(GatewayApiModel):
         """The route kinds that may attach (allowedRoutes.kinds of our group, or the
         protocol's)."""
         wanted = [k.kind for k in self.allowed_routes.kinds if k.group == GROUP]
+        kinds = ROUTE_KINDS[self.protocol]
+        if self.protocol == "TLS" and self.tls is not None and self.tls.mode == "Terminate":
+            kinds = ("TLSRoute", "TCPRoute")  # decrypted bytes go on as TCP (as Istio)
         if not self.allowed_routes.kinds:
-            return ROUTE_KINDS[self.protocol]
-        return tuple(k for k in wanted if k in ROUTE_KINDS[self.protocol])
+            return kinds
+        return tuple(k for k in wanted if k in kinds)
 
 
 class GatewayAddress(GatewayApiModel):

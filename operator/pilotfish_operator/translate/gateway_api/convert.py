@@ -109,29 +109,43 @@ def certificate_granted(
     )
 
 
+def _credential(
+    gw: KubernetesGateway, listener: Listener, grants: list[ReferenceGrant]
+) -> str | Verdict:
+    """A terminating listener's credentialName, or the verdict refusing its certificate."""
+    assert listener.tls is not None
+    ref = listener.tls.certificate_refs[0]
+    if (ref.group, ref.kind) != ("", "Secret"):
+        return (False, "InvalidCertificateRef", f"certificateRefs[0]: {ref.kind} is no Secret")
+    if ref.namespace in (None, gw.namespace):
+        return ref.name
+    if not certificate_granted(gw, ref.namespace, ref.name, grants):
+        why = f"certificateRefs[0]: no ReferenceGrant in {ref.namespace} allows it"
+        return (False, "RefNotPermitted", why)
+    return granted(ref.namespace, ref.name)
+
+
 def _server(
     gw: KubernetesGateway, listener: Listener, grants: list[ReferenceGrant]
 ) -> dict[str, Any] | Verdict:
     """The Istio server of one listener, or the ResolvedRefs / Programmed verdict that
-    keeps it from being served."""
+    keeps it from being served. A TLS listener in Terminate mode is Istio's TLS server in
+    SIMPLE mode: its routes' bytes go on as TCP once decrypted."""
     port = {"number": listener.port, "name": listener.name, "protocol": listener.protocol}
     hosts = [f"*/{_listener_host(listener)}"]
     tls = listener.tls
-    if listener.protocol == "HTTPS" and tls is not None:
-        ref = tls.certificate_refs[0]
-        if (ref.group, ref.kind) != ("", "Secret"):
-            return (False, "InvalidCertificateRef", f"certificateRefs[0]: {ref.kind} is no Secret")
-        credential = ref.name
-        if ref.namespace not in (None, gw.namespace):
-            if not certificate_granted(gw, ref.namespace, ref.name, grants):
-                why = f"certificateRefs[0]: no ReferenceGrant in {ref.namespace} allows it"
-                return (False, "RefNotPermitted", why)
-            credential = granted(ref.namespace, ref.name)
-        tls_server = {"mode": "SIMPLE", "credentialName": credential}
-        return {"port": port, "hosts": hosts, "tls": tls_server}
+    if listener.protocol in ("HTTPS", "TLS") and tls is not None and tls.mode == "Terminate":
+        credential = _credential(gw, listener, grants)
+        if isinstance(credential, tuple):
+            return credential
+        return {
+            "port": port,
+            "hosts": hosts,
+            "tls": {"mode": "SIMPLE", "credentialName": credential},
+        }
     if listener.protocol == "TLS":
-        if tls is None or tls.mode != "Passthrough":
-            return (True, "Pending", "TLS listeners are served in Passthrough mode only")
+        if tls is None:
+            return (False, "Invalid", "a TLS listener needs tls")
         return {"port": port, "hosts": hosts, "tls": {"mode": "PASSTHROUGH"}}
     return {"port": port, "hosts": hosts}
 
@@ -246,7 +260,11 @@ def _route_spec(route: AnyRoute, ctx: _Context, port: int | None) -> tuple[dict[
         rules = [l4_route(rule.backend_refs, backend) for rule in route.spec.rules]
         if kind == "tls":
             snis = list(getattr(route.spec, "hostnames", ())) or ["*"]
-            spec = {"tls": [{"match": [{"sniHosts": snis}], **r} for r in rules if r]}
+            # `tls` (by SNI) at a Passthrough listener; `tcp` behind a Terminate one.
+            spec = {
+                "tls": [{"match": [{"sniHosts": snis}], **r} for r in rules if r],
+                "tcp": [r for r in rules if r],
+            }
         else:
             spec = {"tcp": [r for r in rules if r]}
     resolved = refused[0] if refused else (True, "ResolvedRefs", "")
