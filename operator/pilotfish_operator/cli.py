@@ -42,6 +42,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         delta=args.delta,
         converge_timeout=args.converge_timeout,
         monitoring=args.monitoring,
+        gateway_subnet=args.gateway_subnet,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(mesh.run())
@@ -139,6 +140,12 @@ def parser() -> argparse.ArgumentParser:
         "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
     )
     local.add_argument("--delta", action="store_true", help="sidecars use Delta xDS")
+    local.add_argument(
+        "--gateway-subnet",
+        default="127.0.200",
+        help="loopback /24 (three octets) for the gateway pods of Gateway API Gateways "
+        "no pod serves (from .254 down)",
+    )
     local.add_argument(
         "--converge-timeout",
         type=float,

@@ -169,6 +169,9 @@ CLUSTER_GRANTS = (
         for verb in ("get", "update", "patch")
     }
     | {(g, "events", v, "*") for g in ("", "events.k8s.io") for v in ("create", "patch")}
+    # Each Gateway API Gateway's ServiceAccount, Deployment and Service (names per Gateway).
+    | {("", r, v, "*") for r in ("serviceaccounts", "services") for v in ("create", "patch")}
+    | {("apps", "deployments", v, "*") for v in ("get", "create", "patch")}
     # kopf's discovery of CRDs; the webhook configurations watched for a lost caBundle.
     | {("apiextensions.k8s.io", "customresourcedefinitions", v, "*") for v in ("list", "watch")}
     | {

@@ -133,10 +133,19 @@ class GatewayAddress(GatewayApiModel):
     value: Str
 
 
+class GatewayInfrastructure(GatewayApiModel):
+    """Labels and annotations for what is deployed for the Gateway (its ServiceAccount,
+    Deployment, pod template and Service)."""
+
+    labels: dict[Str, Str] = {}
+    annotations: dict[Str, Str] = {}
+
+
 class GatewaySpec(GatewayApiModel):
     gateway_class_name: Name
     listeners: tuple[Listener, ...]
     addresses: tuple[GatewayAddress, ...] = ()
+    infrastructure: GatewayInfrastructure | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -218,6 +227,7 @@ __all__ = [
     "GatewayAddress",
     "GatewayClass",
     "GatewayClassSpec",
+    "GatewayInfrastructure",
     "GatewaySpec",
     "GatewayTLSConfig",
     "KubernetesGateway",

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from ..gateways import is_synthetic
 from .convert import (
-    GATEWAY_NAME_LABEL,
     Converted,
     certificate_granted,
     convert,
     selects,
 )
+from .deployment import GATEWAY_NAME_LABEL
 from .status import statuses
 
 READS = frozenset(

@@ -13,7 +13,6 @@ from typing import Any
 
 from ...api import Gateway, Namespace, Pod, Service, VirtualService
 from ...api.gateway_api import (
-    CLASS_NAMES,
     CONTROLLER,
     GROUP,
     BackendObjectReference,
@@ -33,10 +32,8 @@ from ...store import Key, Store
 from ..gateways import SYNTHETIC, is_synthetic, meet
 from ..hosts import Names
 from ..precedence import age
+from .deployment import GATEWAY_NAME_LABEL, addresses, ours
 from .rules import Keyed, grpc_rules, http_rules, l4_route, ordered
-
-GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
-"""The label binding a pod to a Gateway API Gateway of its namespace (Istio's too)."""
 
 Verdict = tuple[bool, str, str]
 """(status, reason, message) of one condition."""
@@ -63,7 +60,8 @@ class GatewayVerdict:
     accepted: Verdict
     programmed: Verdict
     listeners: list[ListenerVerdict]
-    addresses: list[str]
+    addresses: list[tuple[str, str]]
+    """(type, value)"""
 
 
 @dataclass
@@ -86,13 +84,6 @@ def selects(gateway: Gateway, pod: Pod) -> bool:
 
 def _generation(obj: Any) -> int:
     return int(obj.metadata.generation or 0)
-
-
-def _ours(gw: KubernetesGateway, classes: dict[str, GatewayClass]) -> bool:
-    cls = classes.get(gw.spec.gateway_class_name)
-    if cls is not None:
-        return cls.spec.controller_name == CONTROLLER
-    return gw.spec.gateway_class_name in CLASS_NAMES
 
 
 def _listener_host(listener: Listener) -> str:
@@ -281,7 +272,7 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
     gws = {
         (g.namespace, g.name): g
         for g in sorted(store.of_kind("KubernetesGateway"), key=age)
-        if isinstance(g, KubernetesGateway) and _ours(g, classes)
+        if isinstance(g, KubernetesGateway) and ours(g, classes)
     }
     serving = [p for p in pods if p.status.pod_ip]
     listeners: dict[tuple[str, str], list[ListenerVerdict]] = {}
@@ -314,11 +305,14 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
                 )
             verdicts.append(lv)
         listeners[(ns, name)] = verdicts
-        mine = [
-            p.status.pod_ip or ""
-            for p in serving
-            if p.namespace == ns and p.metadata.labels.get(GATEWAY_NAME_LABEL) == name
-        ]
+        mine = sorted(
+            (
+                p
+                for p in serving
+                if p.namespace == ns and p.metadata.labels.get(GATEWAY_NAME_LABEL) == name
+            ),
+            key=lambda p: p.status.pod_ip or "",
+        )
         programmed: Verdict = (
             (True, "Programmed", f"served by {len(mine)} gateway pod(s)")
             if mine
@@ -326,7 +320,9 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
         )
         out.gateway_status[gw.key] = (
             _generation(gw),
-            GatewayVerdict((True, "Accepted", ""), programmed, verdicts, sorted(mine)),
+            GatewayVerdict(
+                (True, "Accepted", ""), programmed, verdicts, addresses(gw, ctx.services, mine)
+            ),
         )
 
     kinds = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute")
