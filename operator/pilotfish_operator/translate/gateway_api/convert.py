@@ -33,7 +33,8 @@ from ..gateways import SYNTHETIC, is_synthetic, meet
 from ..hosts import Names
 from ..precedence import age
 from .deployment import GATEWAY_NAME_LABEL, addresses, ours
-from .rules import Keyed, grpc_rules, http_rules, l4_route, ordered
+from .merge import Merger
+from .rules import grpc_rules, http_rules, l4_route
 
 Verdict = tuple[bool, str, str]
 """(status, reason, message) of one condition."""
@@ -337,20 +338,18 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
         for g in store.of_kind("KubernetesGateway")
         if isinstance(g, KubernetesGateway)
     } - gws.keys()
-    merged: dict[tuple[str, str], _Merged] = {}
+    merger = Merger()
     for route in sorted(routes, key=age):
         parents: list[ParentVerdict] = []
-        bound: list[tuple[str, Listener]] = []
-        for i, ref in enumerate(route.spec.parent_refs):
+        bound: list[tuple[str, str]] = []
+        for ref in route.spec.parent_refs:
             ref_ns = ref.namespace or route.namespace
             if ref.is_service:
                 verdict = _service_parent(route, ref, ctx)
                 if verdict.accepted[0]:
                     spec, verdict.resolved = _route_spec(route, ctx, ref.port)
-                    if "http" in spec:
-                        spec["http"] = ordered(spec["http"])
-                    spec["hosts"] = [names.service(ref.name, ref_ns)]
-                    out.mesh.append(_vs(route, f"mesh{SYNTHETIC}{i}", spec))
+                    host = names.service(ref.name, ref_ns)
+                    merger.for_service(route, spec["http"], host, ref_ns)
                 parents.append(verdict)
             elif (ref_ns, ref.name) not in others:  # another controller's: not ours
                 verdict, taken = _gateway_parent(route, ref, gws, listeners, ctx)
@@ -358,13 +357,13 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
                     lv.attached += 1
                     if lv.programmed[0]:
                         name = f"{ref_ns}/{ref.name}{SYNTHETIC}{lv.listener.name}"
-                        bound.append((name, lv.listener))
+                        bound.append((name, _listener_host(lv.listener)))
                 parents.append(verdict)
         if bound:
             spec, resolved = _route_spec(route, ctx, None)
             hostnames = list(getattr(route.spec, "hostnames", ())) or ["*"]
             if "http" in spec:
-                _merge(merged, route, spec["http"], bound, hostnames)
+                merger.at_gateway(route, spec["http"], bound, hostnames)
             else:
                 spec["hosts"] = hostnames
                 spec["gateways"] = sorted({name for name, _ in bound})
@@ -374,51 +373,9 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
                     p.resolved = resolved
         if parents:
             out.routes[route.key] = (_generation(route), parents)
-    out.virtual_services += [m.virtual_service(gw, host) for (gw, host), m in merged.items()]
+    gateway_vss, out.mesh = merger.virtual_services()
+    out.virtual_services += gateway_vss
     return out
-
-
-@dataclass
-class _Merged:
-    """The http routes of every HTTP/gRPC route on one listener and hostname."""
-
-    first: AnyRoute
-    entries: Keyed = field(default_factory=list)
-
-    def virtual_service(self, gateway: str, host: str) -> VirtualService:
-        ns, _, name = gateway.partition("/")
-        return VirtualService.model_validate(
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "VirtualService",
-                "metadata": {
-                    "name": f"{name}{SYNTHETIC}{host}",
-                    "namespace": ns,
-                    "creationTimestamp": self.first.metadata.creation_timestamp,
-                },
-                # Stable: ties keep route age, then namespace/name, then rule order.
-                "spec": {"hosts": [host], "gateways": [gateway], "http": ordered(self.entries)},
-            }
-        )
-
-
-def _merge(
-    merged: dict[tuple[str, str], _Merged],
-    route: AnyRoute,
-    entries: Keyed,
-    bound: list[tuple[str, Listener]],
-    hostnames: list[str],
-) -> None:
-    """Adds a route's http routes to each listener and hostname it serves: the API orders
-    rules across all routes there (Istio merges them the same way)."""
-    keys = {
-        (gateway, host)
-        for gateway, listener in bound
-        for hostname in hostnames
-        if (host := meet(_listener_host(listener), hostname)) is not None
-    }
-    for key in sorted(keys):
-        merged.setdefault(key, _Merged(route)).entries.extend(entries)
 
 
 def _refused(ref: ParentReference, reason: str, message: str) -> ParentVerdict:
