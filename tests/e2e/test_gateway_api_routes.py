@@ -1,6 +1,7 @@
 """Gateway API routes through real Envoy in local mode: precedence across the HTTPRoutes
-of one listener and hostname (not their creation order), and a GRPCRoute routing by
-gRPC service and method and splitting by weight."""
+of one listener and hostname (not their creation order), GAMMA routes of one Service
+merged the same way with a consumer route kept to its namespace, and a GRPCRoute
+routing by gRPC service and method and splitting by weight."""
 
 from __future__ import annotations
 
@@ -90,6 +91,50 @@ async def test_precedence_across_routes_beats_creation_order(harness: Harness) -
     assert await served("/api/orders", env="canary") == "bar-svc-canary"
     # A tie (the same match in both): the older route wins.
     assert await served("/same/x") == "foo-svc"
+
+
+async def test_gamma_routes_merge_and_a_consumer_route_stays_in_its_namespace(
+    harness: Harness,
+) -> None:
+    """Two producer routes of Service foo-svc: the newer one's /api/v2 beats the older
+    one's /api prefix. A consumer route of namespace web sends that namespace's calls to
+    the canary; shop's own clients keep the producer routes."""
+    shop_client, web_client = harness.ip(145), harness.ip(146)
+
+    def gamma(name: str, ns: str, when: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        parent = {"group": "", "kind": "Service", "name": "foo-svc", "namespace": "shop"}
+        return created(
+            gateway_api("HTTPRoute", name, ns, {"parentRefs": [parent], "rules": rules}),
+            when,
+        )
+
+    canary = {"backendRefs": [{"name": "bar-svc-canary", "namespace": "shop", "port": 8080}]}
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        namespace("web"),
+        *backends(harness),
+        pod("shop-client", "shop", shop_client, {"app": "client"}),
+        pod("web-client", "web", web_client, {"app": "client"}),
+        gamma("old", "shop", "2026-01-01T00:00:00Z", [prefix("/api", "foo-svc")]),
+        gamma("new", "shop", "2026-01-02T00:00:00Z", [prefix("/api/v2", "bar-svc")]),
+        gamma("web-canary", "web", "2026-01-03T00:00:00Z", [canary]),
+        gateway_api(
+            "ReferenceGrant",
+            "web-routes",
+            "shop",
+            {
+                "from": [{"group": GROUP, "kind": "HTTPRoute", "namespace": "web"}],
+                "to": [{"group": "", "kind": "Service"}],
+            },
+            version="v1beta1",
+        ),
+    )
+    await harness.start()
+    url = "http://foo-svc.shop:8080"
+    assert await harness.split(shop_client, f"{url}/api/v2/x", 5) == {"bar-svc": 5}
+    assert await harness.split(shop_client, f"{url}/api/x", 5) == {"foo-svc": 5}
+    assert await harness.split(web_client, f"{url}/api/v2/x", 5) == {"bar-svc-canary": 5}
 
 
 @pytest.fixture
