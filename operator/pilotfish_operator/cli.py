@@ -43,6 +43,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         on_demand=args.on_demand,
         converge_timeout=args.converge_timeout,
         monitoring=args.monitoring,
+        gateway_subnet=args.gateway_subnet,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(mesh.run())
@@ -145,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="scoped sidecars: each fetches an HTTP service on its first call to it "
         "instead of being sent every service (implies --delta)",
+    )
+    local.add_argument(
+        "--gateway-subnet",
+        default="127.0.200",
+        help="loopback /24 (three octets) for the gateway pods of Gateway API Gateways "
+        "no pod serves (from .254 down)",
     )
     local.add_argument(
         "--converge-timeout",

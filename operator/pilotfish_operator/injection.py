@@ -8,14 +8,16 @@ NAMESPACE_LABEL = "mesh-injection"
 POD_LABEL = "sidecar.pilotfish.io/inject"
 GATEWAY_LABEL = "pilotfish.io/proxy"
 """`gateway`: the pod is a gateway proxy itself (its Envoy serves Gateways), never
-given a sidecar."""
+given a sidecar. The webhook fills in its proxy container (no capture), in any
+namespace but Kubernetes' own: the chart's gateways run in the control plane's."""
 CONTROL_PLANE_NAMESPACE = "pilotfish-system"
 XDS_TOKEN_AUDIENCE = "pilotfish"
 """The audience of the projected token an injected sidecar proves itself with."""
 ROOT_CONFIGMAP = "pilotfish-ca-root-cert"
 ROOT_CONFIGMAP_KEY = "root-cert.pem"
 """The mesh roots in every namespace (the operator writes it; sidecars mount it)."""
-NEVER = frozenset({CONTROL_PLANE_NAMESPACE, "kube-system", "kube-public", "kube-node-lease"})
+KUBERNETES_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+NEVER = KUBERNETES_NAMESPACES | {CONTROL_PLANE_NAMESPACE}
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,10 @@ class Decision:
 def decide(
     namespace: str, namespace_labels: dict[str, str], pod_labels: dict[str, str]
 ) -> Decision:
-    if namespace in NEVER:
+    gateway = pod_labels.get(GATEWAY_LABEL) == "gateway"
+    if namespace in (KUBERNETES_NAMESPACES if gateway else NEVER):
         return Decision(False, "system-namespace")
-    if pod_labels.get(GATEWAY_LABEL) == "gateway":
+    if gateway:
         return Decision(False, "gateway")
     opt = pod_labels.get(POD_LABEL)
     if opt == "false":

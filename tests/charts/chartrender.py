@@ -34,6 +34,20 @@ VALUES = {
     ),
     "plaintext-xds": ("--set", "security.enabled=false"),
     "pod-monitor": ("--set", "metrics.podMonitor.enabled=true"),
+    "gateways": (
+        "--set",
+        "gateways.egress.enabled=true",
+        "--set",
+        "gateways.ingress.autoscaling.enabled=false",
+        "--set",
+        "gateways.ingress.replicas=2",
+        "--set",
+        "gateways.ingress.service.annotations.service\\.beta\\.kubernetes\\.io/aws-load-balancer-type=nlb",
+        "--set",
+        "gateways.ingress.service.externalTrafficPolicy=Local",
+        "--set",
+        "gateways.ingress.podDisruptionBudget.minAvailable=1",
+    ),
 }
 
 

@@ -54,6 +54,7 @@ ENABLED = {"mesh-injection": "enabled"}
 OPT_IN = {"sidecar.pilotfish.io/inject": "true"}
 OPT_OUT = {"sidecar.pilotfish.io/inject": "false"}
 APP = {"app": "reviews"}
+GATEWAY = {"istio": "ingressgateway", "pilotfish.io/proxy": "gateway"}
 
 
 @pytest.mark.parametrize(
@@ -69,6 +70,11 @@ APP = {"app": "reviews"}
         ("kube-system", ENABLED, OPT_IN),
         ("kube-public", {}, OPT_IN),
         ("pilotfish-system", ENABLED, OPT_IN),
+        # Gateway pods: their proxy is filled in anywhere but Kubernetes' namespaces.
+        ("shop", ENABLED, GATEWAY),
+        ("shop", {}, {**GATEWAY, **OPT_IN}),
+        ("pilotfish-system", {}, GATEWAY),
+        ("kube-system", {}, GATEWAY),
     ],
 )
 def test_injector_sees_exactly_the_pods_the_operator_injects(
@@ -78,7 +84,8 @@ def test_injector_sees_exactly_the_pods_the_operator_injects(
     # outage cannot block them); they must agree with the operator's own decision.
     called = injectors(namespace, ns_labels, pod_labels)
     assert len(called) <= 1, f"one pod, several injection calls: {called}"
-    assert bool(called) == decide(namespace, ns_labels, pod_labels).inject
+    decision = decide(namespace, ns_labels, pod_labels)
+    assert bool(called) == (decision.inject or decision.reason == "gateway")
 
 
 def test_injector_never_sees_its_own_release_namespace() -> None:
@@ -92,14 +99,18 @@ def test_injector_never_sees_its_own_release_namespace() -> None:
             "port": 443,
         }
         own = {"kubernetes.io/metadata.name": "mesh-control", **ENABLED}
-        assert not selects(hook["namespaceSelector"], own)
+        # Only its own gateway pods are seen there.
+        gateways_only = hook["objectSelector"] == {"matchLabels": {"pilotfish.io/proxy": "gateway"}}
+        assert gateways_only or not selects(hook["namespaceSelector"], own)
 
 
 def test_webhook_settings() -> None:
     docs = documents(render("--set", "webhook.injection.failurePolicy=Ignore"))
     mutating = find(docs, "MutatingWebhookConfiguration", "pilotfish-sidecar-injector")
     for hook in mutating["webhooks"]:
-        assert hook["failurePolicy"] == "Ignore"
+        # A gateway pod without its proxy would never start: its creation waits instead.
+        gateway = hook["name"] == "gateway.sidecar-injector.pilotfish.io"
+        assert hook["failurePolicy"] == ("Fail" if gateway else "Ignore")
         assert hook["sideEffects"] == "NoneOnDryRun"  # skip Events, never on dry runs
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["reinvocationPolicy"] == "IfNeeded"
@@ -158,6 +169,9 @@ CLUSTER_GRANTS = (
         for verb in ("get", "update", "patch")
     }
     | {(g, "events", v, "*") for g in ("", "events.k8s.io") for v in ("create", "patch")}
+    # Each Gateway API Gateway's ServiceAccount, Deployment and Service (names per Gateway).
+    | {("", r, v, "*") for r in ("serviceaccounts", "services") for v in ("create", "patch")}
+    | {("apps", "deployments", v, "*") for v in ("get", "create", "patch")}
     # kopf's discovery of CRDs; the webhook configurations watched for a lost caBundle.
     | {("apiextensions.k8s.io", "customresourcedefinitions", v, "*") for v in ("list", "watch")}
     | {
@@ -209,7 +223,7 @@ def test_rbac_is_exactly_what_the_operator_needs(values: str) -> None:
         binding = find(docs, kind, "pilotfish")
         assert binding["subjects"] == [subject]
         assert binding["roleRef"]["name"] == "pilotfish"
-    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = find(docs, "Deployment", "pilotfish")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "pilotfish"
 
 
@@ -255,7 +269,7 @@ def mounted_file(pod: dict[str, Any], container: dict[str, Any], path: str) -> t
 @pytest.mark.parametrize("values", sorted(VALUES))
 def test_operator_pod_is_wired_to_its_flags(values: str) -> None:
     docs = documents(render(*VALUES[values]))
-    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = find(docs, "Deployment", "pilotfish")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     args = flags(container)
     assert args["--namespace"] == "pilotfish-system"
@@ -299,9 +313,9 @@ def test_operator_pod_is_wired_to_its_flags(values: str) -> None:
 
 def test_prometheus_url_value_points_the_dashboard_at_prometheus() -> None:
     def args(*values: str) -> dict[str, str]:
-        (container,) = find(documents(render(*values)), "Deployment")["spec"]["template"]["spec"][
-            "containers"
-        ]
+        (container,) = find(documents(render(*values)), "Deployment", "pilotfish")["spec"][
+            "template"
+        ]["spec"]["containers"]
         return flags(container)
 
     assert "--prometheus" not in args()
@@ -311,7 +325,7 @@ def test_prometheus_url_value_points_the_dashboard_at_prometheus() -> None:
 
 def test_service_reaches_the_operator_ports() -> None:
     docs = documents(render())
-    deployment = find(docs, "Deployment")
+    deployment = find(docs, "Deployment", "pilotfish")
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -350,7 +364,7 @@ def test_injected_containers_get_the_chart_values() -> None:
     assert parsed["init"]["image"] == "ghcr.io/pilotfish-mesh/pilotfish:dev"
     assert parsed["proxy"]["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
     # The operator itself runs the same image as the init step.
-    (container,) = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = find(docs, "Deployment", "pilotfish")["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "ghcr.io/pilotfish-mesh/pilotfish:dev"
 
 
@@ -358,7 +372,7 @@ def test_defaults_are_the_operators_defaults() -> None:
     docs = documents(render())
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == version("pilotfish")
-    (container,) = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = find(docs, "Deployment", "pilotfish")["spec"]["template"]["spec"]["containers"]
     assert container["image"] == f"ghcr.io/pilotfish-mesh/pilotfish:{version('pilotfish')}"
     # A default install injects what the operator injects with no values at all.
     values = find(docs, "ConfigMap", "pilotfish-injection")["data"]["injection-values.yaml"]
@@ -367,15 +381,17 @@ def test_defaults_are_the_operators_defaults() -> None:
         "print(json.dumps(v))"
     )
     assert yaml.safe_load(values) == defaults
-    assert "PodDisruptionBudget" not in {d["kind"] for d in docs}
+    assert "pilotfish" not in {
+        d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"
+    }
 
 
 def test_ha_values_spread_three_replicas_and_keep_two() -> None:
     docs = documents(render(*VALUES["ha"]))
-    deployment = find(docs, "Deployment")
+    deployment = find(docs, "Deployment", "pilotfish")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["replicas"] == 3
-    pdb = find(docs, "PodDisruptionBudget")
+    pdb = find(docs, "PodDisruptionBudget", "pilotfish")
     assert pdb["spec"]["maxUnavailable"] == 1
     assert selects(pdb["spec"]["selector"], labels)
     (term,) = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][

@@ -71,7 +71,7 @@ def test_every_document_is_valid_kubernetes(values: str, version: str) -> None:
 
 
 def test_schema_validation_catches_a_misspelt_field() -> None:
-    deployment = find(documents(render()), "Deployment")
+    deployment = find(documents(render()), "Deployment", "pilotfish")
     broken = copy.deepcopy(deployment)
     broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(jsonschema.ValidationError):

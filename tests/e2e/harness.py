@@ -145,6 +145,7 @@ class Harness:
             delta=delta,
             envoy=envoy,
             converge_timeout=converge_timeout,
+            gateway_subnet=self.subnet,  # made-up gateway pods: .254 downwards
             **extra,
         )
         ready = asyncio.Event()

@@ -8,6 +8,7 @@ import pytest
 
 from pilotfish_operator.api import ConfigError, parse
 from pilotfish_operator.api.gateway_api import KubernetesGateway, KubernetesHTTPRoute
+from pilotfish_operator.kube.gateway_secrets import wanted
 from pilotfish_operator.kube.kinds import BY_KIND, key_of, to_store
 from pilotfish_operator.store import Store
 
@@ -213,7 +214,6 @@ def test_invalid_objects_name_the_field(obj: dict[str, Any], path: str, why: str
 
 
 def test_a_cluster_reads_the_certificate_refs_of_served_gateways() -> None:
-    from pilotfish_operator.kube.gateway_secrets import wanted
 
     store = Store()
     https = {
@@ -270,4 +270,61 @@ def test_a_certificate_of_another_namespace_needs_a_reference_grant() -> None:
     )
     found = _listener_conditions(store)
     assert found["ResolvedRefs"] == ("True", "ResolvedRefs")
-    assert found["Programmed"] == ("False", "Pending")  # such Secrets are not served yet
+    assert found["Programmed"] == ("True", "Programmed")
+    # In a cluster, the operator reads that Secret by name from the granted namespace.
+    labels = {"gateway.networking.k8s.io/gateway-name": "web", "pilotfish.io/proxy": "gateway"}
+    store.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": labels},
+            "spec": {"containers": [{"name": "proxy"}]},
+            "status": {"podIP": "10.0.0.9"},
+        }
+    )
+    assert wanted(store) == {("Secret", "certs", "cert")}
+
+
+def test_an_istio_gateway_cannot_name_the_gateway_api_credential_form() -> None:
+    """`kubernetes-gateway://ns/name` is made up only for certificateRefs a ReferenceGrant
+    allows: an Istio Gateway naming it would read another namespace's Secret."""
+    from pilotfish_operator.translate import translate
+
+    store = Store()
+    store.apply(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "sneaky", "namespace": "shop"},
+            "spec": {
+                "selector": {"pilotfish.io/proxy": "gateway"},
+                "servers": [
+                    {
+                        "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                        "hosts": ["*"],
+                        "tls": {
+                            "mode": "SIMPLE",
+                            "credentialName": "kubernetes-gateway://certs/cert",
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    store.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "gw-1",
+                "namespace": "shop",
+                "labels": {"pilotfish.io/proxy": "gateway"},
+            },
+            "spec": {"containers": [{"name": "proxy"}]},
+            "status": {"podIP": "10.0.0.9"},
+        }
+    )
+    result = translate(store)
+    (proxy,) = [p for p in result.mesh.proxies if p.kind == "gateway"]
+    assert proxy.servers == ()
+    assert any("Gateway API certificateRefs only" in w for w in result.warnings), result.warnings

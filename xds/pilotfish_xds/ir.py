@@ -406,10 +406,11 @@ class GatewayHost:
 class ServerTls:
     """How a gateway server terminates TLS (a Gateway server's `tls`)."""
 
-    mode: Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"]
+    mode: Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"]
     credential: str
     """The SDS name of its certificate (`kubernetes://<credentialName>`); MUTUAL's client
-    CA is `<credential>-cacert`."""
+    CA is `<credential>-cacert`. Empty: ISTIO_MUTUAL (the gateway's own workload
+    certificate, clients checked against the mesh roots) or `files`."""
     sni: tuple[str, ...] = ()
     """The server names it answers (empty: any)."""
     min_version: str = ""
@@ -418,6 +419,9 @@ class ServerTls:
     cipher_suites: tuple[str, ...] = ()
     subject_alt_names: tuple[str, ...] = ()
     """MUTUAL: the client certificate must carry one of these."""
+    files: tuple[str, str, str] = ("", "", "")
+    """Certificate, key and client CA as paths in the gateway's filesystem (Gateway
+    `serverCertificate`, `privateKey`, `caCertificates`), read by Envoy itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +438,9 @@ class GatewayServer:
     """Its route table's name (unique on the proxy)."""
     l4_routes: tuple[L4Route, ...] = ()
     """A TLS PASSTHROUGH server: the bound VirtualServices' `tls` routes (by SNI)."""
+    auto_passthrough: tuple[str, ...] = ()
+    """A TLS AUTO_PASSTHROUGH server's host names: a connection whose SNI is a mesh
+    cluster's (`outbound_.<port>_.<subset>_.<host>`) goes to that cluster as is."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,11 +90,30 @@ class ServiceSpec:
 
 
 @kube_object
+class LoadBalancerIngress:
+    ip: Str | None = None
+    hostname: Str | None = None
+
+
+@kube_object
+class LoadBalancerStatus:
+    ingress: tuple[LoadBalancerIngress, ...] = ()
+
+
+@kube_object
+class ServiceStatus:
+    """Read for the addresses of a Gateway API Gateway's Service."""
+
+    load_balancer: LoadBalancerStatus = Field(default_factory=LoadBalancerStatus)
+
+
+@kube_object
 class Service(KubeObject):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
     KIND: ClassVar[str] = "Service"
 
     spec: ServiceSpec = Field(default_factory=ServiceSpec)
+    status: ServiceStatus = Field(default_factory=ServiceStatus)
 
 
 @kube_object

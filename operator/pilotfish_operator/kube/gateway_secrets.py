@@ -1,5 +1,6 @@
 """Gateway certificates in a cluster: the Secrets Gateway servers name in
-`credentialName`, read by name from each gateway pod's namespace every few seconds
+`credentialName`, read by name from each gateway pod's namespace (a Gateway API
+certificateRef: from the namespace a ReferenceGrant opens) every few seconds
 (and their `<name>-cacert` companions), put into the store and dropped when gone or no
 longer named. Only those Secrets are read (no watch of every Secret in the cluster);
 an edited Secret reaches the gateway within `EVERY` seconds by SDS. Their contents are
@@ -10,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from ..api import Gateway, Pod, Secret
-from ..api.gateway_api import KubernetesGateway
+from ..api.gateway_api import KubernetesGateway, ReferenceGrant
 from ..store import Store
-from ..translate.gateway_api import GATEWAY_NAME_LABEL
+from ..translate.gateway_api import GATEWAY_NAME_LABEL, certificate_granted
 from ..translate.gateways import is_gateway, selecting
 from .client import ApiError, KubeClient
 from .polling import poll
@@ -36,7 +37,9 @@ def wanted(store: Store) -> set[Key]:
                 if tls is not None and tls.credential_name:
                     for name in (tls.credential_name, f"{tls.credential_name}-cacert"):
                         out.add(("Secret", pod.namespace, name))
-    # The Gateway API's HTTPS listeners: certificateRefs of the Gateway's namespace.
+    # The Gateway API's HTTPS listeners: certificateRefs of the Gateway's namespace, or
+    # of another one whose ReferenceGrant allows it.
+    grants = [g for g in store.of_kind("ReferenceGrant") if isinstance(g, ReferenceGrant)]
     served = {(p.namespace, p.metadata.labels.get(GATEWAY_NAME_LABEL)) for p in pods}
     for gw in store.of_kind("KubernetesGateway"):
         if not isinstance(gw, KubernetesGateway) or (gw.namespace, gw.name) not in served:
@@ -45,6 +48,8 @@ def wanted(store: Store) -> set[Key]:
             for ref in listener.tls.certificate_refs if listener.tls else ():
                 if ref.namespace in (None, gw.namespace):
                     out.add(("Secret", gw.namespace, ref.name))
+                elif certificate_granted(gw, ref.namespace, ref.name, grants):
+                    out.add(("Secret", ref.namespace, ref.name))
     return out
 
 

@@ -41,6 +41,7 @@ from ..webhook.certs import dns_names
 from ..webhook.kube import KubeCertStore
 from . import credentials, handlers, listing
 from .client import KubeClient
+from .gateway_deployer import GatewayDeployer
 from .gateway_secrets import GatewaySecrets
 from .kinds import BY_PLURAL
 from .leader import LeaderElector
@@ -150,6 +151,10 @@ class Operator:
         self.pipeline.on_statuses.append(self.status.statuses_changed)
         self.pipeline.on_findings.append(self.status.findings_changed)
         self.elector.on_change.append(self.status.leadership_changed)
+        # Gateway API Gateways get their pods, as Istio deploys them.
+        self.deployer = GatewayDeployer(self.client, self.store, lambda: self.elector.is_leader)
+        self.view.observers.append(self.deployer.observe)
+        self.elector.on_change.append(self.deployer.leadership_changed)
         self.registry = kopf.OperatorRegistry()
         self.webhook_changed: list[handlers.WebhookChanged] = []
         """Called on every change of our webhook configurations (the webhook server
@@ -209,6 +214,7 @@ class Operator:
                 asyncio.create_task(self.pipeline.run(), name="pipeline"),
                 asyncio.create_task(self.elector.run(), name="leader-election"),
                 asyncio.create_task(self.status.run(), name="status"),
+                asyncio.create_task(self.deployer.run(), name="gateway-deployer"),
                 *self._security_tasks(),
             ]
             self.started.set()

@@ -120,6 +120,8 @@ def make_handler(
                     "method": self.command,
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
+                    # Who connected: which proxy the request left the mesh from.
+                    "client": self.client_address[0],
                 },
             )
 

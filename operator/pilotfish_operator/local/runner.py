@@ -39,6 +39,7 @@ from ..sources.files import DirectorySource
 from ..store import Store
 from ..translate import Options, proxy_id
 from ..translate.services import Workloads
+from .gateways import LocalGateways
 from .sidecars import Sidecars, default_envoy
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class LocalMesh:
         cert_ttl: datetime.timedelta = WORKLOAD_TTL,
         monitoring: str | None = "127.0.0.1:0",
         on_demand: bool = False,
+        gateway_subnet: str = "127.0.200",
     ) -> None:
         """`on_demand`: sidecars are scoped (fetch each HTTP service on its first call;
         xds `translate/scoping.py`), which needs Delta xDS."""
@@ -71,6 +73,9 @@ class LocalMesh:
         self.envoy = envoy or default_envoy()
         self.store = Store()
         self.source = DirectorySource(config, self.store)
+        self.gateways = LocalGateways(self.store, gateway_subnet)
+        """Gateway pods for the Gateway API Gateways no pod of the config serves, at
+        `<gateway_subnet>.254` downwards."""
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
         options = Options(local=True, on_demand=on_demand)
@@ -181,6 +186,7 @@ class LocalMesh:
         loop = asyncio.get_running_loop()
         behind_since: float | None = None
         while True:
+            self.gateways.reconcile()
             await sidecars.reconcile(self.pipeline.mesh.proxies)
             if self.in_sync():
                 behind_since = None
@@ -287,8 +293,8 @@ class LocalMesh:
 
     def in_sync(self) -> bool:
         """Every sidecar acknowledged every type of its current snapshot, and the
-        snapshots reflect the latest store."""
-        if self.pipeline.built_generation != self.store.generation:
+        snapshots reflect the latest store (with its made-up gateway pods)."""
+        if not self.gateways.current or self.pipeline.built_generation != self.store.generation:
             return False
         return not any(self._behind(proxy.id) for proxy in self.pipeline.mesh.proxies)
 

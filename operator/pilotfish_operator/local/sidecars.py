@@ -112,6 +112,12 @@ class Sidecars:
             xds_tls=self.xds_tls(proxy) if self.xds_tls is not None else None,
             workload=proxy.workload,
         )
+        if proxy.kind == "gateway":
+            # A gateway's connections leave from its pod's address, as from its own
+            # network namespace in a cluster: what an egress gateway sends out is seen
+            # coming from the gateway. (Sidecars keep the host's default source.)
+            bind = {"source_address": {"address": proxy.ip, "port_value": 0}}
+            config["cluster_manager"] = {"upstream_bind_config": bind}
         path = self.workdir / f"{proxy.namespace}_{proxy.name}.bootstrap.json"
         path.write_text(json.dumps(config, indent=2))
         log_path = self.workdir / f"{proxy.namespace}_{proxy.name}.envoy.log"

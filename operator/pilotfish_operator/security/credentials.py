@@ -16,15 +16,34 @@ from ..api import Secret
 from ..store import Store
 
 SDS_PREFIX = "kubernetes://"
+GATEWAY_API_PREFIX = "kubernetes-gateway://"
+"""`kubernetes-gateway://<namespace>/<name>` (Istio's form): a Gateway API certificateRef
+to another namespace that a ReferenceGrant allows. Only the Gateway API conversion
+makes it; an Istio Gateway naming it is refused (`translate/gateways.py`)."""
 _LAYOUTS = (("tls.crt", "tls.key", "ca.crt"), ("cert", "key", "cacert"))
 
 
+def granted(namespace: str, name: str) -> str:
+    return f"{GATEWAY_API_PREFIX}{namespace}/{name}"
+
+
+def locate(namespace: str, credential_name: str) -> tuple[str, str]:
+    """(namespace, Secret name) of a credential named by a server of `namespace`."""
+    if credential_name.startswith(GATEWAY_API_PREFIX):
+        other, _, name = credential_name.removeprefix(GATEWAY_API_PREFIX).partition("/")
+        return other, name
+    return namespace, credential_name
+
+
 def sds_name(credential_name: str) -> str:
+    if credential_name.startswith(GATEWAY_API_PREFIX):
+        return credential_name
     return f"{SDS_PREFIX}{credential_name}"
 
 
-def read(store: Store, namespace: str, name: str, mutual: bool) -> Credential | str:
+def read(store: Store, namespace: str, credential_name: str, mutual: bool) -> Credential | str:
     """The credential, or why it cannot be served (never with the key's contents)."""
+    namespace, name = locate(namespace, credential_name)
     found = store.get(("Secret", namespace, name))
     if not isinstance(found, Secret):
         return f"Secret {namespace}/{name} not found"
@@ -53,4 +72,4 @@ def read(store: Store, namespace: str, name: str, mutual: bool) -> Credential | 
             x509.load_pem_x509_certificates(ca)
         except ValueError:
             return f"Secret {namespace}/{name}: the client CA is not a PEM certificate"
-    return Credential(sds_name(name), chain, key, ca if mutual else b"")
+    return Credential(sds_name(credential_name), chain, key, ca if mutual else b"")

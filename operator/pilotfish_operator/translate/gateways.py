@@ -20,7 +20,7 @@ from pilotfish_xds import ir
 
 from ..api import Gateway, Pod, Server, VirtualService
 from ..injection import GATEWAY_LABEL
-from ..security.credentials import sds_name
+from ..security.credentials import GATEWAY_API_PREFIX, sds_name
 from .precedence import age
 from .routes import gateway_name
 
@@ -28,6 +28,13 @@ RoutesFor = Callable[[VirtualService, int, str], tuple[ir.Route, ...]]
 """(VirtualService, port, gateway `ns/name`) → its routes there."""
 L4RoutesFor = Callable[[VirtualService, int, str, ir.Proxying], tuple[ir.L4Route, ...]]
 """(VirtualService, port, gateway `ns/name`, tcp or tls) → its routes of that kind there."""
+SYNTHETIC = "~"
+"""In the names of Gateways and VirtualServices made up from the Gateway API's objects
+(not valid in Kubernetes names: never a real object's)."""
+
+
+def is_synthetic(gateway: Gateway) -> bool:
+    return SYNTHETIC in gateway.name
 
 
 def is_gateway(pod: Pod) -> bool:
@@ -44,7 +51,7 @@ def selecting(gateways: Iterable[Gateway], pod: Pod) -> list[Gateway]:
     ]
 
 
-def _meet(server: str, host: str) -> str | None:
+def meet(server: str, host: str) -> str | None:
     """Where a server host name and a VirtualService host overlap (None: nowhere)."""
     if server == "*" or server == host:
         return host
@@ -67,7 +74,7 @@ def _admits(prefix: str, vs_namespace: str, gateway_namespace: str) -> bool:
 
 CredentialCheck = Callable[[str, str, bool], str | None]
 """(namespace, credentialName, mutual) → why it cannot be served, or None."""
-_TERMINATED = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+_TERMINATED = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL")
 
 
 @dataclass
@@ -80,25 +87,40 @@ class _Group:
     domains: dict[str, list[tuple[VirtualService, str]]] = field(default_factory=dict)
     redirect: set[str] = field(default_factory=set)
     l4: list[ir.L4Route] = field(default_factory=list)
+    auto: list[str] = field(default_factory=list)
 
 
-def _tls(server: Server, namespace: str, credential: CredentialCheck) -> ir.ServerTls | str:
+def _tls(
+    server: Server, gateway: Gateway, namespace: str, credential: CredentialCheck
+) -> ir.ServerTls | str:
     """A terminating server's TLS, or why it cannot be served."""
     tls = server.tls
     assert tls is not None
     if tls.mode not in _TERMINATED:
         return f"tls mode {tls.mode} is not served yet"
-    if not tls.credential_name:
-        return "only credentialName certificates are served (not file paths)"
-    why = credential(namespace, tls.credential_name, tls.mode != "SIMPLE")
-    if why is not None:
-        return why
+    if tls.credential_name.startswith(GATEWAY_API_PREFIX) and not is_synthetic(gateway):
+        return f"credentialName {GATEWAY_API_PREFIX}… is for Gateway API certificateRefs only"
     names = {host.rpartition("/")[2] for host in server.hosts}
-    mode = cast(Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"], tls.mode)
+    sni = () if "*" in names else tuple(sorted(names))
+    files = ("", "", "")
+    if tls.mode == "ISTIO_MUTUAL":
+        # Mesh clients send the SNI of the gateway's own service, not the server's
+        # hosts: the chain takes any name, the hosts apply to the Host header.
+        sni = ()
+    elif tls.credential_name:
+        why = credential(namespace, tls.credential_name, tls.mode != "SIMPLE")
+        if why is not None:
+            return why
+    elif tls.credential_names:
+        return "credentialNames is not served yet (use credentialName)"
+    else:
+        files = (tls.server_certificate, tls.private_key, tls.ca_certificates)
+    mode = cast(Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"], tls.mode)
     return ir.ServerTls(
         mode,
-        sds_name(tls.credential_name),
-        sni=() if "*" in names else tuple(sorted(names)),
+        sds_name(tls.credential_name) if tls.credential_name else "",
+        sni=sni,
+        files=files,
         min_version=tls.min_protocol_version if tls.min_protocol_version != "TLS_AUTO" else "",
         max_version=tls.max_protocol_version if tls.max_protocol_version != "TLS_AUTO" else "",
         cipher_suites=tls.cipher_suites,
@@ -136,6 +158,38 @@ def servers(
                 continue
             if protocol == "TLS":
                 mode = server.tls.mode if server.tls is not None else "PASSTHROUGH"
+                # Terminated here (one chain, any SNI; SIMPLE/MUTUAL, or mesh mTLS): it
+                # cannot share a port with servers picked by SNI.
+                terminated = mode in _TERMINATED
+                mine, other = ("terminated", "tls") if terminated else ("tls", "terminated")
+                if (port, f"{other}.{port}") in groups:
+                    warnings.append(
+                        f"{where}.tls: port {port} already has a TLS server of another "
+                        f"kind; a terminating TLS server needs a port of its own; ignored"
+                    )
+                    continue
+                if terminated and l4_routes_for is not None:
+                    tls = _tls(server, g, pod.metadata.namespace or "", credential)
+                    if isinstance(tls, str):
+                        warnings.append(f"{where}.tls: {tls}; the server is not served")
+                        continue
+                    group = groups.setdefault((port, f"{mine}.{port}"), _Group(protocol, tls))
+                    if group.tls != tls:
+                        warnings.append(
+                            f"{where}.tls: port {port} already terminates TLS with another "
+                            f"certificate; ignored"
+                        )
+                        continue
+                    # Decrypted, the bytes go on as a TCP server's (the first tcp route).
+                    for vs in bound:
+                        for r in l4_routes_for(vs, port, name, "tcp"):
+                            if r not in group.l4:
+                                group.l4.append(r)
+                    continue
+                if mode == "AUTO_PASSTHROUGH":
+                    group = groups.setdefault((port, f"tls.{port}"), _Group(protocol))
+                    group.auto.extend(h.rpartition("/")[2] for h in server.hosts)
+                    continue
                 if mode != "PASSTHROUGH" or l4_routes_for is None:
                     warnings.append(f"{where}.tls: mode {mode} on TLS is not served yet")
                     continue
@@ -144,7 +198,7 @@ def servers(
                 for vs in bound:
                     for r in l4_routes_for(vs, port, name, "tls"):
                         sni = r.match.sni_hosts
-                        wanted = any(_meet(n, s) for n in served_names for s in sni)
+                        wanted = any(meet(n, s) for n in served_names for s in sni)
                         if wanted and r not in group.l4:
                             group.l4.append(r)
                 continue
@@ -160,7 +214,7 @@ def servers(
                 continue
             terminated = protocol == "HTTPS"
             if terminated:
-                tls = _tls(server, pod.metadata.namespace or "", credential)
+                tls = _tls(server, g, pod.metadata.namespace or "", credential)
                 if isinstance(tls, str):
                     warnings.append(f"{where}.tls: {tls}; the server is not served")
                     continue
@@ -188,7 +242,7 @@ def servers(
                         prefix, _, dns = server_host.rpartition("/")
                         if not _admits(prefix, vs.namespace, g.namespace):
                             continue
-                        domain = _meet(dns, host)
+                        domain = meet(dns, host)
                         if domain is not None:
                             if server.tls is not None and server.tls.https_redirect:
                                 group.redirect.add(domain)
@@ -213,7 +267,13 @@ def servers(
             )
         out.append(
             ir.GatewayServer(
-                port, group.protocol, tuple(hosts), group.tls, route_table, tuple(group.l4)
+                port,
+                group.protocol,
+                tuple(hosts),
+                group.tls,
+                route_table,
+                tuple(group.l4),
+                tuple(sorted(set(group.auto))),
             )
         )
     return tuple(out)

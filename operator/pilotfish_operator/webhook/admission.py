@@ -95,6 +95,10 @@ def add(path: str, value: Any) -> dict[str, Any]:
     return {"op": "add", "path": path, "value": value}
 
 
+def replace(path: str, value: Any) -> dict[str, Any]:
+    return {"op": "replace", "path": path, "value": value}
+
+
 def prepend(
     obj: Mapping[str, Any], path: tuple[str, ...], items: list[Any]
 ) -> list[dict[str, Any]]:

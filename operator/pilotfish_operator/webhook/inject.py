@@ -22,7 +22,15 @@ import yaml
 
 from ..injection import decide
 from ..translate.services import workload_from
-from .admission import AdmissionRequest, Response, append, prepend, set_keys
+from .admission import (
+    AdmissionRequest,
+    Response,
+    append,
+    pointer,
+    prepend,
+    replace,
+    set_keys,
+)
 from .sidecar_bootstrap import PodXdsSecurity, sidecar_bootstrap
 from .traffic import (
     ADMIN_PORT,
@@ -38,6 +46,8 @@ from .traffic import (
 STATUS_ANNOTATION = "sidecar.pilotfish.io/status"
 SKIP_ANNOTATION = "sidecar.pilotfish.io/skip-reason"
 PROXY_NAME = "pilotfish-proxy"
+AUTO_IMAGE = "auto"
+"""A gateway Deployment's proxy image: the webhook puts the mesh's Envoy image there."""
 INIT_NAME = "pilotfish-init"
 DEFAULT_TEMPLATE = Path(__file__).with_name("injection-template.yaml")
 XDS_HOST = "pilotfish.pilotfish-system.svc"
@@ -148,10 +158,11 @@ class Injector:
         self.check()
 
     def check(self) -> None:
-        """Render for a sample pod in both modes, so a broken template fails at start-up."""
+        """Render for a sample pod in every mode, so a broken template fails at start-up."""
         sample = {"metadata": {"name": "sample", "namespace": "default"}, "spec": {}}
         for native in (True, False):
             self._render(sample, "default", native)
+        self._render(sample, "default", False, gateway=True)
 
     def admit(self, request: AdmissionRequest, namespace_labels: Mapping[str, str]) -> Outcome:
         pod = request.object
@@ -163,20 +174,23 @@ class Injector:
         decision = decide(namespace, dict(namespace_labels), labels)
         if decision.reason == "system-namespace":
             return Outcome(Response(), decision.reason)  # never touched, not even annotated
-        if _injected(pod):
+        gateway = decision.reason == "gateway"
+        if _injected(pod, gateway):
             return Outcome(Response(), "already-injected")
-        if not decision.inject:
+        if not decision.inject and not gateway:
             patch = set_keys(pod, ("metadata", "annotations"), {SKIP_ANNOTATION: decision.reason})
             return Outcome(Response(patch=patch), decision.reason, skipped=True)
         try:
-            added = self._render(pod, namespace, self.config.native_sidecars)
+            added = self._render(pod, namespace, self.config.native_sidecars, gateway)
         except InvalidAnnotation as exc:
             return Outcome(Response.deny(str(exc)), "invalid-annotation")
         except TemplateError as exc:
             return Outcome(Response.deny(f"sidecar injection: {exc}", 500), "template-error")
         return Outcome(Response(patch=self._patch(pod, added)), decision.reason)
 
-    def _render(self, pod: Mapping[str, Any], namespace: str, native: bool) -> dict[str, Any]:
+    def _render(
+        self, pod: Mapping[str, Any], namespace: str, native: bool, gateway: bool = False
+    ) -> dict[str, Any]:
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
         service_account = spec.get("serviceAccountName") or "default"
@@ -209,6 +223,7 @@ class Injector:
             "namespace": namespace,
             "service_account": service_account,
             "native_sidecar": native,
+            "gateway": gateway,
             # Indented: `kubectl get pod -o yaml` shows it as a readable block.
             "bootstrap": json.dumps(boot, indent=2, sort_keys=True),
             "capture": capture(meta.get("annotations") or {}),
@@ -243,7 +258,17 @@ class Injector:
             **added["annotations"],
             STATUS_ANNOTATION: json.dumps(status, separators=(",", ":")),
         }
+        containers = list(pod.get("spec", {}).get("containers") or ())
+        placeholder = [i for i, c in enumerate(containers) if c.get("name") == PROXY_NAME]
+        fills = []
+        if placeholder and added["containers"]:
+            # A gateway's Deployment names the proxy container (a pod needs one); the
+            # rendered one takes its place, with what the pod sets on it on top.
+            i = placeholder[0]
+            proxy, *added["containers"] = added["containers"]
+            fills = [replace(pointer("spec", "containers", i), _fill(proxy, containers[i]))]
         return [
+            *fills,
             *prepend(pod, ("spec", "initContainers"), added["initContainers"]),
             *prepend(pod, ("spec", "containers"), added["containers"]),
             *append(pod, ("spec", "volumes"), added["volumes"]),
@@ -251,10 +276,36 @@ class Injector:
         ]
 
 
-def _injected(pod: Mapping[str, Any]) -> bool:
+_MERGED = {"ports": ("containerPort", "name"), "env": ("name",), "volumeMounts": ("mountPath",)}
+"""Lists of a gateway's placeholder container added to the rendered ones (by these keys)."""
+
+
+def _fill(rendered: dict[str, Any], placeholder: Mapping[str, Any]) -> dict[str, Any]:
+    """The rendered proxy container with the pod's settings for it on top; `image: auto`
+    (or none) keeps the rendered image; ports, env and mounts are added to the rendered
+    ones (what the proxy needs stays)."""
+    out = {**rendered, **{k: v for k, v in placeholder.items() if k not in ("image", *_MERGED)}}
+    if placeholder.get("image") not in (None, "", AUTO_IMAGE):
+        out["image"] = placeholder["image"]
+    for field_name, keys in _MERGED.items():
+        items = list(rendered.get(field_name) or ())
+        taken = {item.get(k) for item in items for k in keys}
+        items += [
+            item
+            for item in placeholder.get(field_name) or ()
+            if not any(item.get(k) in taken for k in keys if k in item)
+        ]
+        if items:
+            out[field_name] = items
+    return out
+
+
+def _injected(pod: Mapping[str, Any], gateway: bool = False) -> bool:
     meta = pod.get("metadata") or {}
     if STATUS_ANNOTATION in (meta.get("annotations") or {}):
         return True
+    if gateway:  # its pilotfish-proxy container is the one to fill in
+        return False
     spec = pod.get("spec") or {}
     names = {c.get("name") for key in ("containers", "initContainers") for c in spec.get(key) or ()}
     return PROXY_NAME in names or INIT_NAME in names

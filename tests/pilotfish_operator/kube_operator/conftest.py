@@ -88,6 +88,8 @@ async def create(k8s: Any, obj: dict[str, Any]) -> dict[str, Any]:
         "HTTPRoute": "httproutes",
         "ReferenceGrant": "referencegrants",
         "Sidecar": "sidecars",
+        "ServiceEntry": "serviceentries",
+        "WorkloadEntry": "workloadentries",
     }[obj["kind"]]
     ns = obj["metadata"].get("namespace")
     url = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"

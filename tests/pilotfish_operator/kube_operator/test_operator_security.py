@@ -80,7 +80,7 @@ def injected_proxy(pod: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
 
 
 def kubelet_mounts(
-    k8s: Any, pod: dict[str, Any], proxy: dict[str, Any], root: Path, token: str
+    k8s: Any, pod: dict[str, Any], proxy: dict[str, Any], root: Path, token: str, ns: str = NS
 ) -> dict[str, Path]:
     """The proxy's volumes as files under `root`: mount path -> host directory."""
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
@@ -95,7 +95,7 @@ def kubelet_mounts(
             assert sa_token["audience"] == "pilotfish"
             (where / sa_token["path"]).write_text(token)  # no newline, as the kubelet writes
         elif "configMap" in volume:
-            configmap = stored(k8s, "v1/configmaps", NS, volume["configMap"]["name"])
+            configmap = stored(k8s, "v1/configmaps", ns, volume["configMap"]["name"])
             assert configmap is not None, "the pod would wait for its roots ConfigMap"
             for item in volume["configMap"]["items"]:
                 (where / item["path"]).write_text(configmap["data"][item["key"]])
@@ -112,10 +112,16 @@ def kubelet_rotate(token_dir: Path, name: str, token: str) -> None:
     os.replace(fresh, token_dir / name)
 
 
-def relocated(proxy: dict[str, Any], mounts: dict[str, Path], xds_port: int) -> list[str]:
+def relocated(
+    proxy: dict[str, Any],
+    mounts: dict[str, Path],
+    xds_port: int,
+    pod: str = POD,
+    ns: str = NS,
+) -> list[str]:
     """The proxy's args with $(POD_NAME) expanded, mount paths and the Service's address
     moved to this machine, and the pod-local ports to free ones."""
-    args = [a.replace("$(POD_NAME)", POD).replace("$(POD_NAMESPACE)", NS) for a in proxy["args"]]
+    args = [a.replace("$(POD_NAME)", pod).replace("$(POD_NAMESPACE)", ns) for a in proxy["args"]]
     at = args.index("--config-yaml") + 1
     text = args[at]
     for mount_path, where in mounts.items():

@@ -38,7 +38,13 @@ SKIPPED = {
     "namespace-not-enabled": "namespace-not-enabled",
     "dry-run-opt-out": "pod-opt-out",
 }
-UNTOUCHED = {"system-namespace", "control-plane-namespace", "already-injected"}
+GATEWAYS = {"gateway", "gateway-own-container"}
+UNTOUCHED = {
+    "gateway-kube-system",
+    "system-namespace",
+    "control-plane-namespace",
+    "already-injected",
+}
 DENIED = {"invalid-annotation": "traffic.sidecar.istio.io/excludeOutboundIPRanges"}
 
 
@@ -140,10 +146,35 @@ async def test_injection_case(name: str, golden: Any) -> None:
         dry = case["request"].get("dryRun", False)
         await _poll_events(webhook, 0 if dry else 1)
         assert all(reason == SKIPPED[name] for _, _, reason in events)
+    elif name in GATEWAYS:
+        _assert_gateway(case, pod)
+        assert events == []
     else:
         assert name in INJECTED
         _assert_injected(case, pod)
         assert events == []
+
+
+def _assert_gateway(case: dict[str, Any], pod: dict[str, Any]) -> None:
+    """The pod's own pilotfish-proxy is the proxy: no init container (no capture), the
+    mesh's Envoy image, the pod's resources and ports kept, nothing waiting on it."""
+    spec = pod["spec"]
+    original = case["request"]["object"]["spec"]["containers"]
+    assert "initContainers" not in spec
+    own = [c["name"] for c in original if c["name"] != "pilotfish-proxy"]
+    assert [c["name"] for c in spec["containers"]] == ["pilotfish-proxy", *own]
+    proxy = spec["containers"][0]
+    assert proxy["image"].startswith("envoyproxy/envoy:")
+    assert proxy["command"] == ["envoy"] and "--config-yaml" in proxy["args"]
+    placeholder = next((c for c in original if c["name"] == "pilotfish-proxy"), None)
+    if placeholder is not None:  # what the pod sets on its placeholder stays
+        assert proxy["resources"] == placeholder["resources"]
+        assert {p["containerPort"] for p in proxy["ports"]} == {80, 443, 15021, 15090}
+        env = {e["name"] for e in proxy["env"]}
+        assert env == {"POD_NAME", "POD_NAMESPACE", "INSTANCE_IP", "REGION"}
+    assert "lifecycle" not in proxy and "restartPolicy" not in proxy
+    assert "add" not in proxy["securityContext"]["capabilities"]
+    assert {v["name"] for v in spec["volumes"]} == {"pilotfish-token", "pilotfish-ca-root"}
 
 
 def _assert_injected(case: dict[str, Any], pod: dict[str, Any]) -> None:

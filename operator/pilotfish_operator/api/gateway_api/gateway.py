@@ -120,9 +120,12 @@ class Listener(GatewayApiModel):
         """The route kinds that may attach (allowedRoutes.kinds of our group, or the
         protocol's)."""
         wanted = [k.kind for k in self.allowed_routes.kinds if k.group == GROUP]
+        kinds = ROUTE_KINDS[self.protocol]
+        if self.protocol == "TLS" and self.tls is not None and self.tls.mode == "Terminate":
+            kinds = ("TLSRoute", "TCPRoute")  # decrypted bytes go on as TCP (as Istio)
         if not self.allowed_routes.kinds:
-            return ROUTE_KINDS[self.protocol]
-        return tuple(k for k in wanted if k in ROUTE_KINDS[self.protocol])
+            return kinds
+        return tuple(k for k in wanted if k in kinds)
 
 
 class GatewayAddress(GatewayApiModel):
@@ -130,10 +133,19 @@ class GatewayAddress(GatewayApiModel):
     value: Str
 
 
+class GatewayInfrastructure(GatewayApiModel):
+    """Labels and annotations for what is deployed for the Gateway (its ServiceAccount,
+    Deployment, pod template and Service)."""
+
+    labels: dict[Str, Str] = {}
+    annotations: dict[Str, Str] = {}
+
+
 class GatewaySpec(GatewayApiModel):
     gateway_class_name: Name
     listeners: tuple[Listener, ...]
     addresses: tuple[GatewayAddress, ...] = ()
+    infrastructure: GatewayInfrastructure | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -215,6 +227,7 @@ __all__ = [
     "GatewayAddress",
     "GatewayClass",
     "GatewayClassSpec",
+    "GatewayInfrastructure",
     "GatewaySpec",
     "GatewayTLSConfig",
     "KubernetesGateway",

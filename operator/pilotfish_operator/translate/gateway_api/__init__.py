@@ -10,7 +10,14 @@ and backend gets its verdict, which `status` turns into the Gateway API's condit
 
 from __future__ import annotations
 
-from .convert import GATEWAY_NAME_LABEL, Converted, convert, is_synthetic, selects
+from ..gateways import is_synthetic
+from .convert import (
+    Converted,
+    certificate_granted,
+    convert,
+    selects,
+)
+from .deployment import GATEWAY_NAME_LABEL
 from .status import statuses
 
 READS = frozenset(
@@ -33,6 +40,7 @@ __all__ = [
     "GATEWAY_NAME_LABEL",
     "READS",
     "Converted",
+    "certificate_granted",
     "convert",
     "is_synthetic",
     "selects",

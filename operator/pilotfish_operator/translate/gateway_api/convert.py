@@ -13,7 +13,6 @@ from typing import Any
 
 from ...api import Gateway, Namespace, Pod, Service, VirtualService
 from ...api.gateway_api import (
-    CLASS_NAMES,
     CONTROLLER,
     GROUP,
     BackendObjectReference,
@@ -28,14 +27,14 @@ from ...api.gateway_api import (
     TLSRoute,
 )
 from ...api.gateway_api.routes import AnyRoute
+from ...security.credentials import granted
 from ...store import Key, Store
+from ..gateways import SYNTHETIC, is_synthetic, meet
 from ..hosts import Names
 from ..precedence import age
+from .deployment import GATEWAY_NAME_LABEL, addresses, ours
+from .merge import Merger
 from .rules import grpc_rules, http_rules, l4_route
-
-GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
-"""The label binding a pod to a Gateway API Gateway of its namespace (Istio's too)."""
-SYNTHETIC = "~"
 
 Verdict = tuple[bool, str, str]
 """(status, reason, message) of one condition."""
@@ -62,7 +61,8 @@ class GatewayVerdict:
     accepted: Verdict
     programmed: Verdict
     listeners: list[ListenerVerdict]
-    addresses: list[str]
+    addresses: list[tuple[str, str]]
+    """(type, value)"""
 
 
 @dataclass
@@ -77,10 +77,6 @@ class Converted:
     classes: dict[Key, tuple[int, Verdict]] = field(default_factory=dict)
 
 
-def is_synthetic(gateway: Gateway) -> bool:
-    return SYNTHETIC in gateway.name
-
-
 def selects(gateway: Gateway, pod: Pod) -> bool:
     """A made-up Gateway serves only pods of its own namespace (the Gateway API's rule);
     Istio's Gateways select pods in any namespace."""
@@ -91,54 +87,59 @@ def _generation(obj: Any) -> int:
     return int(obj.metadata.generation or 0)
 
 
-def _ours(gw: KubernetesGateway, classes: dict[str, GatewayClass]) -> bool:
-    cls = classes.get(gw.spec.gateway_class_name)
-    if cls is not None:
-        return cls.spec.controller_name == CONTROLLER
-    return gw.spec.gateway_class_name in CLASS_NAMES
-
-
 def _listener_host(listener: Listener) -> str:
     return listener.hostname or "*"
+
+
+def certificate_granted(
+    gw: KubernetesGateway, namespace: str, name: str, grants: Iterable[ReferenceGrant]
+) -> bool:
+    """Whether a ReferenceGrant of `namespace` lets `gw` use its Secret `name`."""
+    return any(
+        g.namespace == namespace and g.permits(GROUP, "Gateway", gw.namespace, ("", "Secret", name))
+        for g in grants
+    )
+
+
+def _credential(
+    gw: KubernetesGateway, listener: Listener, grants: list[ReferenceGrant]
+) -> str | Verdict:
+    """A terminating listener's credentialName, or the verdict refusing its certificate."""
+    assert listener.tls is not None
+    ref = listener.tls.certificate_refs[0]
+    if (ref.group, ref.kind) != ("", "Secret"):
+        return (False, "InvalidCertificateRef", f"certificateRefs[0]: {ref.kind} is no Secret")
+    if ref.namespace in (None, gw.namespace):
+        return ref.name
+    if not certificate_granted(gw, ref.namespace, ref.name, grants):
+        why = f"certificateRefs[0]: no ReferenceGrant in {ref.namespace} allows it"
+        return (False, "RefNotPermitted", why)
+    return granted(ref.namespace, ref.name)
 
 
 def _server(
     gw: KubernetesGateway, listener: Listener, grants: list[ReferenceGrant]
 ) -> dict[str, Any] | Verdict:
     """The Istio server of one listener, or the ResolvedRefs / Programmed verdict that
-    keeps it from being served."""
+    keeps it from being served. A TLS listener in Terminate mode is Istio's TLS server in
+    SIMPLE mode: its routes' bytes go on as TCP once decrypted."""
     port = {"number": listener.port, "name": listener.name, "protocol": listener.protocol}
     hosts = [f"*/{_listener_host(listener)}"]
     tls = listener.tls
-    if listener.protocol == "HTTPS" and tls is not None:
-        ref = tls.certificate_refs[0]
-        if (ref.group, ref.kind) != ("", "Secret"):
-            return (False, "InvalidCertificateRef", f"certificateRefs[0]: {ref.kind} is no Secret")
-        if ref.namespace not in (None, gw.namespace):
-            allowed = any(
-                g.namespace == ref.namespace
-                and g.permits(GROUP, "Gateway", gw.namespace, ("", "Secret", ref.name))
-                for g in grants
-            )
-            if not allowed:
-                why = f"certificateRefs[0]: no ReferenceGrant in {ref.namespace} allows it"
-                return (False, "RefNotPermitted", why)
-            # Istio's credentialName names a Secret of the gateway pod's namespace only.
-            return (True, "Pending", "Secrets of another namespace are not served yet")
-        return {"port": port, "hosts": hosts, "tls": {"mode": "SIMPLE", "credentialName": ref.name}}
+    if listener.protocol in ("HTTPS", "TLS") and tls is not None and tls.mode == "Terminate":
+        credential = _credential(gw, listener, grants)
+        if isinstance(credential, tuple):
+            return credential
+        return {
+            "port": port,
+            "hosts": hosts,
+            "tls": {"mode": "SIMPLE", "credentialName": credential},
+        }
     if listener.protocol == "TLS":
-        if tls is None or tls.mode != "Passthrough":
-            return (True, "Pending", "TLS listeners are served in Passthrough mode only")
+        if tls is None:
+            return (False, "Invalid", "a TLS listener needs tls")
         return {"port": port, "hosts": hosts, "tls": {"mode": "PASSTHROUGH"}}
     return {"port": port, "hosts": hosts}
-
-
-def _hosts_meet(a: str, b: str) -> bool:
-    if a == "*" or b == "*" or a == b:
-        return True
-    if a.startswith("*.") and b.endswith(a[1:]):
-        return True
-    return b.startswith("*.") and a.endswith(b[1:])
 
 
 class _Context:
@@ -209,7 +210,7 @@ def _admits(
             return f"listener {listener.name} does not select namespace {route.namespace}"
     hostnames = getattr(route.spec, "hostnames", ())
     host = _listener_host(listener)
-    if hostnames and not any(_hosts_meet(host, h) for h in hostnames):
+    if hostnames and not any(meet(host, h) is not None for h in hostnames):
         return f"listener {listener.name}: no hostname in common"
     return None
 
@@ -231,7 +232,8 @@ def _vs(route: AnyRoute, suffix: str, spec: dict[str, Any]) -> VirtualService:
 
 
 def _route_spec(route: AnyRoute, ctx: _Context, port: int | None) -> tuple[dict[str, Any], Verdict]:
-    """The VirtualService spec (without hosts and gateways) and the ResolvedRefs verdict."""
+    """The VirtualService spec (without hosts and gateways) and the ResolvedRefs verdict.
+    Its `http` routes come with their precedence keys (`rules.Keyed`)."""
     refused: list[Verdict] = []
 
     def backend(ref: BackendObjectReference) -> str | None:
@@ -250,7 +252,11 @@ def _route_spec(route: AnyRoute, ctx: _Context, port: int | None) -> tuple[dict[
         rules = [l4_route(rule.backend_refs, backend) for rule in route.spec.rules]
         if kind == "tls":
             snis = list(getattr(route.spec, "hostnames", ())) or ["*"]
-            spec = {"tls": [{"match": [{"sniHosts": snis}], **r} for r in rules if r]}
+            # `tls` (by SNI) at a Passthrough listener; `tcp` behind a Terminate one.
+            spec = {
+                "tls": [{"match": [{"sniHosts": snis}], **r} for r in rules if r],
+                "tcp": [r for r in rules if r],
+            }
         else:
             spec = {"tcp": [r for r in rules if r]}
     resolved = refused[0] if refused else (True, "ResolvedRefs", "")
@@ -267,7 +273,7 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
     gws = {
         (g.namespace, g.name): g
         for g in sorted(store.of_kind("KubernetesGateway"), key=age)
-        if isinstance(g, KubernetesGateway) and _ours(g, classes)
+        if isinstance(g, KubernetesGateway) and ours(g, classes)
     }
     serving = [p for p in pods if p.status.pod_ip]
     listeners: dict[tuple[str, str], list[ListenerVerdict]] = {}
@@ -300,11 +306,14 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
                 )
             verdicts.append(lv)
         listeners[(ns, name)] = verdicts
-        mine = [
-            p.status.pod_ip or ""
-            for p in serving
-            if p.namespace == ns and p.metadata.labels.get(GATEWAY_NAME_LABEL) == name
-        ]
+        mine = sorted(
+            (
+                p
+                for p in serving
+                if p.namespace == ns and p.metadata.labels.get(GATEWAY_NAME_LABEL) == name
+            ),
+            key=lambda p: p.status.pod_ip or "",
+        )
         programmed: Verdict = (
             (True, "Programmed", f"served by {len(mine)} gateway pod(s)")
             if mine
@@ -312,7 +321,9 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
         )
         out.gateway_status[gw.key] = (
             _generation(gw),
-            GatewayVerdict((True, "Accepted", ""), programmed, verdicts, sorted(mine)),
+            GatewayVerdict(
+                (True, "Accepted", ""), programmed, verdicts, addresses(gw, ctx.services, mine)
+            ),
         )
 
     kinds = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute")
@@ -327,35 +338,43 @@ def convert(store: Store, names: Names, pods: Iterable[Pod] = ()) -> Converted:
         for g in store.of_kind("KubernetesGateway")
         if isinstance(g, KubernetesGateway)
     } - gws.keys()
+    merger = Merger()
     for route in sorted(routes, key=age):
         parents: list[ParentVerdict] = []
-        bound: list[str] = []
-        for i, ref in enumerate(route.spec.parent_refs):
+        bound: list[tuple[str, str]] = []
+        for ref in route.spec.parent_refs:
             ref_ns = ref.namespace or route.namespace
             if ref.is_service:
                 verdict = _service_parent(route, ref, ctx)
                 if verdict.accepted[0]:
                     spec, verdict.resolved = _route_spec(route, ctx, ref.port)
-                    spec["hosts"] = [names.service(ref.name, ref_ns)]
-                    out.mesh.append(_vs(route, f"mesh{SYNTHETIC}{i}", spec))
+                    host = names.service(ref.name, ref_ns)
+                    merger.for_service(route, spec["http"], host, ref_ns)
                 parents.append(verdict)
             elif (ref_ns, ref.name) not in others:  # another controller's: not ours
                 verdict, taken = _gateway_parent(route, ref, gws, listeners, ctx)
                 for lv in taken:
                     lv.attached += 1
                     if lv.programmed[0]:
-                        bound.append(f"{ref_ns}/{ref.name}{SYNTHETIC}{lv.listener.name}")
+                        name = f"{ref_ns}/{ref.name}{SYNTHETIC}{lv.listener.name}"
+                        bound.append((name, _listener_host(lv.listener)))
                 parents.append(verdict)
         if bound:
             spec, resolved = _route_spec(route, ctx, None)
-            spec["hosts"] = list(getattr(route.spec, "hostnames", ())) or ["*"]
-            spec["gateways"] = sorted(set(bound))
-            out.virtual_services.append(_vs(route, "gateway", spec))
+            hostnames = list(getattr(route.spec, "hostnames", ())) or ["*"]
+            if "http" in spec:
+                merger.at_gateway(route, spec["http"], bound, hostnames)
+            else:
+                spec["hosts"] = hostnames
+                spec["gateways"] = sorted({name for name, _ in bound})
+                out.virtual_services.append(_vs(route, "gateway", spec))
             for p in parents:
                 if p.accepted[0] and not p.ref.is_service:
                     p.resolved = resolved
         if parents:
             out.routes[route.key] = (_generation(route), parents)
+    gateway_vss, out.mesh = merger.virtual_services()
+    out.virtual_services += gateway_vss
     return out
 
 

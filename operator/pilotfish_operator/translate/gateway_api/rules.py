@@ -1,8 +1,10 @@
 """Route rules → Istio VirtualService `http` / `tcp` / `tls` entries.
 
 Each match of a rule becomes its own Istio route (the rule's filters and backends
-repeated), ordered by the Gateway API's precedence inside the route: Exact paths,
-then longer prefixes, then method, then more headers, then more query params. A
+repeated) with its key in the Gateway API's precedence: Exact paths, then longer
+prefixes, then method, then more headers, then more query params (gRPC: longer
+service, longer method, more headers). `ordered` sorts them stably, so ties keep the
+order they are given in (oldest route first, then rule order). A
 PathPrefix `/foo` matches `/foo` and `/foo/...` but not `/foobar`: it becomes an exact
 `/foo` route and a prefix `/foo/` route (a URLRewrite's ReplacePrefixMatch follows).
 """
@@ -25,6 +27,14 @@ from ...api.gateway_api.routes import GRPCRouteFilter, HTTPRouteRule
 
 BackendFor = Callable[[BackendObjectReference], str | None]
 """A backendRef → its service host, or None (refused; the caller records why)."""
+Keyed = list[tuple[tuple[int, ...], dict[str, Any]]]
+"""Istio http routes, each with its precedence key (smaller first)."""
+_NO_MATCH = (0, -1, 1, 0, 0)
+"""A rule without matches matches PathPrefix `/` (the API's default)."""
+
+
+def ordered(entries: Keyed) -> list[dict[str, Any]]:
+    return [e for _, e in sorted(entries, key=lambda t: t[0])]
 
 
 def _value(kind: str, value: str) -> dict[str, str]:
@@ -170,8 +180,8 @@ def _scoped(match: dict[str, Any], port: int | None) -> dict[str, Any]:
     return {**match, "port": port} if port is not None else match
 
 
-def http_rules(route: KubernetesHTTPRoute, backend: BackendFor, port: int | None) -> list[Any]:
-    entries: list[tuple[tuple[int, ...], int, dict[str, Any]]] = []
+def http_rules(route: KubernetesHTTPRoute, backend: BackendFor, port: int | None) -> Keyed:
+    entries: Keyed = []
     for rule in route.spec.rules:
         action = _action(rule.filters, rule.backend_refs, backend)
         action |= _timeouts(rule)
@@ -186,12 +196,10 @@ def http_rules(route: KubernetesHTTPRoute, backend: BackendFor, port: int | None
                     match["method"] = {"exact": m.method}
                 entry = {**action, **_rewrite(rule.filters, prefix)}
                 entry["match"] = [_scoped(match, port)]
-                entries.append((_precedence(m), len(entries), entry))
+                entries.append((_precedence(m), entry))
         if not rule.matches:
-            entries.append(
-                ((9,), len(entries), {**action, **({"match": [{"port": port}]} if port else {})})
-            )
-    return [e for _, _, e in sorted(entries, key=lambda t: (t[0], t[1]))]
+            entries.append((_NO_MATCH, {**action, **({"match": [{"port": port}]} if port else {})}))
+    return entries
 
 
 def _timeouts(rule: HTTPRouteRule) -> dict[str, Any]:
@@ -225,15 +233,22 @@ def _grpc_match(m: GRPCRouteMatch) -> dict[str, Any]:
     return out
 
 
-def grpc_rules(route: GRPCRoute, backend: BackendFor, port: int | None) -> list[Any]:
-    out = []
+def _grpc_precedence(m: GRPCRouteMatch) -> tuple[int, int, int]:
+    method = m.method
+    service = len(method.service or "") if method is not None else 0
+    name = len(method.method or "") if method is not None else 0
+    return (-service, -name, -len(m.headers))
+
+
+def grpc_rules(route: GRPCRoute, backend: BackendFor, port: int | None) -> Keyed:
+    out: Keyed = []
     for rule in route.spec.rules:
         filters: Sequence[GRPCRouteFilter] = rule.filters
         action = _action(filters, rule.backend_refs, backend)
-        matches = [_scoped(_grpc_match(m), port) for m in rule.matches]
-        if port is not None and not matches:
-            matches = [{"port": port}]
-        out.append({**action, **({"match": matches} if matches else {})})
+        for m in rule.matches:
+            out.append((_grpc_precedence(m), {**action, "match": [_scoped(_grpc_match(m), port)]}))
+        if not rule.matches:
+            out.append(((0, 0, 0), {**action, **({"match": [{"port": port}]} if port else {})}))
     return out
 
 

@@ -58,7 +58,7 @@ def statuses(converted: Converted) -> dict[Key, dict[str, Any]]:
                 _condition("Programmed", gw.programmed, gen),
             ],
             "listeners": listeners,
-            "addresses": [{"type": "IPAddress", "value": a} for a in gw.addresses] or None,
+            "addresses": [{"type": t, "value": v} for t, v in gw.addresses] or None,
         }
     for key, (gen, parents) in converted.routes.items():
         out[key] = {

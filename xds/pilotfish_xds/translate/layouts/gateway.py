@@ -14,7 +14,7 @@ from envoy_data_plane.envoy.config.route.v3 import VirtualHost, VirtualHostTlsRe
 from ... import ir, types
 from ...codec import EncodeCache
 from ...snapshot import Snapshot
-from .. import gateway_tls, l4, mtls, observe, routes
+from .. import auto_passthrough, gateway_tls, l4, mtls, observe, routes, view
 from ..clusters import socket_address
 from ..hcm import http_connection_manager
 from ..listeners import ANY_ADDRESS
@@ -43,6 +43,21 @@ def translate(
     secure: dict[int, list[tuple[str, ir.ServerTls]]] = {}
     for server in proxy.servers:
         name = server.name or route_name(server.port)
+        if server.protocol == "TLS" and server.tls is not None:  # ISTIO_MUTUAL
+            if secrets is not None and server.l4_routes:
+                out.add(
+                    types.LISTENER,
+                    cache.build(
+                        listener_name(address, server.port),
+                        tcp_listener,
+                        address,
+                        server.port,
+                        server.l4_routes[0],
+                        proxy.telemetry.client,
+                        server.tls,
+                    ),
+                )
+            continue
         if server.protocol == "TLS":  # passthrough: the client's TLS goes through as is
             out.add(
                 types.LISTENER,
@@ -53,9 +68,12 @@ def translate(
                     server.port,
                     server.l4_routes,
                     proxy.telemetry.client,
+                    server.auto_passthrough,
                 ),
             )
             continue
+        if server.tls is not None and server.tls.mode == "ISTIO_MUTUAL" and secrets is None:
+            continue  # no workload certificate to present (a plaintext control plane)
         if server.tls is not None and server.protocol == "HTTPS":
             secure.setdefault(server.port, []).append((name, server.tls))
         elif server.protocol in TCP_PROTOCOLS:
@@ -100,6 +118,9 @@ def translate(
             ),
         )
     outbound_clusters(mesh, proxy, cache, out, local=local)
+    if any(s.auto_passthrough for s in proxy.servers):
+        for c in auto_passthrough.twins(view.visible_clusters(mesh, proxy)):
+            out.add(types.CLUSTER, cache.build(mtls.sni(c), auto_passthrough.sni_cluster, c, local))
     return out.snapshot()
 
 
@@ -142,10 +163,15 @@ def https_listener(
 
 
 def passthrough_listener(
-    address: str, port: int, l4_routes: tuple[ir.L4Route, ...], t: ir.SideTelemetry = _CLIENT
+    address: str,
+    port: int,
+    l4_routes: tuple[ir.L4Route, ...],
+    t: ir.SideTelemetry = _CLIENT,
+    auto_hosts: tuple[str, ...] = (),
 ) -> Listener:
     """TLS passthrough: the SNI of the client's hello picks the `tls` route; its bytes go
-    to the route's clusters unopened (the backend holds its own certificate)."""
+    to the route's clusters unopened (the backend holds its own certificate). With
+    AUTO_PASSTHROUGH hosts, an SNI naming a mesh cluster goes to it."""
     name = listener_name(address, port)
     chains = [
         FilterChain(
@@ -155,6 +181,8 @@ def passthrough_listener(
         )
         for route in l4_routes
     ]
+    if auto_hosts:
+        return auto_passthrough.listener(name, address, port, auto_hosts, chains, t)
     return Listener(
         name=name,
         address=socket_address(address, port),
@@ -165,16 +193,24 @@ def passthrough_listener(
 
 
 def tcp_listener(
-    address: str, port: int, route: ir.L4Route, t: ir.SideTelemetry = _CLIENT
+    address: str,
+    port: int,
+    route: ir.L4Route,
+    t: ir.SideTelemetry = _CLIENT,
+    tls: ir.ServerTls | None = None,
 ) -> Listener:
     """A TCP server: every connection to the first `tcp` route the bound VirtualServices
-    give the port (Istio's order), as bytes."""
+    give the port (Istio's order), as bytes. `tls`: a TLS server terminating (mesh mTLS,
+    ISTIO_MUTUAL) before the bytes go on."""
     name = listener_name(address, port)
+    chain = FilterChain(filters=[l4.route_filter(f"{name}|{route.name}", route, t)])
+    if tls is not None:
+        chain.transport_socket = gateway_tls.downstream_socket(tls)
     return Listener(
         name=name,
         address=socket_address(address, port),
         traffic_direction=TrafficDirection.OUTBOUND,
-        filter_chains=[FilterChain(filters=[l4.route_filter(f"{name}|{route.name}", route, t)])],
+        filter_chains=[chain],
     )
 
 
