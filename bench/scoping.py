@@ -12,7 +12,9 @@ Per mode, a fresh mesh each run, modes alternating (`--runs` each):
 - each called service's first request (scoped: includes the fetch) and second request;
 - an edit of a called service's VirtualService and of one it never called: write →
   every sidecar acknowledged (the control plane's push, both modes translate the same);
-- the control plane's RSS; `/config_dump`'s size at the end.
+- the control plane's RSS; `/config_dump`'s size at the end;
+- and, in this process, one proxy's translation (IR → Envoy, `pilotfish_xds.translate`)
+  full and scoped: cold, then warm (what each push costs the control plane per proxy).
 
 Every endpoint is answered by one small asyncio server on every loopback address
 (stats_cost.py's). The machine is shared: figures are medians, expect noise.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import http.client
 import json
 import os
@@ -39,10 +42,13 @@ from typing import Any
 
 import yaml
 
+import build
 import workload
 from envoy_edit import stop
-from pilotfish_operator.translate import proxy_id
+from pilotfish_operator.translate import Options, Translator, proxy_id
 from pilotfish_xds import codec
+from pilotfish_xds.codec import EncodeCache
+from pilotfish_xds.translate import translate
 from stats_cost import (
     MEM_CLIENT,
     OUT,
@@ -176,6 +182,26 @@ def _self_pid() -> int:
     return os.getpid()
 
 
+def translate_cost(n: int, repeat: int = 5) -> dict[str, dict[str, float]]:
+    """One proxy's IR → Envoy translation, cold (a fresh encode cache) and warm (median
+    of `repeat`, everything cached: a push that changed nothing for it)."""
+    mesh = Translator(Options()).translate(build.load_store(n)).mesh
+    proxy = build.client(mesh)
+    out: dict[str, dict[str, float]] = {}
+    for mode, scoped in (("full", False), ("on-demand", True)):
+        p, cache = dataclasses.replace(proxy, on_demand=scoped), EncodeCache()
+        t0 = time.perf_counter()
+        translate(mesh, p, cache)
+        cold = time.perf_counter() - t0
+        warm = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            translate(mesh, p, cache)
+            warm.append(time.perf_counter() - t0)
+        out[mode] = {"cold_s": round(cold, 2), "warm_ms": round(statistics.median(warm) * 1e3)}
+    return out
+
+
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     def med(values: list[float]) -> float:
         return round(statistics.median(values), 2)
@@ -246,11 +272,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 results.append(await run(args.services, args.calls, mode, port))
     finally:
         stop(backend)
+    print(f"  scoping: {args.services} services, translation", file=sys.stderr, flush=True)
     return {
         "services": args.services,
         "calls": args.calls,
         "runs": results,
         "summary": summary(results),
+        "translate": translate_cost(args.services),
     }
 
 
@@ -269,6 +297,8 @@ def main() -> None:
         json.dump(results, sys.stdout)
     else:
         print(table(args.services, args.calls, results["summary"]))
+        for mode, cost in results["translate"].items():
+            print(f"one proxy's translation, {mode}: {cost}")
         print(f"\nwrote {OUT / 'scoping.json'}")
 
 
