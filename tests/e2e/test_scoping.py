@@ -52,10 +52,8 @@ def post(proxy: str, url: str, body: bytes) -> tuple[int, str]:
         conn.close()
 
 
-def base(h: Harness) -> list[dict[str, Any]]:
+def objects(h: Harness) -> list[dict[str, Any]]:
     client, web, api = h.ip(10), h.ip(11), h.ip(12)
-    h.backend("web-1", web, 8080)
-    h.backend("api-1", api, 8080)
     return [
         namespace("shop"),
         service("web", "shop", {"app": "web"}, (8080,)),
@@ -64,6 +62,13 @@ def base(h: Harness) -> list[dict[str, Any]]:
         pod("web-1", "shop", web, {"app": "web"}, (8080,)),
         pod("api-1", "shop", api, {"app": "api"}, (8080,)),
     ]
+
+
+def base(h: Harness) -> list[dict[str, Any]]:
+    """Two HTTP services with a backend each, and a client."""
+    h.backend("web-1", h.ip(11), 8080)
+    h.backend("api-1", h.ip(12), 8080)
+    return objects(h)
 
 
 async def test_first_request_to_an_unfetched_service_is_answered(harness: Harness) -> None:
@@ -142,7 +147,7 @@ async def test_edits_additions_and_removals_reach_scoped_sidecars(harness: Harne
     # A removed service disappears from the sidecars that fetched it (its Host is now
     # one the mesh does not know, so what it gets is the unknown-host passthrough).
     harness.remove("vs.yaml")
-    harness.write("base.yaml", *[o for o in base_objects(harness) if not _is_web(o)])
+    harness.write("base.yaml", *[o for o in objects(harness) if not _is_web(o)])
     await harness.synced()
     for _ in range(100):
         clusters, domains = await held(admin)
@@ -153,18 +158,6 @@ async def test_edits_additions_and_removals_reach_scoped_sidecars(harness: Harne
     assert "web.shop.svc.cluster.local:8080" not in domains, domains
     assert (await harness.get(client, "http://web:8080/")).status == 503  # unknown now
     assert (await harness.get(client, "http://new:8080/")).served_by == "new-1"
-
-
-def base_objects(h: Harness) -> list[dict[str, Any]]:
-    client, web, api = h.ip(10), h.ip(11), h.ip(12)
-    return [
-        namespace("shop"),
-        service("web", "shop", {"app": "web"}, (8080,)),
-        service("api", "shop", {"app": "api"}, (8080,)),
-        pod("client", "shop", client, {"app": "client"}),
-        pod("web-1", "shop", web, {"app": "web"}, (8080,)),
-        pod("api-1", "shop", api, {"app": "api"}, (8080,)),
-    ]
 
 
 def _is_web(obj: dict[str, Any]) -> bool:
