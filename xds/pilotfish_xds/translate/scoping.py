@@ -13,6 +13,7 @@ resource narrows what the layouts' views show, hence what can be fetched.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -47,13 +48,17 @@ def route_table_head(name: str) -> bytes:
     return wire.encode(RouteConfiguration(name=name, vhds=Vhds(config_source=ads())))
 
 
-def route_clusters(rs: Iterable[ir.Route]) -> tuple[str, ...]:
-    """Every cluster the routes send to, mirrors included."""
+@functools.lru_cache(maxsize=1 << 16)
+def route_clusters(rs: tuple[ir.Route, ...]) -> tuple[str, ...]:
+    """Every cluster the routes send to, mirrors included. Remembered: every scoped
+    proxy asks it of every virtual host it sees, on every push."""
     out: dict[str, None] = {}
     for r in rs:
         if isinstance(r.action, ir.Forward):
-            out.update((w.cluster, None) for w in r.action.clusters)
-            out.update((m.cluster, None) for m in r.action.traffic.mirrors)
+            for w in r.action.clusters:
+                out[w.cluster] = None
+            for m in r.action.traffic.mirrors:
+                out[m.cluster] = None
     return tuple(out)
 
 
