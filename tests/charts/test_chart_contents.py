@@ -455,3 +455,12 @@ def test_pod_monitor_scrapes_the_sidecars_and_renames_istios_metrics() -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert (ports[endpoint["port"]], endpoint["path"]) == (15014, "/metrics")
     assert not [d for d in documents(render()) if d["kind"] == "PodMonitor"]
+
+
+def test_scoped_sidecars_are_one_value() -> None:
+    """`operator.onDemand`: the operator runs with --on-demand (off by default)."""
+    for values, expected in ((("--set", "operator.onDemand=true"), True), ((), False)):
+        docs = documents(render(*values))
+        pod = find(docs, "Deployment", "pilotfish")["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert ("--on-demand" in flags(container)) is expected
