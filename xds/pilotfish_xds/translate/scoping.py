@@ -43,6 +43,7 @@ def on_demand_filter() -> HttpFilter:
 _FILTER = wire.shared(HttpFilter(name=ON_DEMAND_FILTER, typed_config=Any.pack(OnDemandConfig())))
 
 
+@functools.lru_cache(maxsize=1 << 10)
 def route_table_head(name: str) -> bytes:
     """A route table whose virtual hosts come from VHDS (besides any given inline)."""
     return wire.encode(RouteConfiguration(name=name, vhds=Vhds(config_source=ads())))
