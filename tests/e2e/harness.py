@@ -225,7 +225,7 @@ class Harness:
         )
         resources = {t: list(good.resources(t).values()) for t in good.type_urls()}
         resources[types.ROUTE] = [Encoded("outbound", bytes(bad))]
-        self.mesh.cache.set(proxy, Snapshot(resources))
+        self.mesh.cache.set(proxy, Snapshot(resources, on_demand=good.on_demand))
         for _ in range(400):
             node = self.mesh.status.get(proxy)
             if node is not None and node.type(types.ROUTE).nacks > before:
