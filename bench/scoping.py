@@ -1,8 +1,8 @@
 """What scoping saves a sidecar: one client sidecar in a mesh of `--services` services
 (bench/workload.py's objects, local mode, real Envoy) calling `--calls` of them, sent
-every service (`full`: State of the World, the default; `full-delta`: Delta xDS) or
-scoped (`on-demand`: `pilotfish local --on-demand`, Delta, each service fetched over
-VHDS on its first call).
+every service (`full`: `pilotfish local --no-on-demand`, State of the World;
+`full-delta`: with `--delta`) or scoped (`on-demand`: local mode's default, Delta, each
+service fetched over VHDS on its first call).
 
 Per mode, a fresh mesh each run, modes alternating (`--runs` each):
 - start → every sidecar acknowledged (control plane and Envoy), and the clusters warm;
@@ -64,7 +64,7 @@ from stats_cost import (
 )
 
 MODES = ("full", "full-delta", "on-demand")
-"""Every service pushed over State of the World (the default) or Delta xDS; scoped."""
+"""Every service pushed over State of the World or Delta xDS; scoped (the default)."""
 UNCALLED = workload.EDITED  # service 0: edited, never called
 
 

@@ -140,12 +140,16 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--debounce", type=float, default=0.1, help="seconds of quiet to merge edits"
     )
-    local.add_argument("--delta", action="store_true", help="sidecars use Delta xDS")
+    local.add_argument(
+        "--delta", action="store_true", help="sidecars use Delta xDS (with --no-on-demand)"
+    )
     local.add_argument(
         "--on-demand",
-        action="store_true",
-        help="scoped sidecars: each fetches an HTTP service on its first call to it "
-        "instead of being sent every service (implies --delta)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="scoped sidecars (the default): each fetches an HTTP service on its first "
+        "call to it instead of being sent every service (Delta xDS); --no-on-demand sends "
+        "every sidecar every service",
     )
     local.add_argument(
         "--gateway-subnet",

@@ -458,9 +458,11 @@ def test_pod_monitor_scrapes_the_sidecars_and_renames_istios_metrics() -> None:
 
 
 def test_scoped_sidecars_are_one_value() -> None:
-    """`operator.onDemand`: the operator runs with --on-demand (off by default)."""
-    for values, expected in ((("--set", "operator.onDemand=true"), True), ((), False)):
+    """`operator.onDemand`: on by default (the operator's own default); false runs the
+    operator with --no-on-demand."""
+    for values, expected in ((("--set", "operator.onDemand=false"), True), ((), False)):
         docs = documents(render(*values))
         pod = find(docs, "Deployment", "pilotfish")["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert ("--on-demand" in flags(container)) is expected
+        assert ("--no-on-demand" in flags(container)) is expected
+        assert "--on-demand" not in flags(container)

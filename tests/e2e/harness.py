@@ -131,12 +131,14 @@ class Harness:
         envoy: str | None = None,
         converge_timeout: float = 60.0,
         cert_ttl: datetime.timedelta | None = None,
-        on_demand: bool = False,
+        on_demand: bool | None = None,
     ) -> None:
+        """`on_demand`: scoped sidecars (None: local mode's default, on;
+        PILOTFISH_E2E_ON_DEMAND=0 runs every test that does not choose with every
+        sidecar sent every service). `delta` matters only without scoping."""
         extra: dict[str, Any] = {"cert_ttl": cert_ttl} if cert_ttl is not None else {}
-        # PILOTFISH_E2E_ON_DEMAND=1 runs every local-mode test with scoped sidecars.
-        if on_demand or os.environ.get("PILOTFISH_E2E_ON_DEMAND") == "1":
-            extra["on_demand"] = True
+        if on_demand is None:
+            on_demand = os.environ.get("PILOTFISH_E2E_ON_DEMAND") != "0"
         self.mesh = LocalMesh(
             self.config,
             state=self.workdir / "state.json",
@@ -146,6 +148,7 @@ class Harness:
             envoy=envoy,
             converge_timeout=converge_timeout,
             gateway_subnet=self.subnet,  # made-up gateway pods: .254 downwards
+            on_demand=on_demand,
             **extra,
         )
         ready = asyncio.Event()

@@ -25,7 +25,7 @@ def capture_args(*argv: str) -> argparse.Namespace:
     return p.parse_args(["capture-init", *argv])
 
 
-def _serve_ads(objects: str, address: str, scoping: str = "full") -> None:
+def _serve_ads(objects: str, address: str, scoping: str = "on-demand") -> None:
     """The control plane for the test: the objects translated and served, and again
     whenever the file changes (a test edits it to change the mesh config); `scoping`
     "on-demand": scoped sidecars."""

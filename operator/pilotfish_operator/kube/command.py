@@ -61,9 +61,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
     p.add_argument(
         "--on-demand",
-        action="store_true",
-        help="scoped sidecars: injected with Delta xDS, each fetches an HTTP service on its "
-        "first call instead of being sent every service",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="scoped sidecars (the default): injected with Delta xDS, each fetches an HTTP "
+        "service on its first call instead of being sent every service; --no-on-demand "
+        "injects State of the World sidecars sent every service",
     )
     p.set_defaults(func=cmd_operator)
     return p

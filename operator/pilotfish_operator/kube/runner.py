@@ -76,8 +76,9 @@ class Settings:
     xDS and no certificates: the mesh runs without mTLS)."""
     trust_domain: str = "cluster.local"
     cert_ttl: datetime.timedelta = WORKLOAD_TTL
-    on_demand: bool = False
-    """Scoped sidecars (`Options.on_demand`); the webhook then injects Delta xDS."""
+    on_demand: bool = True
+    """Scoped sidecars (`Options.on_demand`; the default, `--no-on-demand` turns it
+    off); the webhook then injects Delta xDS."""
 
 
 class _NotKopfTasks(Collection[asyncio.Task[Any]]):

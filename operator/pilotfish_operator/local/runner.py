@@ -62,11 +62,12 @@ class LocalMesh:
         converge_timeout: float = 60.0,
         cert_ttl: datetime.timedelta = WORKLOAD_TTL,
         monitoring: str | None = "127.0.0.1:0",
-        on_demand: bool = False,
+        on_demand: bool = True,
         gateway_subnet: str = "127.0.200",
     ) -> None:
-        """`on_demand`: sidecars are scoped (fetch each HTTP service on its first call;
-        xds `translate/scoping.py`), which needs Delta xDS."""
+        """`on_demand` (the default): sidecars are scoped (fetch each HTTP service on
+        its first call; xds `translate/scoping.py`), which needs Delta xDS; off, every
+        sidecar is sent every service (over Delta only with `delta`)."""
         self.config = config
         self.state_path = state
         self.xds_address = xds

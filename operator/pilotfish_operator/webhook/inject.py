@@ -137,8 +137,9 @@ class Config:
     """Sidecars reach xDS over TLS with their pod's token (else plaintext)."""
     trust_domain: str = "cluster.local"
     values: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_VALUES))
-    delta: bool = False
-    """Sidecars use Delta xDS (needed by scoped sidecars: `operator --on-demand`)."""
+    delta: bool = True
+    """Sidecars use Delta xDS (needed by scoped sidecars, the operator's default; off
+    with `operator --no-on-demand`)."""
 
 
 @dataclass(frozen=True)

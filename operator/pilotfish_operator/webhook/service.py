@@ -69,7 +69,7 @@ async def webhooks(
     cluster_domain: str,
     xds_security: bool = True,
     trust_domain: str = "cluster.local",
-    delta: bool = False,
+    delta: bool = True,
     on_configuration_change: list[Callable[[], Awaitable[object]]] | None = None,
 ) -> AsyncIterator[WebhookServer]:
     """The webhook server, serving until the context exits. Appending to
