@@ -254,7 +254,13 @@ def flags(container: dict[str, Any]) -> dict[str, str]:
     assert args[0] == "operator"
     parsed = operator_side(PARSE_OPERATOR_ARGS, *args)
     given = {arg.split("=", 1)[0] for arg in args[1:]}
-    return {f: parsed[f[2:].replace("-", "_")] for f in given}
+    return {f: parsed[_dest(f, parsed)] for f in given}
+
+
+def _dest(flag: str, parsed: dict[str, str]) -> str:
+    """Where the parser keeps `flag`'s value (`--no-x` is `--x`'s negation)."""
+    name = flag[2:].replace("-", "_")
+    return name[3:] if name not in parsed and name.startswith("no_") else name
 
 
 def mounted_file(pod: dict[str, Any], container: dict[str, Any], path: str) -> tuple[str, str]:
@@ -464,5 +470,6 @@ def test_scoped_sidecars_are_one_value() -> None:
         docs = documents(render(*values))
         pod = find(docs, "Deployment", "pilotfish")["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert ("--no-on-demand" in flags(container)) is expected
-        assert "--on-demand" not in flags(container)
+        given = flags(container)
+        assert given.get("--no-on-demand") == ("False" if expected else None), given
+        assert "--on-demand" not in given

@@ -32,6 +32,7 @@ INJECTED = {
     "capture-annotations",
     "generate-name",
     "plaintext-xds",
+    "no-on-demand",
 }
 SKIPPED = {
     "pod-opt-out": "pod-opt-out",
@@ -73,7 +74,9 @@ def load_case(name: str) -> dict[str, Any]:
 async def admit(case: dict[str, Any]) -> tuple[Webhook, dict[str, Any]]:
     version = {"gitVersion": f"v{case['kubernetes']}.0"}
     webhook = await start_webhook(
-        native_sidecars=native_sidecars(version), xds_security=not case.get("plaintextXds")
+        native_sidecars=native_sidecars(version),
+        xds_security=not case.get("plaintextXds"),
+        delta=case.get("onDemand", True),
     )
     request = case["request"]
     webhook.namespaces.labels_by_namespace[request["namespace"]] = case["namespaceLabels"]
@@ -210,6 +213,10 @@ def _assert_injected(case: dict[str, Any], pod: dict[str, Any]) -> None:
     assert "add" not in sc["capabilities"]
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/healthz/ready", "port": 15021}
     assert proxy["image"] == "envoyproxy/envoy:v1.40.0"
+    # Delta xDS, which scoped sidecars need, unless the operator runs --no-on-demand.
+    bootstrap = json.loads(proxy["args"][proxy["args"].index("--config-yaml") + 1])
+    api_type = bootstrap["dynamic_resources"]["ads_config"]["api_type"]
+    assert api_type == ("DELTA_GRPC" if case.get("onDemand", True) else "GRPC")
 
 
 async def _poll_events(webhook: Webhook, count: int) -> None:

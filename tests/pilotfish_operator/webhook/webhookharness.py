@@ -131,22 +131,28 @@ class Webhook:
         return self.server.serving.ca_bundle
 
 
-def injection_config(native_sidecars: bool = True, xds_security: bool = True) -> Config:
-    """As the operator configures its injector (security on unless turned off)."""
+def injection_config(
+    native_sidecars: bool = True, xds_security: bool = True, delta: bool = True
+) -> Config:
+    """As the operator configures its injector (security on unless turned off; Delta
+    xDS unless run with --no-on-demand)."""
     if not xds_security:
-        return Config(native_sidecars=native_sidecars)
+        return Config(native_sidecars=native_sidecars, delta=delta)
     return Config(
         xds_port=XDS_TLS_PORT,
         native_sidecars=native_sidecars,
         security=PodXdsSecurity(server_name=XDS_HOST),
+        delta=delta,
     )
 
 
-async def start_webhook(native_sidecars: bool = True, xds_security: bool = True) -> Webhook:
+async def start_webhook(
+    native_sidecars: bool = True, xds_security: bool = True, delta: bool = True
+) -> Webhook:
     store, namespaces, events = FakeCertStore(), FakeNamespaces(), FakeEvents()
     store.install_webhooks()
     server = WebhookServer(
-        Injector(injection_config(native_sidecars, xds_security)),
+        Injector(injection_config(native_sidecars, xds_security, delta)),
         SecretCerts(store),
         namespaces,
         events,
