@@ -1,4 +1,4 @@
-"""Scoped sidecars (`pilotfish local --on-demand`): a sidecar is sent no HTTP service
+"""Scoped sidecars (local mode's default; explicit here): a sidecar is sent no HTTP service
 until its workload calls one, and that first call is answered correctly (Envoy's
 on_demand filter fetches the virtual host over VHDS; its clusters come first)."""
 

@@ -55,7 +55,7 @@ def sidecar_bootstrap(
     xds_port: int,
     security: PodXdsSecurity | None = None,
     workload: ir.Workload | None = None,
-    delta: bool = False,
+    delta: bool = True,
 ) -> dict[str, Any]:
     config = bootstrap(
         f"{POD_NAME}.{namespace}",

@@ -1,6 +1,8 @@
-"""`pilotfish operator --on-demand` (Settings.on_demand): a sidecar on Delta xDS is sent
-no HTTP service until it asks for one by Host (VHDS); then the service's clusters come
-first and its virtual host with the alias it asked by."""
+"""Scoped sidecars, the operator's default (Settings.on_demand): a sidecar on Delta xDS
+is sent no HTTP service until it asks for one by Host (VHDS); then the service's
+clusters come first and its virtual host with the alias it asked by. (A State of the
+World sidecar is sent everything: every other test here reads full snapshots over SotW
+from an operator with the default.)"""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ V1, V2 = f"outbound|9080|v1|{REVIEWS}", f"outbound|9080|v2|{REVIEWS}"
 async def test_a_scoped_sidecar_fetches_a_service_by_host(k8s: Any, start_operator: Start) -> None:
     for obj in objects():
         await create(k8s, obj)
-    operator = await start_operator(on_demand=True)
+    operator = await start_operator()  # scoped: the default
     await wait_for(lambda: k8s.objects[VS, "shop", "reviews"].get("status"), what="VS status")
 
     async with DeltaClient(f"127.0.0.1:{operator.xds_port}", CLIENT_NODE) as client:
