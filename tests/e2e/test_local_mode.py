@@ -58,7 +58,11 @@ async def _cli(*args: str) -> str:
     return out.decode()
 
 
-def test_local_command_serves_writes_state_and_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", [(), ("--no-on-demand",)], ids=["scoped", "full"])
+def test_local_command_serves_writes_state_and_stops_everything(
+    tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    scoped = not flags  # the default
     h = Harness.new(tmp_path)
     client, web = h.ip(10), h.ip(11)
     h.backend("web-1", web, 8080)
@@ -73,6 +77,7 @@ def test_local_command_serves_writes_state_and_stops_everything(tmp_path: Path) 
     state = tmp_path / "state.json"
     log = (tmp_path / "local.log").open("w")
     args = ["local", "--config", str(h.config), "--state", str(state), "--xds", "127.0.0.1:0"]
+    args += flags
     proc = subprocess.Popen([*PILOTFISH, *args], stderr=log)
     try:
         _wait_for(state.exists)
@@ -103,8 +108,10 @@ def test_local_command_serves_writes_state_and_stops_everything(tmp_path: Path) 
         ).stdout
         rows = {line.split()[0]: line.split() for line in status.splitlines()[1:]}
         assert set(rows) == {"client.site", "web-1.site"}
-        for row in rows.values():
-            assert row[2:6] == ["SYNCED"] * 4, status
+        assert rows["client.site"][2:6] == ["SYNCED"] * 4, status
+        # Scoped, web-1's sidecar has called nothing, so never asked for endpoints.
+        web_eds = "-" if scoped else "SYNCED"
+        assert rows["web-1.site"][2:6] == ["SYNCED", "SYNCED", web_eds, "SYNCED"], status
 
         routes = subprocess.run(
             [*PILOTFISH, "proxy-config", "site/client", "routes", "--state", str(state)],
@@ -115,9 +122,16 @@ def test_local_command_serves_writes_state_and_stops_everything(tmp_path: Path) 
         config = yaml.safe_load(routes)
         by_name = {r["name"]: r for r in config["routes"]["resources"]}
         assert set(by_name) == {"inbound", "outbound"}  # the inbound table is RDS too
-        vhosts = by_name["outbound"]["virtualHosts"]
-        # The mesh's service, then ALLOW_ANY's forward to any other host.
-        assert [v["name"] for v in vhosts] == ["web.site.svc.cluster.local:8080", "allow_any"]
+        if scoped:
+            # No virtual host is pushed; the service is fetched by Host (VHDS).
+            assert "vhds" in by_name["outbound"] and not by_name["outbound"].get("virtualHosts")
+            fetchable = config["routes"]["onDemand"]["virtualHosts"]
+            assert [v["name"] for v in fetchable] == ["outbound/web.site.svc.cluster.local:8080"]
+        else:
+            vhosts = by_name["outbound"]["virtualHosts"]
+            # The mesh's service, then ALLOW_ANY's forward to any other host.
+            names = [v["name"] for v in vhosts]
+            assert names == ["web.site.svc.cluster.local:8080", "allow_any"]
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

@@ -14,7 +14,7 @@ import yaml
 
 from .cache import SnapshotCache
 from .status import StatusRegistry
-from .types import SECRET, SHORT_NAMES
+from .types import ROUTE, SECRET, SHORT_NAMES, VIRTUAL_HOST
 
 DEBUG_SERVICE = "pilotfish.debug.v1.Debug"
 _TIMEOUT = 10.0
@@ -67,6 +67,18 @@ def render_config(cache: SnapshotCache, node: str, kind: str) -> str:
         else:
             items = [decode(type_url, r.body).to_dict() for _, r in sorted(resources.items())]
         out[short] = {"version": snapshot.version(type_url), "resources": items}
+        if type_url == ROUTE and snapshot.on_demand is not None:
+            # A scoped proxy's tables hold no virtual host: these are what it fetches by
+            # Host on a first call (VHDS). What it fetched is in its admin /config_dump.
+            offers = {
+                o.resource.name: o.resource for o in snapshot.on_demand.virtual_hosts.values()
+            }
+            out[short]["onDemand"] = {
+                "version": snapshot.version(VIRTUAL_HOST),
+                "virtualHosts": [
+                    decode(VIRTUAL_HOST, r.body).to_dict() for _, r in sorted(offers.items())
+                ],
+            }
     return yaml.safe_dump(out, sort_keys=False)
 
 
