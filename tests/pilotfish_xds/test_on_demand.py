@@ -3,13 +3,16 @@ always sent plus a catalogue it fetches from (VHDS aliases, clusters by name).""
 
 from __future__ import annotations
 
+import yaml
 from adsclient import DeltaClient, Running
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.route.v3 import VirtualHost
 from test_server import poll
 
+from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.codec import Encoded, decode, encode
+from pilotfish_xds.debug import render_config
 from pilotfish_xds.on_demand import Offer, OnDemand
 from pilotfish_xds.snapshot import Snapshot
 from pilotfish_xds.types import CLUSTER, ENDPOINT, VIRTUAL_HOST
@@ -161,3 +164,15 @@ async def test_clusters_by_name(xds: Running) -> None:
         xds.cache.set(NODE, scoped(tag="v2"))
         after = await client.recv()
         assert after.type_url == CLUSTER and API not in [r.name for r in after.resources]
+
+
+def test_proxy_config_lists_what_a_scoped_proxy_can_fetch() -> None:
+    """`pilotfish proxy-config … routes`: a scoped proxy's tables hold no virtual host,
+    so the catalogue's are listed (once each, however many domains find them)."""
+    cache = SnapshotCache()
+    cache.set(NODE, scoped())
+    routes = yaml.safe_load(render_config(cache, NODE, "routes"))["routes"]
+    names = [v["name"] for v in routes["onDemand"]["virtualHosts"]]
+    assert names == ["80/api", "80/ext", "80/web"]
+    cache.set(NODE, Snapshot({CLUSTER: [encode(DB, Cluster(name=DB))]}))
+    assert "onDemand" not in yaml.safe_load(render_config(cache, NODE, "routes"))["routes"]
