@@ -1,0 +1,108 @@
+"""Manifest text → documents, as `kubectl`/`istioctl` read it: YAML, or JSON.
+
+`*.json` is parsed as JSON (PyYAML refuses the tab indentation JSON often has, and reads
+`1e3` as a string); anything else as YAML, falling back to JSON. A duplicate key in a
+mapping is an error naming the key and its line, as Istio's strict decoding refuses it
+(the last value silently winning would apply something the author did not see).
+"""
+
+from __future__ import annotations
+
+import json
+from json.scanner import py_make_scanner
+from typing import Any
+
+import yaml
+
+
+class DecodeError(Exception):
+    """Neither YAML nor JSON, or a duplicate key: one line, with the line number."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool) and key in seen:
+                line = key_node.start_mark.line + 1
+                raise DecodeError(f"line {line}: duplicate key {key!r}")
+            seen.add(key)
+        out: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return out
+
+
+def _yaml(text: str) -> list[Any]:
+    try:
+        return list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 - a SafeLoader
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise DecodeError(f"{where}not valid YAML: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:  # pragma: no cover - every scanner/parser error is marked
+        raise DecodeError(f"not valid YAML: {err}") from None
+
+
+def _json(text: str) -> list[Any]:
+    decoder = json.JSONDecoder()
+    plain = decoder.parse_object
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
+        text, start = s_and_end
+        pairs, end = plain(s_and_end, *args)
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                line = text.count("\n", 0, _key_at(text, start, key)) + 1
+                raise DecodeError(f"line {line}: duplicate key {key!r}")
+            seen.add(key)
+        return dict(pairs), end
+
+    decoder.object_pairs_hook = list  # keep every pair: duplicates are refused above
+    decoder.parse_object = parse_object  # type: ignore[assignment]
+    decoder.scan_once = py_make_scanner(decoder)  # the pure-Python scanner calls parse_object
+    try:
+        doc = decoder.decode(text)
+    except json.JSONDecodeError as err:
+        raise DecodeError(f"line {err.lineno}, column {err.colno}: not valid JSON: {err.msg}")
+    return doc if isinstance(doc, list) else [doc]
+
+
+def _key_at(text: str, start: int, key: str) -> int:
+    """Where the second `key` of the object beginning at `start` is (keys of nested
+    objects and string values skipped)."""
+    depth, pos, found = 0, start, 0
+    while pos < len(text):
+        c = text[pos]
+        if c == '"':
+            token, end = json.decoder.scanstring(text, pos + 1)
+            after = text[end:].lstrip()
+            if depth == 0 and after.startswith(":") and token == key:
+                found += 1
+                if found == 2:
+                    return pos
+            pos = end
+            continue
+        if c in "{[":
+            depth += 1
+        elif c in "}]":
+            if depth == 0:
+                break
+            depth -= 1
+        pos += 1
+    return start
+
+
+def decode(text: str, json_first: bool) -> list[Any]:
+    """The documents of one file; raises DecodeError."""
+    if json_first:
+        return _json(text)
+    try:
+        return _yaml(text)
+    except DecodeError as yaml_error:
+        if not text.lstrip().startswith(("{", "[")):
+            raise
+        try:
+            return _json(text)
+        except DecodeError:
+            raise yaml_error from None
