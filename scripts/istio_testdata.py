@@ -31,7 +31,12 @@ from pilotfish_operator.api import ConfigError, parse
 from pilotfish_operator.api.kinds import spec_for
 from pilotfish_operator.sources.files import FileError, load_documents
 
-ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io")
+ISTIO_GROUPS = (
+    "networking.istio.io",
+    "security.istio.io",
+    "telemetry.istio.io",
+    "extensions.istio.io",
+)
 # `_err` naming a field: "spec.a[0].b: reason" or "b[0] in body should ...".
 _FIELD = re.compile(r"^([A-Za-z][\w.\[\]]*)(?::| in body)")
 

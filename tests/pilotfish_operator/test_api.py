@@ -245,7 +245,13 @@ INVALID = {
     ),
     "empty subset name": (
         _DR + "spec: {host: reviews, subsets: [{name: ''}]}\n",
-        "DestinationRule prod/reviews: spec.subsets[0].name: must not be empty",
+        "DestinationRule prod/reviews: spec.subsets[0].name: must be a DNS label "
+        "(lowercase letters, digits and '-', at most 63) (got \"\")",
+    ),
+    "subset name not a DNS label": (
+        _DR + "spec: {host: reviews, subsets: [{name: v1}, {name: 'Bad Name!'}]}\n",
+        "DestinationRule prod/reviews: spec.subsets[1].name: must be a DNS label "
+        "(lowercase letters, digits and '-', at most 63) (got \"Bad Name!\")",
     ),
     "missing host": (
         _DR + "spec: {subsets: [{name: v1}]}\n",

@@ -9,10 +9,13 @@ mapping is an error naming the key and its line, as Istio's strict decoding refu
 from __future__ import annotations
 
 import json
-from json.scanner import py_make_scanner
+import json.scanner
 from typing import Any
 
 import yaml
+
+_DECODER: Any = json.decoder  # scanstring and py_make_scanner are not in typeshed
+_SCANNER: Any = json.scanner
 
 
 class DecodeError(Exception):
@@ -23,7 +26,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if isinstance(key, str | int | float | bool) and key in seen:
                 line = key_node.start_mark.line + 1
                 raise DecodeError(f"line {line}: duplicate key {key!r}")
@@ -34,7 +37,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _yaml(text: str) -> list[Any]:
     try:
-        return list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 - a SafeLoader
+        return list(yaml.load_all(text, Loader=_StrictLoader))  # a SafeLoader subclass
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -44,7 +47,7 @@ def _yaml(text: str) -> list[Any]:
 
 
 def _json(text: str) -> list[Any]:
-    decoder = json.JSONDecoder()
+    decoder: Any = json.JSONDecoder()  # typeshed lacks the scanner hooks set below
     plain = decoder.parse_object
 
     def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
@@ -59,12 +62,14 @@ def _json(text: str) -> list[Any]:
         return dict(pairs), end
 
     decoder.object_pairs_hook = list  # keep every pair: duplicates are refused above
-    decoder.parse_object = parse_object  # type: ignore[assignment]
-    decoder.scan_once = py_make_scanner(decoder)  # the pure-Python scanner calls parse_object
+    decoder.parse_object = parse_object
+    # The pure-Python scanner calls parse_object (the C one does not).
+    decoder.scan_once = _SCANNER.py_make_scanner(decoder)
     try:
         doc = decoder.decode(text)
     except json.JSONDecodeError as err:
-        raise DecodeError(f"line {err.lineno}, column {err.colno}: not valid JSON: {err.msg}")
+        where = f"line {err.lineno}, column {err.colno}"
+        raise DecodeError(f"{where}: not valid JSON: {err.msg}") from None
     return doc if isinstance(doc, list) else [doc]
 
 
@@ -75,7 +80,7 @@ def _key_at(text: str, start: int, key: str) -> int:
     while pos < len(text):
         c = text[pos]
         if c == '"':
-            token, end = json.decoder.scanstring(text, pos + 1)
+            token, end = _DECODER.scanstring(text, pos + 1)
             after = text[end:].lstrip()
             if depth == 0 and after.startswith(":") and token == key:
                 found += 1

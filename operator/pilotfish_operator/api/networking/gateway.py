@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, ClassVar, Literal, Self
 
-from annotated_types import Ge, Le
+from annotated_types import Ge, Le, Len
 from pydantic import Strict, model_validator
 
 from ..errors import invalid
@@ -40,6 +40,12 @@ class GatewayPort(IstioModel):
         return self
 
 
+class TLSCertificate(IstioModel):
+    server_certificate: Str = ""
+    private_key: Str = ""
+    ca_certificates: Str = ""
+
+
 class ServerTLSSettings(IstioModel):
     https_redirect: Bool = False
     mode: TLSMode = "PASSTHROUGH"
@@ -55,6 +61,10 @@ class ServerTLSSettings(IstioModel):
     min_protocol_version: TLSVersion = "TLS_AUTO"
     max_protocol_version: TLSVersion = "TLS_AUTO"
     cipher_suites: tuple[NonEmptyStr, ...] = ()
+    # Accepted, not applied yet (README, "Istio API coverage").
+    tls_certificates: Annotated[tuple[TLSCertificate, ...], Len(0, 2)] = ()
+    ca_cert_credential_name: Str = ""
+    insecure_skip_verify: Bool | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -62,6 +72,8 @@ class ServerTLSSettings(IstioModel):
         credential = bool(self.credential_name or self.credential_names)
         if self.credential_name and self.credential_names:
             raise invalid("only one of credentialName and credentialNames", "credentialNames")
+        if self.tls_certificates and self.credential_names:
+            raise invalid("only one of credentialNames and tlsCertificates", "tlsCertificates")
         files = bool(self.server_certificate or self.private_key)
         if self.mode == "ISTIO_MUTUAL":
             if credential or files or self.ca_certificates:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 
 from ..errors import invalid
 from ..meta import IstioModel, IstioResource, Str
@@ -42,6 +42,15 @@ def _path(value: str) -> str:
 
 PortStr = Annotated[str, AfterValidator(_port)]
 PathStr = Annotated[str, AfterValidator(_path)]
+
+
+def _service_account(value: str) -> str:
+    if not value or "*" in value or value.count("/") > 1 or "" in value.split("/"):
+        raise ValueError("must be <namespace>/<serviceaccount> or <serviceaccount>, no '*'")
+    return value
+
+
+ServiceAccountRef = Annotated[str, Strict(), AfterValidator(_service_account)]
 
 # Istio's documented `when` keys (exact), and the ones with a bracketed name.
 _KEYS = frozenset(
@@ -82,6 +91,21 @@ class Source(IstioModel):
     not_ip_blocks: tuple[Subnet, ...] = ()
     remote_ip_blocks: tuple[Subnet, ...] = ()
     not_remote_ip_blocks: tuple[Subnet, ...] = ()
+    # `<namespace>/<name>` or `<name>` (the policy's namespace); matched as principals.
+    service_accounts: tuple[ServiceAccountRef, ...] = ()
+    not_service_accounts: tuple[ServiceAccountRef, ...] = ()
+    trust_domains: tuple[NonEmptyStr, ...] = ()
+    not_trust_domains: tuple[NonEmptyStr, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.service_accounts or self.not_service_accounts) and (
+            self.principals or self.not_principals or self.namespaces or self.not_namespaces
+        ):
+            raise invalid(
+                "cannot set serviceAccounts with namespaces or principals", "serviceAccounts"
+            )
+        return self
 
 
 class Operation(IstioModel):
