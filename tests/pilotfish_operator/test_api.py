@@ -329,9 +329,14 @@ INVALID = {
         "VirtualService default/reviews: apiVersion: must be one of networking.istio.io/v1, "
         'networking.istio.io/v1beta1, networking.istio.io/v1alpha3 (got "networking.istio.io/v2")',
     ),
-    "kind": (
+    "recognised kind": (
         "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: ef}\n",
-        "EnvoyFilter default/ef: kind: unknown kind 'EnvoyFilter'; expected one of VirtualService, "
+        "EnvoyFilter default/ef: kind: networking.istio.io/EnvoyFilter is recognised but not "
+        "supported yet by Pilotfish",
+    ),
+    "kind": (
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFiltr\nmetadata: {name: ef}\n",
+        "EnvoyFiltr default/ef: kind: unknown kind 'EnvoyFiltr'; expected one of VirtualService, "
         "DestinationRule, Gateway, PeerAuthentication, AuthorizationPolicy, "
         "RequestAuthentication, Telemetry, ServiceEntry, WorkloadEntry, Sidecar, GatewayClass, "
         "HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, ReferenceGrant, Namespace, Service, Pod, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field, Strict, model_validator
+from pydantic import AfterValidator, Field, Strict, StringConstraints, model_validator
 
 from ..errors import invalid
 from ..meta import IstioModel, IstioResource, Str
@@ -143,6 +143,10 @@ class Condition(IstioModel):
         return self
 
 
+_GROUP = r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_KIND = r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"
+
+
 class Rule(IstioModel):
     from_: tuple[RuleFrom, ...] = Field(default=(), alias="from")
     to: tuple[RuleTo, ...] = ()
@@ -150,10 +154,16 @@ class Rule(IstioModel):
 
 
 class PolicyTargetReference(IstioModel):
-    group: Str = ""
-    kind: NonEmptyStr
-    name: NonEmptyStr
+    group: Annotated[str, Strict(), StringConstraints(pattern=_GROUP, max_length=253)] = ""
+    kind: Annotated[str, Strict(), StringConstraints(pattern=_KIND, max_length=63)]
+    name: Annotated[str, Strict(), StringConstraints(min_length=1, max_length=253)]
     namespace: Str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.namespace:  # Istio: "cross namespace referencing is not currently supported"
+            raise invalid("must be empty: a reference to another namespace", "namespace")
+        return self
 
 
 class ExtensionProvider(IstioModel):
