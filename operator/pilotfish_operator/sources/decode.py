@@ -18,6 +18,9 @@ _DECODER: Any = json.decoder  # scanstring and py_make_scanner are not in typesh
 _SCANNER: Any = json.scanner
 
 
+_NOT_AN_OBJECT = "not an object (a manifest is a mapping with apiVersion and kind)"
+
+
 class DecodeError(Exception):
     """Neither YAML nor JSON, or a duplicate key: one line, with the line number."""
 
@@ -36,14 +39,25 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _yaml(text: str) -> list[Any]:
+    loader = _StrictLoader(text)
+    docs = []
     try:
-        return list(yaml.load_all(text, Loader=_StrictLoader))  # a SafeLoader subclass
+        while loader.check_node():
+            node = loader.get_node()
+            assert node is not None  # check_node said there is one
+            doc = loader.construct_document(node)
+            if doc is not None and not isinstance(doc, dict):
+                raise DecodeError(f"line {node.start_mark.line + 1}: {_NOT_AN_OBJECT}")
+            docs.append(doc)
+        return docs
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise DecodeError(f"{where}not valid YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:  # pragma: no cover - every scanner/parser error is marked
         raise DecodeError(f"not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
 
 
 def _json(text: str) -> list[Any]:
@@ -70,7 +84,10 @@ def _json(text: str) -> list[Any]:
     except json.JSONDecodeError as err:
         where = f"line {err.lineno}, column {err.colno}"
         raise DecodeError(f"{where}: not valid JSON: {err.msg}") from None
-    return doc if isinstance(doc, list) else [doc]
+    docs = doc if isinstance(doc, list) else [doc]
+    if not all(isinstance(d, dict) for d in docs):
+        raise DecodeError(f"line 1: {_NOT_AN_OBJECT}")
+    return docs
 
 
 def _key_at(text: str, start: int, key: str) -> int:

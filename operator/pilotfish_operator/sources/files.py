@@ -35,11 +35,9 @@ def load_documents(path: Path, text: str | None = None) -> list[Mapping[str, Any
     except (OSError, UnicodeDecodeError, DecodeError) as err:
         raise FileError(f"{path}: cannot read: {err}") from err
     out: list[Mapping[str, Any]] = []
-    for i, doc in enumerate(docs):
+    for doc in docs:
         if doc is None:
             continue
-        if not isinstance(doc, Mapping):
-            raise FileError(f"{path}: document {i} is not an object")
         if doc.get("kind") == "List":
             out.extend(item for item in doc.get("items") or [] if isinstance(item, Mapping))
         else:
