@@ -322,7 +322,7 @@ INVALID = {
         "request.headers[<name>], request.auth.claims[<claim>], connection.sni, "
         "destination.ip, destination.port, remote.ip, request.auth.audiences, "
         "request.auth.presenter, request.auth.principal, source.ip, source.namespace, "
-        'source.principal (got "request.time")',
+        'source.principal, source.trustDomain (got "request.time")',
     ),
     "apiVersion": (
         _VS.replace("networking.istio.io/v1", "networking.istio.io/v2") + "spec: {hosts: [a]}\n",

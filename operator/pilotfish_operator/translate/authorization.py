@@ -20,59 +20,30 @@ from typing import Any
 
 from pilotfish_xds import ir
 
-from ..api import AuthorizationPolicy, RequestAuthentication, Rule, Service, Source
+from ..api import AuthorizationPolicy, RequestAuthentication, Rule, Service
 from ..api.mesh_config import EMPTY, MeshConfigSpec
 from . import providers
 from .precedence import age
 
 
-def _account(ref: str, namespace: str) -> str:
-    """`serviceAccounts` entry → a principal in any trust domain."""
-    ns, _, name = ref.rpartition("/")
-    return f"*/ns/{ns or namespace}/sa/{name}"
+def _accounts(refs: tuple[str, ...], namespace: str) -> tuple[str, ...]:
+    """`serviceAccounts` entries → principals in any trust domain (`<name>` alone is in
+    the policy's namespace). The API forbids them beside principals, so they can stand
+    in for them."""
+    out = []
+    for ref in refs:
+        ns, _, name = ref.rpartition("/")
+        out.append(f"*/ns/{ns or namespace}/sa/{name}")
+    return tuple(out)
 
 
-def _domain(value: str) -> str | None:
-    """`trustDomains` entry → a principal pattern (a suffix match on the trust domain
-    alone has no principal form: None)."""
-    if value == "*" or value.endswith("*"):
-        return value
-    return None if value.startswith("*") else f"{value}/*"
-
-
-def _principals(source: Source, namespace: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """Principals and not-principals of a source, with `serviceAccounts` and
-    `trustDomains` folded in (the API forbids serviceAccounts beside principals); None
-    when trust domains cannot be expressed so (then the caller fails closed)."""
-    allow = source.principals + tuple(_account(a, namespace) for a in source.service_accounts)
-    deny = source.not_principals + tuple(
-        _account(a, namespace) for a in source.not_service_accounts
-    )
-    domains = [_domain(d) for d in source.trust_domains]
-    not_domains = [_domain(d) for d in source.not_trust_domains]
-    if None in domains or None in not_domains or (domains and allow):
-        return None
-    return allow + tuple(d for d in domains if d), deny + tuple(d for d in not_domains if d)
-
-
-def _rule(r: Rule, namespace: str, deny: bool) -> ir.AuthzRule | None:
-    """None: a rule of an ALLOW/AUDIT/CUSTOM policy whose trust domains cannot be
-    matched (left out: it matches nothing); a DENY policy's ignores them instead."""
-    sources = []
-    for f in r.from_:
-        principals = _principals(f.source, namespace)
-        if principals is None and not deny:
-            return None
-        if principals is None:
-            plain = f.source.model_copy(update={"trust_domains": (), "not_trust_domains": ()})
-            principals = _principals(plain, namespace)
-        assert principals is not None
-        sources.append((f, principals))
+def _rule(r: Rule, namespace: str) -> ir.AuthzRule:
     return ir.AuthzRule(
         sources=tuple(
             ir.AuthzSource(
-                principals=principals[0],
-                not_principals=principals[1],
+                principals=f.source.principals + _accounts(f.source.service_accounts, namespace),
+                not_principals=f.source.not_principals
+                + _accounts(f.source.not_service_accounts, namespace),
                 request_principals=f.source.request_principals,
                 not_request_principals=f.source.not_request_principals,
                 namespaces=f.source.namespaces,
@@ -81,8 +52,10 @@ def _rule(r: Rule, namespace: str, deny: bool) -> ir.AuthzRule | None:
                 not_ip_blocks=f.source.not_ip_blocks,
                 remote_ip_blocks=f.source.remote_ip_blocks,
                 not_remote_ip_blocks=f.source.not_remote_ip_blocks,
+                trust_domains=f.source.trust_domains,
+                not_trust_domains=f.source.not_trust_domains,
             )
-            for f, principals in sources
+            for f in r.from_
         ),
         operations=tuple(
             ir.AuthzOperation(
@@ -99,10 +72,6 @@ def _rule(r: Rule, namespace: str, deny: bool) -> ir.AuthzRule | None:
         ),
         conditions=tuple(ir.AuthzCondition(c.key, c.values, c.not_values) for c in r.when),
     )
-
-
-def _suffix_domains(r: Rule) -> bool:
-    return any(_principals(f.source, "") is None for f in r.from_)
 
 
 DEFAULT_TIMEOUT = datetime.timedelta(seconds=600)
@@ -126,16 +95,7 @@ class AuthzPolicies:
             if p.spec.target_ref is not None or p.spec.target_refs:
                 continue  # for gateways and waypoints
             name = f"{p.namespace}/{p.name}"
-            deny = p.spec.action == "DENY"
-            rules = tuple(
-                r for r in (_rule(r, p.namespace, deny) for r in p.spec.rules) if r is not None
-            )
-            if any(_suffix_domains(r) for r in p.spec.rules):
-                self._warn(
-                    f"AuthorizationPolicy {name}: a trustDomains suffix ('*.example') or "
-                    "trustDomains beside principals is not applied yet; "
-                    + ("ignored in its DENY rules" if deny else "those rules match nothing")
-                )
+            rules = tuple(_rule(r, p.namespace) for r in p.spec.rules)
             if p.spec.action != "CUSTOM":
                 self._all.append((p, ir.AuthzPolicy(name, p.spec.action, rules)))
                 continue

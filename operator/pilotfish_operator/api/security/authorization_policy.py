@@ -59,6 +59,7 @@ _KEYS = frozenset(
         "remote.ip",
         "source.namespace",
         "source.principal",
+        "source.trustDomain",
         "request.auth.principal",
         "request.auth.audiences",
         "request.auth.presenter",
