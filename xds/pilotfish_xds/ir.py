@@ -733,6 +733,8 @@ class ConnectionPool:
     """h2UpgradePolicy UPGRADE: speak HTTP/2 to the upstream."""
     use_client_protocol: bool = False
     max_concurrent_streams: int | None = None
+    h2_keepalive: tuple[timedelta, timedelta] | None = None
+    """http2KeepAlive (interval, timeout): HTTP/2 PINGs on upstream HTTP/2 connections."""
 
 
 @dataclass(frozen=True, slots=True)

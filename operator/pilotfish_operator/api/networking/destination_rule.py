@@ -151,10 +151,11 @@ class TCPSettings(IstioModel):
 
 
 class ConnectionKeepalive(IstioModel):
-    """HTTP/2 PING frames; accepted, not applied yet (docs: README, "Istio API coverage")."""
+    """HTTP/2 PINGs on upstream HTTP/2 connections (Envoy needs both; Istio documents
+    both as required when http2KeepAlive is set)."""
 
-    interval: PositiveDuration | None = None
-    timeout: PositiveDuration | None = None
+    interval: PositiveDuration
+    timeout: PositiveDuration
 
 
 class HTTPSettings(IstioModel):
