@@ -235,6 +235,8 @@ class Forward:
 @dataclass(frozen=True, slots=True)
 class Redirect:
     path: str | None = None
+    prefix_rewrite: str | None = None
+    """Replaces the matched prefix (Istio's redirect `prefixRewrite`)."""
     authority: str | None = None
     scheme: str | None = None
     port: int | None = None

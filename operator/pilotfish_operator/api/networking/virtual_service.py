@@ -95,7 +95,7 @@ class HTTPRedirect(IstioModel):
     derive_port: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
     scheme: Str | None = None
     redirect_code: RedirectCode | None = None
-    prefix_rewrite: Str | None = None  # accepted, not applied yet (README)
+    prefix_rewrite: Str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
