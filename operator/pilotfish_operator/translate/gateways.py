@@ -113,6 +113,10 @@ def _tls(
             return why
     elif tls.credential_names:
         return "credentialNames is not served yet (use credentialName)"
+    elif tls.tls_certificates:
+        return "tlsCertificates is not served yet (use credentialName or serverCertificate)"
+    if tls.ca_cert_credential_name:
+        return "caCertCredentialName is not served yet (put ca.crt in credentialName's Secret)"
     else:
         files = (tls.server_certificate, tls.private_key, tls.ca_certificates)
     mode = cast(Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"], tls.mode)

@@ -61,7 +61,7 @@ class ServerTLSSettings(IstioModel):
     min_protocol_version: TLSVersion = "TLS_AUTO"
     max_protocol_version: TLSVersion = "TLS_AUTO"
     cipher_suites: tuple[NonEmptyStr, ...] = ()
-    # Accepted, not applied yet (README, "Istio API coverage").
+    # Accepted; a server using one is left out with a warning (translate/gateways.py).
     tls_certificates: Annotated[tuple[TLSCertificate, ...], Len(0, 2)] = ()
     ca_cert_credential_name: Str = ""
     insecure_skip_verify: Bool | None = None
@@ -69,7 +69,7 @@ class ServerTLSSettings(IstioModel):
     @model_validator(mode="after")
     def _check(self) -> Self:
         # Istio's rules: where the certificate comes from must be said exactly once.
-        credential = bool(self.credential_name or self.credential_names)
+        credential = bool(self.credential_name or self.credential_names or self.tls_certificates)
         if self.credential_name and self.credential_names:
             raise invalid("only one of credentialName and credentialNames", "credentialNames")
         if self.tls_certificates and self.credential_names:
