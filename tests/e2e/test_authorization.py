@@ -61,6 +61,30 @@ CASES: list[tuple[str, list[dict[str, Any]], list[tuple[str, str, str, dict[str,
         [("frontend", "GET", "/", {}, 200), ("other", "GET", "/", {}, 403)],
     ),
     (
+        # No filter on this port sets that metadata: the ALLOW rule matches nobody (and
+        # Envoy took the config: the previous case's policy let frontend in).
+        "a filter's metadata (experimental.envoy.filters.*)",
+        [
+            _policy(
+                "mysql",
+                {
+                    "selector": WEB,
+                    "rules": [
+                        {
+                            "when": [
+                                {
+                                    "key": "experimental.envoy.filters.network.mysql_proxy[a.b]",
+                                    "values": ["[insert]"],
+                                }
+                            ]
+                        }
+                    ],
+                },
+            )
+        ],
+        [("frontend", "GET", "/", {}, 403)],
+    ),
+    (
         "trust domains: exact, suffix, and the source.trustDomain condition",
         [
             _policy(

@@ -319,7 +319,8 @@ INVALID = {
         "metadata: {name: ap, namespace: shop}\nspec:\n  rules:\n"
         "  - when: [{key: request.time, values: [x]}]\n",
         "AuthorizationPolicy shop/ap: spec.rules[0].when[0].key: unknown attribute; one of "
-        "request.headers[<name>], request.auth.claims[<claim>], connection.sni, "
+        "request.headers[<name>], request.auth.claims[<claim>], "
+        "experimental.envoy.filters.<filter>[<key>], connection.sni, "
         "destination.ip, destination.port, remote.ip, request.auth.audiences, "
         "request.auth.presenter, request.auth.principal, source.ip, source.namespace, "
         'source.principal, source.trustDomain (got "request.time")',

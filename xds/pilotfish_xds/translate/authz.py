@@ -407,6 +407,26 @@ _ON_CALLER: dict[str, Callable[[str], Principal]] = {
 }
 
 
+_FILTER_KEY = "experimental.envoy.filters."
+
+
+def _filter_metadata(key: str) -> Callable[[str], Permission]:
+    """`experimental.envoy.filters.<filter>[<key>]`: a value in a filter's dynamic
+    metadata (as Istio: `[v]` is a list containing v, else the string itself)."""
+    name, _, rest = key.removeprefix("experimental.").partition("[")
+    path = [MetadataMatcherPathSegment(key=rest.removesuffix("]"))]
+
+    def build(v: str) -> Permission:
+        value = ValueMatcher(string_match=_string(v))
+        if v.startswith("[") and v.endswith("]"):
+            one = ValueMatcher(string_match=_string(v[1:-1]))
+            value = ValueMatcher(list_match=ListMatcher(one_of=one))
+        matcher = MetadataMatcher(filter=name, path=path, value=value)
+        return Permission(sourced_metadata=SourcedMetadata(metadata_matcher=matcher))
+
+    return build
+
+
 def _condition(c: ir.AuthzCondition) -> tuple[list[Permission], list[Principal]]:
     """A `when` condition: on the request (permissions) or on the caller (principals)."""
     key = c.key
@@ -416,6 +436,8 @@ def _condition(c: ir.AuthzCondition) -> tuple[list[Permission], list[Principal]]
         to_perm = _header(_BRACKETS.findall(key)[0])
     elif key.startswith("request.auth.claims["):
         to_principal = _claim_at(_BRACKETS.findall(key))
+    elif key.startswith(_FILTER_KEY):
+        to_perm = _filter_metadata(key)
     perms: list[Permission] = []
     principals: list[Principal] = []
     if to_perm is not None:

@@ -66,10 +66,12 @@ _KEYS = frozenset(
         "destination.ip",
         "destination.port",
         "connection.sni",
-        "experimental.envoy.filters.network.mysql_proxy",
     }
 )
-_BRACKETED = re.compile(r"^(request\.headers|request\.auth\.claims)\[[^\[\]]+\](\[[^\[\]]+\])*$")
+_BRACKETED = re.compile(
+    r"^(request\.headers|request\.auth\.claims)\[[^\[\]]+\](\[[^\[\]]+\])*$"
+    r"|^experimental\.envoy\.filters\.[\w.]+\[[^\[\]]+\]$"  # a filter's metadata, one key
+)
 
 
 def _key(value: str) -> str:
@@ -77,7 +79,7 @@ def _key(value: str) -> str:
         return value
     raise ValueError(
         "unknown attribute; one of request.headers[<name>], request.auth.claims[<claim>], "
-        + ", ".join(sorted(_KEYS - {"experimental.envoy.filters.network.mysql_proxy"}))
+        "experimental.envoy.filters.<filter>[<key>], " + ", ".join(sorted(_KEYS))
     )
 
 
