@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import re
 from typing import Any
 
 import yaml
 
 _DECODER: Any = json.decoder  # scanstring and py_make_scanner are not in typeshed
 _SCANNER: Any = json.scanner
+_COLON = re.compile(r"\s*:")
 
 
 _NOT_AN_OBJECT = "not an object (a manifest is a mapping with apiVersion and kind)"
@@ -98,8 +100,7 @@ def _key_at(text: str, start: int, key: str) -> int:
         c = text[pos]
         if c == '"':
             token, end = _DECODER.scanstring(text, pos + 1)
-            after = text[end:].lstrip()
-            if depth == 0 and after.startswith(":") and token == key:
+            if depth == 0 and token == key and _COLON.match(text, end):
                 found += 1
                 if found == 2:
                     return pos
