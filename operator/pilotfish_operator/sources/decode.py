@@ -55,7 +55,11 @@ def _yaml(text: str) -> list[Any]:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise DecodeError(f"{where}not valid YAML: {err.problem or err.context}") from None
+        reason = err.problem or err.context
+        if err.problem and err.context and err.context_mark:  # where the open construct began
+            at = err.context_mark
+            reason += f" ({err.context} at line {at.line + 1}, column {at.column + 1})"
+        raise DecodeError(f"{where}not valid YAML: {reason}") from None
     except yaml.YAMLError as err:  # pragma: no cover - every scanner/parser error is marked
         raise DecodeError(f"not valid YAML: {err}") from None
     finally:
