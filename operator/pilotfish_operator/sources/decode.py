@@ -55,7 +55,7 @@ def _yaml(text: str) -> list[Any]:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = err.problem or err.context
+        reason = err.problem or err.context or "malformed"
         if err.problem and err.context and err.context_mark:  # where the open construct began
             at = err.context_mark
             reason += f" ({err.context} at line {at.line + 1}, column {at.column + 1})"
