@@ -505,9 +505,10 @@ class TracingProvider:
 @dataclass(frozen=True, slots=True)
 class CustomTag:
     tag: str
-    kind: Literal["literal", "environment", "header"]
+    kind: Literal["literal", "environment", "header", "formatter"]
     value: str
-    """literal: the value; environment: the variable; header: the request header."""
+    """literal: the value; environment: the variable; header: the request header;
+    formatter: an access-log format string (`%REQ(:AUTHORITY)%`)."""
     default: str = ""
 
 
@@ -521,6 +522,8 @@ class Tracing:
     """Percent of the requests that start a trace here (an incoming sampled trace
     context is followed whatever this says)."""
     custom_tags: tuple[CustomTag, ...] = ()
+    propagate: bool = True
+    """False (disableContextPropagation): no trace context headers are written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -687,6 +690,8 @@ class JwtRule:
     claim_headers: tuple[tuple[str, str], ...] = ()
     """(header, claim)"""
     timeout: timedelta | None = None
+    space_delimited_claims: tuple[str, ...] = ()
+    """Claims split on spaces into lists (so `claims[scope]` matches one scope)."""
 
 
 LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RING_HASH", "MAGLEV"]

@@ -63,7 +63,7 @@ class CustomTag(IstioModel):
     literal: LiteralTag | None = None
     environment: EnvironmentTag | None = None
     header: HeaderTag | None = None
-    formatter: FormatterTag | None = None  # accepted, not applied yet (README)
+    formatter: FormatterTag | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Self:
@@ -81,7 +81,7 @@ class Tracing(IstioModel):
     custom_tags: dict[Str, CustomTag] = {}
     use_request_id_for_trace_sampling: Bool | None = None
     enable_istio_tags: Bool | None = None
-    disable_context_propagation: Bool | None = None  # accepted, not applied yet (README)
+    disable_context_propagation: Bool | None = None
 
 
 class MetricSelector(IstioModel):

@@ -216,6 +216,7 @@ class JwtRules:
                     forward=r.forward_original_token,
                     claim_headers=tuple((c.header, c.claim) for c in r.output_claim_to_headers),
                     timeout=r.timeout,
+                    space_delimited_claims=r.space_delimited_claims,
                 )
                 for r in p.spec.jwt_rules
             )

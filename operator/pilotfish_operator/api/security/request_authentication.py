@@ -61,7 +61,7 @@ class JWTRule(IstioModel):
     forward_original_token: Bool = False
     output_claim_to_headers: tuple[ClaimToHeader, ...] = ()
     timeout: Duration | None = None
-    # Claims read as space-separated lists; accepted, not applied yet (README).
+    # Claims split on spaces into lists, for AuthorizationPolicy's claim conditions.
     space_delimited_claims: Annotated[tuple[NonEmptyStr, ...], Len(0, 64)] = ()
 
     @model_validator(mode="after")
