@@ -129,6 +129,7 @@ def _tls(
         max_version=tls.max_protocol_version if tls.max_protocol_version != "TLS_AUTO" else "",
         cipher_suites=tls.cipher_suites,
         subject_alt_names=tls.subject_alt_names,
+        accept_untrusted=bool(tls.insecure_skip_verify),
     )
 
 

@@ -64,7 +64,7 @@ class ServerTLSSettings(IstioModel):
     # Accepted; a server using one is left out with a warning (translate/gateways.py).
     tls_certificates: Annotated[tuple[TLSCertificate, ...], Len(0, 2)] = ()
     ca_cert_credential_name: Str = ""
-    insecure_skip_verify: Bool | None = None
+    insecure_skip_verify: Bool | None = None  # MUTUAL: an unverified client still passes
 
     @model_validator(mode="after")
     def _check(self) -> Self:
