@@ -318,6 +318,20 @@ async def test_gateway_certificates_from_files(harness: Harness, tmp_path: Path)
         break
     assert (status, served) == (200, "reviews-v1")
 
+    # tlsCertificates: the same files given as a list (SIMPLE: no client certificate).
+    pair = {"serverCertificate": tls["serverCertificate"], "privateKey": tls["privateKey"]}
+    await harness.apply("gateway.yaml", gateway({"mode": "SIMPLE", "tlsCertificates": [pair]}))
+    for _ in range(50):
+        try:
+            status, served, _ = await asyncio.to_thread(
+                _https_get, address, "reviews.example.com", roots
+            )
+        except (ssl.SSLError, ConnectionError):
+            await asyncio.sleep(0.1)
+            continue
+        break
+    assert (status, served) == (200, "reviews-v1")
+
 
 async def test_egress_gateway_for_tls_traffic_over_istio_mutual(
     harness: Harness, tmp_path: Path

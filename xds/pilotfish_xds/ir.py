@@ -424,6 +424,8 @@ class ServerTls:
     files: tuple[str, str, str] = ("", "", "")
     """Certificate, key and client CA as paths in the gateway's filesystem (Gateway
     `serverCertificate`, `privateKey`, `caCertificates`), read by Envoy itself."""
+    more_certificates: tuple[tuple[str, str], ...] = ()
+    """Further (certificate, key) files (`tlsCertificates`: RSA and ECDSA, say)."""
     accept_untrusted: bool = False
     """`insecureSkipVerify`: a client certificate that fails verification is let through
     (the Gateway API's AllowInsecureFallback)."""

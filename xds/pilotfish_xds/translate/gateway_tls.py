@@ -58,9 +58,10 @@ def downstream_socket(tls: ir.ServerTls) -> TransportSocket:
     else:
         context.tls_certificates = [
             TlsCertificate(
-                certificate_chain=DataSource(filename=certificate),
-                private_key=DataSource(filename=key),
+                certificate_chain=DataSource(filename=chain),
+                private_key=DataSource(filename=private),
             )
+            for chain, private in ((certificate, key), *tls.more_certificates)
         ]
     if tls.mode != "SIMPLE":
         names = CertificateValidationContext(

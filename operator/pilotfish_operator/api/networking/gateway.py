@@ -61,7 +61,7 @@ class ServerTLSSettings(IstioModel):
     min_protocol_version: TLSVersion = "TLS_AUTO"
     max_protocol_version: TLSVersion = "TLS_AUTO"
     cipher_suites: tuple[NonEmptyStr, ...] = ()
-    # Accepted; a server using one is left out with a warning (translate/gateways.py).
+    # caCertCredentialName is accepted; a server using it is left out with a warning.
     tls_certificates: Annotated[tuple[TLSCertificate, ...], Len(0, 2)] = ()
     ca_cert_credential_name: Str = ""
     insecure_skip_verify: Bool | None = None  # MUTUAL: an unverified client still passes
@@ -72,9 +72,19 @@ class ServerTLSSettings(IstioModel):
         credential = bool(self.credential_name or self.credential_names or self.tls_certificates)
         if self.credential_name and self.credential_names:
             raise invalid("only one of credentialName and credentialNames", "credentialNames")
-        if self.tls_certificates and self.credential_names:
-            raise invalid("only one of credentialNames and tlsCertificates", "tlsCertificates")
         files = bool(self.server_certificate or self.private_key)
+        if self.tls_certificates and (self.credential_name or self.credential_names or files):
+            raise invalid(
+                "tlsCertificates replaces credentialName(s), serverCertificate and privateKey",
+                "tlsCertificates",
+            )
+        for i, cert in enumerate(self.tls_certificates):
+            if not (cert.server_certificate and cert.private_key):
+                raise invalid("needs serverCertificate and privateKey", "tlsCertificates", i)
+        first_ca = self.tls_certificates[0].ca_certificates if self.tls_certificates else ""
+        mutual = self.mode in ("MUTUAL", "OPTIONAL_MUTUAL")
+        if mutual and self.tls_certificates and not (self.ca_certificates or first_ca):
+            raise invalid(f"{self.mode} requires caCertificates", "tlsCertificates")
         if self.mode == "ISTIO_MUTUAL":
             if credential or files or self.ca_certificates:
                 raise invalid(
