@@ -117,3 +117,17 @@ def test_local_mode_keeps_a_file_with_a_duplicate_key_at_its_previous_objects(
     path.write_text(json.dumps(VS, indent="\t").replace("blue", "green"))
     source.scan()
     assert _subset(store) == "green" and not source.file_errors
+
+
+@pytest.mark.parametrize("name", ["empty.json", "empty.yaml"])
+def test_an_empty_file_holds_no_objects(tmp_path: Path, name: str) -> None:
+    # An editor may save an empty file first: no objects, no error.
+    path = tmp_path / name
+    path.write_text("\n")
+    assert load_documents(path) == []
+
+
+def test_a_yaml_merge_key_is_not_a_duplicate(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text("kind: X\nbase: &b {timeout: 1s}\nroute:\n  <<: *b\n  timeout: 2s\n")
+    assert load_documents(path)[0]["route"] == {"timeout": "2s"}

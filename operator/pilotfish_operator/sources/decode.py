@@ -31,8 +31,12 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base`: its keys may be overridden here (YAML's merge)
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if not isinstance(key, str | int | float | bool):
+                continue  # a complex key (`? [a, b]`): not in a manifest, left to YAML
+            if key in seen:
                 line = key_node.start_mark.line + 1
                 raise DecodeError(f"line {line}: duplicate key {key!r}")
             seen.add(key)
@@ -122,6 +126,8 @@ def _key_at(text: str, start: int, key: str) -> int:
 
 def decode(text: str, json_first: bool) -> list[Any]:
     """The documents of one file; raises DecodeError."""
+    if not text.strip():
+        return []  # an empty file (or one being written) holds no objects
     if json_first:
         return _json(text)
     try:
