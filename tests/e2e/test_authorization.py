@@ -47,6 +47,77 @@ CASES: list[tuple[str, list[dict[str, Any]], list[tuple[str, str, str, dict[str,
         ],
     ),
     (
+        # A bare name is in the policy's namespace; any trust domain.
+        "allow by serviceAccounts",
+        [
+            _policy(
+                "accounts",
+                {
+                    "selector": WEB,
+                    "rules": [{"from": [{"source": {"serviceAccounts": ["frontend"]}}]}],
+                },
+            )
+        ],
+        [("frontend", "GET", "/", {}, 200), ("other", "GET", "/", {}, 403)],
+    ),
+    (
+        # No filter on this port sets that metadata: the ALLOW rule matches nobody (and
+        # Envoy took the config: the previous case's policy let frontend in).
+        "a filter's metadata (experimental.envoy.filters.*)",
+        [
+            _policy(
+                "mysql",
+                {
+                    "selector": WEB,
+                    "rules": [
+                        {
+                            "when": [
+                                {
+                                    "key": "experimental.envoy.filters.network.mysql_proxy[a.b]",
+                                    "values": ["[insert]"],
+                                }
+                            ]
+                        }
+                    ],
+                },
+            )
+        ],
+        [("frontend", "GET", "/", {}, 403)],
+    ),
+    (
+        "trust domains: exact, suffix, and the source.trustDomain condition",
+        [
+            _policy(
+                "domains",
+                {
+                    "selector": WEB,
+                    "rules": [
+                        {"from": [{"source": {"trustDomains": ["cluster.local"]}}]},
+                        {"from": [{"source": {"trustDomains": ["*.partner.example"]}}]},
+                    ],
+                },
+            ),
+            _policy(
+                "not-other",
+                {
+                    "selector": WEB,
+                    "action": "DENY",
+                    "rules": [
+                        {
+                            "from": [{"source": {"namespaces": ["other"]}}],
+                            "when": [{"key": "source.trustDomain", "values": ["*.local"]}],
+                        }
+                    ],
+                },
+            ),
+        ],
+        [
+            ("frontend", "GET", "/", {}, 200),
+            ("other", "GET", "/", {}, 403),  # denied: its trust domain ends in .local
+            ("legacy", "GET", "/", {}, 403),  # plaintext: no trust domain
+        ],
+    ),
+    (
         "allow by namespace",
         [
             _policy(

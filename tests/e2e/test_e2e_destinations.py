@@ -241,6 +241,10 @@ async def test_redirect(harness: Harness) -> None:
                     "match": [{"uri": {"prefix": "/r4"}}],
                     "redirect": {"uri": "/x", "redirectCode": 307},
                 },
+                {  # the matched prefix replaced, the rest of the path kept
+                    "match": [{"uri": {"prefix": "/r5/"}}],
+                    "redirect": {"prefixRewrite": "/moved/"},
+                },
                 {"route": [dest("web")]},
             ],
         ),
@@ -251,6 +255,7 @@ async def test_redirect(harness: Harness) -> None:
         "/r2/abc": (302, "http://other.example/r2/abc"),
         "/r3": (308, "http://login.shop:8080/v2/login"),
         "/r4/y": (307, "http://web:8080/x"),
+        "/r5/a/b?q=1": (301, "http://web:8080/moved/a/b?q=1"),
     }
     for path, (status, location) in expected.items():
         r = await harness.get(client, f"http://web:8080{path}")

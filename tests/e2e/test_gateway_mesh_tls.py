@@ -246,6 +246,10 @@ async def test_gateway_certificates_from_files(harness: Harness, tmp_path: Path)
     files["client.crt"], files["client.key"] = pki.new_leaf(
         ca[0], ca[1], sans, now, datetime.timedelta(days=1), None, client_usage
     )
+    stranger = pki.new_ca(now, datetime.timedelta(days=1), pki.name("stranger CA"))
+    files["stranger.crt"], files["stranger.key"] = pki.new_leaf(
+        stranger[0], stranger[1], sans, now, datetime.timedelta(days=1), None, client_usage
+    )
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     tls = {
@@ -254,6 +258,20 @@ async def test_gateway_certificates_from_files(harness: Harness, tmp_path: Path)
         "privateKey": str(tmp_path / "tls.key"),
         "caCertificates": str(tmp_path / "roots.pem"),
     }
+
+    def gateway(tls: dict[str, Any]) -> dict[str, Any]:
+        server = {
+            "port": {"number": 8443, "name": "https", "protocol": "HTTPS"},
+            "hosts": ["reviews.example.com"],
+            "tls": tls,
+        }
+        return istio(
+            "Gateway",
+            "files",
+            "edge",
+            {"selector": {"istio": "ingressgateway"}, "servers": [server]},
+        )
+
     harness.write(
         "mesh.yaml",
         namespace("shop"),
@@ -261,21 +279,6 @@ async def test_gateway_certificates_from_files(harness: Harness, tmp_path: Path)
         service("reviews", "shop", {"app": "reviews"}, (9080,)),
         pod("reviews-v1", "shop", v1, {"app": "reviews"}, (9080,)),
         pod("ingress", "edge", gw, {"istio": "ingressgateway", "pilotfish.io/proxy": "gateway"}),
-        istio(
-            "Gateway",
-            "files",
-            "edge",
-            {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [
-                    {
-                        "port": {"number": 8443, "name": "https", "protocol": "HTTPS"},
-                        "hosts": ["reviews.example.com"],
-                        "tls": tls,
-                    }
-                ],
-            },
-        ),
         istio(
             "VirtualService",
             "reviews-edge",
@@ -287,6 +290,7 @@ async def test_gateway_certificates_from_files(harness: Harness, tmp_path: Path)
             },
         ),
     )
+    harness.write("gateway.yaml", gateway(tls))
     await harness.start()
     roots, client = tmp_path / "roots.pem", (tmp_path / "client.crt", tmp_path / "client.key")
     address = f"{gw}:8443"
@@ -294,9 +298,39 @@ async def test_gateway_certificates_from_files(harness: Harness, tmp_path: Path)
         _https_get, address, "reviews.example.com", roots, client
     )
     assert (status, served) == (200, "reviews-v1")
-    # MUTUAL: no client certificate, no answer.
+    # MUTUAL: no client certificate, no answer; nor with one from another CA.
     with pytest.raises((ssl.SSLError, ConnectionError)):
         await asyncio.to_thread(_https_get, address, "reviews.example.com", roots)
+    stranger_cert = (tmp_path / "stranger.crt", tmp_path / "stranger.key")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await asyncio.to_thread(_https_get, address, "reviews.example.com", roots, stranger_cert)
+    # insecureSkipVerify: the stranger's certificate is checked but let through.
+    await harness.apply("gateway.yaml", gateway({**tls, "insecureSkipVerify": True}))
+    status = 0
+    for _ in range(50):  # the listener with the new TLS context replaces the old one
+        try:
+            status, served, _ = await asyncio.to_thread(
+                _https_get, address, "reviews.example.com", roots, stranger_cert
+            )
+        except (ssl.SSLError, ConnectionError):
+            await asyncio.sleep(0.1)
+            continue
+        break
+    assert (status, served) == (200, "reviews-v1")
+
+    # tlsCertificates: the same files given as a list (SIMPLE: no client certificate).
+    pair = {"serverCertificate": tls["serverCertificate"], "privateKey": tls["privateKey"]}
+    await harness.apply("gateway.yaml", gateway({"mode": "SIMPLE", "tlsCertificates": [pair]}))
+    for _ in range(50):
+        try:
+            status, served, _ = await asyncio.to_thread(
+                _https_get, address, "reviews.example.com", roots
+            )
+        except (ssl.SSLError, ConnectionError):
+            await asyncio.sleep(0.1)
+            continue
+        break
+    assert (status, served) == (200, "reviews-v1")
 
 
 async def test_egress_gateway_for_tls_traffic_over_istio_mutual(

@@ -154,3 +154,47 @@ async def test_jwt_validation_and_claims_in_authorization(
         await asyncio.sleep(0.1)
     assert status == 200
     assert (await call(_token(key, "k1")))[0] == 401  # the inline key is gone
+
+
+async def test_space_delimited_claims(harness: Harness) -> None:
+    """`spaceDelimitedClaims: [scope]`: an OAuth scope string `"read write"` is matched
+    one scope at a time by `request.auth.claims[scope]`; without it, as one string."""
+    ips = {n: harness.ip(i) for i, n in enumerate(("web", "client"), 70)}
+    harness.backend("web-1", ips["web"], 8080)
+    key, jwk = _keypair("k1")
+    rule: dict[str, Any] = {"issuer": ISSUER, "jwks": json.dumps({"keys": [jwk]})}
+    writers = {
+        "selector": WEB,
+        "rules": [{"when": [{"key": "request.auth.claims[scope]", "values": ["write"]}]}],
+    }
+    harness.write(
+        "mesh.yaml",
+        namespace("shop"),
+        service("web", "shop", {"app": "web"}, {80: 8080}),
+        pod("web-1", "shop", ips["web"], {"app": "web"}, (8080,)),
+        pod("client", "shop", ips["client"], {"app": "client"}),
+        _security("AuthorizationPolicy", "writers", writers),
+    )
+    harness.write(
+        "ra.yaml", _security("RequestAuthentication", "jwt", {"selector": WEB, "jwtRules": [rule]})
+    )
+    await harness.start()
+
+    async def status(scope: str) -> int:
+        headers = {"authorization": f"Bearer {_token(key, 'k1', scope=scope)}"}
+        return (await harness.get(ips["client"], "http://web.shop/", headers)).status
+
+    assert await status("read write") == 403  # one string, not "write"
+    assert await status("write") == 200
+    split = {**rule, "spaceDelimitedClaims": ["scope"]}
+    await harness.apply(
+        "ra.yaml", _security("RequestAuthentication", "jwt", {"selector": WEB, "jwtRules": [split]})
+    )
+    got = 0
+    for _ in range(50):  # the listener (with the new rule) replaces the old one
+        got = await status("read write")
+        if got == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert got == 200
+    assert await status("read") == 403

@@ -90,6 +90,7 @@ async def test_zipkin_then_opentelemetry_one_trace_across_two_sidecars(
                             "team": {"literal": {"value": "books"}},
                             "user": {"header": {"name": "x-user", "defaultValue": "nobody"}},
                             "pod": {"environment": {"name": "POD_NAME"}},
+                            "path": {"formatter": {"value": "%REQ(:PATH)%"}},
                         },
                     }
                 ]
@@ -107,6 +108,7 @@ async def test_zipkin_then_opentelemetry_one_trace_across_two_sidecars(
         assert parent.tags["team"] == child.tags["team"] == "books"
         assert parent.tags["user"] == "jason"
         assert (parent.tags["pod"], child.tags["pod"]) == ("productpage", "web-1")
+        assert parent.tags["path"] == child.tags["path"] == "/books"
         assert child.tags["http.status_code"] == "200"
         # The app sees B3 context naming the server span, to pass on to its own calls.
         seen = r.json["headers"]
@@ -175,3 +177,15 @@ async def test_zipkin_then_opentelemetry_one_trace_across_two_sidecars(
         (span,) = otel.spans
         assert (span.kind, span.service) == ("SERVER", "web.shop")
         assert not spans.spans
+
+        # disableContextPropagation: spans are still reported, but no trace context
+        # reaches the app (Istio: for apps that manage their own).
+        quiet = mesh_tracing("zipkin", 100)
+        quiet["spec"]["tracing"][0]["disableContextPropagation"] = True
+        await harness.apply("telemetry.yaml", quiet)
+        await asyncio.sleep(2.5)
+        spans.spans.clear()
+        r = await harness.get(client, "http://web.shop/quiet")
+        assert r.status == 200
+        assert not {"x-b3-traceid", "x-b3-spanid", "traceparent"} & set(r.json["headers"])
+        await spans.wait(lambda got: len(got.spans) >= 1)

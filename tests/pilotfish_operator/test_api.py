@@ -245,7 +245,13 @@ INVALID = {
     ),
     "empty subset name": (
         _DR + "spec: {host: reviews, subsets: [{name: ''}]}\n",
-        "DestinationRule prod/reviews: spec.subsets[0].name: must not be empty",
+        "DestinationRule prod/reviews: spec.subsets[0].name: must be a DNS label "
+        "(lowercase letters, digits and '-', at most 63) (got \"\")",
+    ),
+    "subset name not a DNS label": (
+        _DR + "spec: {host: reviews, subsets: [{name: v1}, {name: 'Bad Name!'}]}\n",
+        "DestinationRule prod/reviews: spec.subsets[1].name: must be a DNS label "
+        "(lowercase letters, digits and '-', at most 63) (got \"Bad Name!\")",
     ),
     "missing host": (
         _DR + "spec: {subsets: [{name: v1}]}\n",
@@ -313,19 +319,25 @@ INVALID = {
         "metadata: {name: ap, namespace: shop}\nspec:\n  rules:\n"
         "  - when: [{key: request.time, values: [x]}]\n",
         "AuthorizationPolicy shop/ap: spec.rules[0].when[0].key: unknown attribute; one of "
-        "request.headers[<name>], request.auth.claims[<claim>], connection.sni, "
+        "request.headers[<name>], request.auth.claims[<claim>], "
+        "experimental.envoy.filters.<filter>[<key>], connection.sni, "
         "destination.ip, destination.port, remote.ip, request.auth.audiences, "
         "request.auth.presenter, request.auth.principal, source.ip, source.namespace, "
-        'source.principal (got "request.time")',
+        'source.principal, source.trustDomain (got "request.time")',
     ),
     "apiVersion": (
         _VS.replace("networking.istio.io/v1", "networking.istio.io/v2") + "spec: {hosts: [a]}\n",
         "VirtualService default/reviews: apiVersion: must be one of networking.istio.io/v1, "
         'networking.istio.io/v1beta1, networking.istio.io/v1alpha3 (got "networking.istio.io/v2")',
     ),
-    "kind": (
+    "recognised kind": (
         "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: ef}\n",
-        "EnvoyFilter default/ef: kind: unknown kind 'EnvoyFilter'; expected one of VirtualService, "
+        "EnvoyFilter default/ef: kind: networking.istio.io/EnvoyFilter is recognised but not "
+        "supported yet by Pilotfish",
+    ),
+    "kind": (
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFiltr\nmetadata: {name: ef}\n",
+        "EnvoyFiltr default/ef: kind: unknown kind 'EnvoyFiltr'; expected one of VirtualService, "
         "DestinationRule, Gateway, PeerAuthentication, AuthorizationPolicy, "
         "RequestAuthentication, Telemetry, ServiceEntry, WorkloadEntry, Sidecar, GatewayClass, "
         "HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, ReferenceGrant, Namespace, Service, Pod, "

@@ -235,6 +235,8 @@ class Forward:
 @dataclass(frozen=True, slots=True)
 class Redirect:
     path: str | None = None
+    prefix_rewrite: str | None = None
+    """Replaces the matched prefix (Istio's redirect `prefixRewrite`)."""
     authority: str | None = None
     scheme: str | None = None
     port: int | None = None
@@ -422,6 +424,11 @@ class ServerTls:
     files: tuple[str, str, str] = ("", "", "")
     """Certificate, key and client CA as paths in the gateway's filesystem (Gateway
     `serverCertificate`, `privateKey`, `caCertificates`), read by Envoy itself."""
+    more_certificates: tuple[tuple[str, str], ...] = ()
+    """Further (certificate, key) files (`tlsCertificates`: RSA and ECDSA, say)."""
+    accept_untrusted: bool = False
+    """`insecureSkipVerify`: a client certificate that fails verification is let through
+    (the Gateway API's AllowInsecureFallback)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,9 +510,10 @@ class TracingProvider:
 @dataclass(frozen=True, slots=True)
 class CustomTag:
     tag: str
-    kind: Literal["literal", "environment", "header"]
+    kind: Literal["literal", "environment", "header", "formatter"]
     value: str
-    """literal: the value; environment: the variable; header: the request header."""
+    """literal: the value; environment: the variable; header: the request header;
+    formatter: an access-log format string (`%REQ(:AUTHORITY)%`)."""
     default: str = ""
 
 
@@ -519,6 +527,8 @@ class Tracing:
     """Percent of the requests that start a trace here (an incoming sampled trace
     context is followed whatever this says)."""
     custom_tags: tuple[CustomTag, ...] = ()
+    propagate: bool = True
+    """False (disableContextPropagation): no trace context headers are written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,6 +601,8 @@ class AuthzSource:
     not_ip_blocks: tuple[str, ...] = ()
     remote_ip_blocks: tuple[str, ...] = ()
     not_remote_ip_blocks: tuple[str, ...] = ()
+    trust_domains: tuple[str, ...] = ()
+    not_trust_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -683,6 +695,8 @@ class JwtRule:
     claim_headers: tuple[tuple[str, str], ...] = ()
     """(header, claim)"""
     timeout: timedelta | None = None
+    space_delimited_claims: tuple[str, ...] = ()
+    """Claims split on spaces into lists (so `claims[scope]` matches one scope)."""
 
 
 LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", "RING_HASH", "MAGLEV"]
@@ -731,6 +745,8 @@ class ConnectionPool:
     """h2UpgradePolicy UPGRADE: speak HTTP/2 to the upstream."""
     use_client_protocol: bool = False
     max_concurrent_streams: int | None = None
+    h2_keepalive: tuple[timedelta, timedelta] | None = None
+    """http2KeepAlive (interval, timeout): HTTP/2 PINGs on upstream HTTP/2 connections."""
 
 
 @dataclass(frozen=True, slots=True)

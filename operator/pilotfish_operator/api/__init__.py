@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import mesh_config
 from .errors import ConfigError, Problem, format_path, problems_from
-from .kinds import BY_KIND, SPECS, KindSpec, spec_for
+from .kinds import BY_KIND, SPECS, UNSUPPORTED, KindSpec, spec_for
 from .kube import (
     ConfigMap,
     Container,
@@ -107,6 +107,10 @@ def parse(obj: Mapping[str, Any]) -> Resource:
         versions = ", ".join(v for s in same_name for v in s.model.API_VERSIONS)
         reason = f"{kind} is in several API groups; must be one of {versions}"
         raise ConfigError(kind, namespace, name, [Problem("apiVersion", reason)])
+    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+    if cls is None and kind in UNSUPPORTED.get(group, ()):
+        reason = f"{group}/{kind} is recognised but not supported yet by Pilotfish"
+        raise ConfigError(kind, namespace, name, [Problem("kind", reason)])
     if cls is None:
         known = ", ".join(dict.fromkeys(s.api_kind for s in SPECS))
         reason = f"unknown kind {obj.get('kind')!r}; expected one of {known}"

@@ -55,15 +55,21 @@ class HeaderTag(IstioModel):
     default_value: Str = ""
 
 
+class FormatterTag(IstioModel):
+    value: NonEmptyStr
+
+
 class CustomTag(IstioModel):
     literal: LiteralTag | None = None
     environment: EnvironmentTag | None = None
     header: HeaderTag | None = None
+    formatter: FormatterTag | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Self:
-        if sum(x is not None for x in (self.literal, self.environment, self.header)) != 1:
-            raise invalid("exactly one of literal, environment, header")
+        kinds = (self.literal, self.environment, self.header, self.formatter)
+        if sum(x is not None for x in kinds) != 1:
+            raise invalid("exactly one of literal, environment, header, formatter")
         return self
 
 
@@ -75,6 +81,7 @@ class Tracing(IstioModel):
     custom_tags: dict[Str, CustomTag] = {}
     use_request_id_for_trace_sampling: Bool | None = None
     enable_istio_tags: Bool | None = None
+    disable_context_propagation: Bool | None = None
 
 
 class MetricSelector(IstioModel):

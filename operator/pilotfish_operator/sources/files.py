@@ -14,9 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..store import Key, Store
+from .decode import DecodeError, decode
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +28,16 @@ class FileError(Exception):
 
 def load_documents(path: Path, text: str | None = None) -> list[Mapping[str, Any]]:
     """The objects in one file (or `text` read from it); `kind: List` items are
-    flattened. JSON parses as YAML."""
+    flattened. `*.json` is JSON, anything else YAML or JSON (`decode`)."""
     try:
-        docs = list(yaml.safe_load_all(path.read_text() if text is None else text))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        text = path.read_text() if text is None else text
+        docs = decode(text, json_first=path.suffix == ".json")
+    except (OSError, UnicodeDecodeError, DecodeError) as err:
         raise FileError(f"{path}: cannot read: {err}") from err
     out: list[Mapping[str, Any]] = []
-    for i, doc in enumerate(docs):
+    for doc in docs:
         if doc is None:
             continue
-        if not isinstance(doc, Mapping):
-            raise FileError(f"{path}: document {i} is not an object")
         if doc.get("kind") == "List":
             out.extend(item for item in doc.get("items") or [] if isinstance(item, Mapping))
         else:

@@ -26,12 +26,24 @@ from . import providers
 from .precedence import age
 
 
-def _rule(r: Rule) -> ir.AuthzRule:
+def _accounts(refs: tuple[str, ...], namespace: str) -> tuple[str, ...]:
+    """`serviceAccounts` entries → principals in any trust domain (`<name>` alone is in
+    the policy's namespace). The API forbids them beside principals, so they can stand
+    in for them."""
+    out = []
+    for ref in refs:
+        ns, _, name = ref.rpartition("/")
+        out.append(f"*/ns/{ns or namespace}/sa/{name}")
+    return tuple(out)
+
+
+def _rule(r: Rule, namespace: str) -> ir.AuthzRule:
     return ir.AuthzRule(
         sources=tuple(
             ir.AuthzSource(
-                principals=f.source.principals,
-                not_principals=f.source.not_principals,
+                principals=f.source.principals + _accounts(f.source.service_accounts, namespace),
+                not_principals=f.source.not_principals
+                + _accounts(f.source.not_service_accounts, namespace),
                 request_principals=f.source.request_principals,
                 not_request_principals=f.source.not_request_principals,
                 namespaces=f.source.namespaces,
@@ -40,6 +52,8 @@ def _rule(r: Rule) -> ir.AuthzRule:
                 not_ip_blocks=f.source.not_ip_blocks,
                 remote_ip_blocks=f.source.remote_ip_blocks,
                 not_remote_ip_blocks=f.source.not_remote_ip_blocks,
+                trust_domains=f.source.trust_domains,
+                not_trust_domains=f.source.not_trust_domains,
             )
             for f in r.from_
         ),
@@ -80,8 +94,8 @@ class AuthzPolicies:
         for p in sorted(policies, key=age):
             if p.spec.target_ref is not None or p.spec.target_refs:
                 continue  # for gateways and waypoints
-            rules = tuple(_rule(r) for r in p.spec.rules)
             name = f"{p.namespace}/{p.name}"
+            rules = tuple(_rule(r, p.namespace) for r in p.spec.rules)
             if p.spec.action != "CUSTOM":
                 self._all.append((p, ir.AuthzPolicy(name, p.spec.action, rules)))
                 continue
@@ -202,6 +216,7 @@ class JwtRules:
                     forward=r.forward_original_token,
                     claim_headers=tuple((c.header, c.claim) for c in r.output_claim_to_headers),
                     timeout=r.timeout,
+                    space_delimited_claims=r.space_delimited_claims,
                 )
                 for r in p.spec.jwt_rules
             )

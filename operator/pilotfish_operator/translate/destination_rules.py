@@ -247,6 +247,11 @@ def connection_pool(policy: TrafficPolicy) -> ir.ConnectionPool | None:
         http2=http is not None and http.h2_upgrade_policy == "UPGRADE",
         use_client_protocol=bool(http and http.use_client_protocol),
         max_concurrent_streams=_positive(http.max_concurrent_streams) if http else None,
+        h2_keepalive=(
+            (http.http2_keep_alive.interval, http.http2_keep_alive.timeout)
+            if http is not None and http.http2_keep_alive is not None
+            else None
+        ),
     )
 
 

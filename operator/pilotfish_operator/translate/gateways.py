@@ -103,6 +103,7 @@ def _tls(
     names = {host.rpartition("/")[2] for host in server.hosts}
     sni = () if "*" in names else tuple(sorted(names))
     files = ("", "", "")
+    extra: tuple[tuple[str, str], ...] = ()
     if tls.mode == "ISTIO_MUTUAL":
         # Mesh clients send the SNI of the gateway's own service, not the server's
         # hosts: the chain takes any name, the hosts apply to the Host header.
@@ -113,8 +114,15 @@ def _tls(
             return why
     elif tls.credential_names:
         return "credentialNames is not served yet (use credentialName)"
+    elif tls.tls_certificates:
+        first, *more = tls.tls_certificates
+        ca = tls.ca_certificates or first.ca_certificates
+        files = (first.server_certificate, first.private_key, ca)
+        extra = tuple((c.server_certificate, c.private_key) for c in more)
     else:
         files = (tls.server_certificate, tls.private_key, tls.ca_certificates)
+    if tls.ca_cert_credential_name:
+        return "caCertCredentialName is not served yet (put ca.crt in credentialName's Secret)"
     mode = cast(Literal["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"], tls.mode)
     return ir.ServerTls(
         mode,
@@ -125,6 +133,8 @@ def _tls(
         max_version=tls.max_protocol_version if tls.max_protocol_version != "TLS_AUTO" else "",
         cipher_suites=tls.cipher_suites,
         subject_alt_names=tls.subject_alt_names,
+        more_certificates=extra,
+        accept_untrusted=bool(tls.insecure_skip_verify),
     )
 
 

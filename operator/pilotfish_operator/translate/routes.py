@@ -87,6 +87,7 @@ def _action(http: HTTPRoute, port: int, cluster_for: ClusterFor) -> ir.Action:
         r = http.redirect
         return ir.Redirect(
             path=r.uri,
+            prefix_rewrite=r.prefix_rewrite,
             authority=r.authority,
             scheme=r.scheme,
             port=r.port,

@@ -104,6 +104,12 @@ def infos(
     out: list[ServiceInfo] = []
     for se in entries(store):
         spec = se.spec
+        if spec.mode == "DYNAMIC_DNS":
+            warnings.append(
+                f"ServiceEntry {se.namespace}/{se.name}: resolution DYNAMIC_DNS is accepted, "
+                "not applied yet; left out"
+            )
+            continue
         ports = [_port(p) for p in spec.ports if (p.protocol or "").lower() != "udp"]
         mode = spec.mode
         backends: dict[int, list[Backend]] = {p.port: [] for p in ports}

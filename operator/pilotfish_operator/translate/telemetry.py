@@ -148,7 +148,7 @@ class TelemetryPolicies:
     ) -> ir.Tracing | None:
         names = self.mesh.default_providers.tracing
         sampling: float | None = None
-        report = True
+        report = propagate = True
         tags: dict[str, ir.CustomTag] = {}
         origin = "the mesh config's defaultProviders.tracing"
         for spec, at in zip(specs, where, strict=True):
@@ -162,6 +162,8 @@ class TelemetryPolicies:
                     sampling = t.random_sampling_percentage
                 if t.disable_span_reporting is not None:
                     report = not t.disable_span_reporting
+                if t.disable_context_propagation is not None:
+                    propagate = not t.disable_context_propagation
                 for tag, c in t.custom_tags.items():
                     if c.literal is not None:
                         tags[tag] = ir.CustomTag(tag, "literal", c.literal.value)
@@ -171,6 +173,8 @@ class TelemetryPolicies:
                     elif c.header is not None:
                         h = c.header
                         tags[tag] = ir.CustomTag(tag, "header", h.name, h.default_value)
+                    elif c.formatter is not None:
+                        tags[tag] = ir.CustomTag(tag, "formatter", c.formatter.value)
         if not names:
             return None
         provider = self._tracer(names[0], name, origin)
@@ -183,6 +187,7 @@ class TelemetryPolicies:
             provider if report else None,
             DEFAULT_SAMPLING if sampling is None else sampling,
             tuple(tags[k] for k in sorted(tags)),
+            propagate,
         )
 
     def _tracer(self, provider: str, service_name: str, origin: str) -> ir.TracingProvider | None:

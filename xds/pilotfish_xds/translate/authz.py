@@ -196,6 +196,20 @@ def _principal_name(value: str) -> StringMatcher:
     return StringMatcher(exact="spiffe://" + value)
 
 
+def _trust_domain(value: str) -> StringMatcher:
+    """The peer's trust domain (SPIFFE `spiffe://<td>/...`): exact, `prefix*`,
+    `*suffix` or `*` (any peer with an identity)."""
+    if value == "*":
+        return _string("*")
+    if value.endswith("*"):
+        return StringMatcher(prefix="spiffe://" + value[:-1])
+    if value.startswith("*"):
+        # RE2 (Envoy's engine) has no lookbehind: the domain is what precedes the first '/'.
+        regex = "spiffe://[^/]*" + re.escape(value[1:]) + "/.*"
+        return StringMatcher(safe_regex=RegexMatcher(regex=regex))
+    return StringMatcher(prefix=f"spiffe://{value}/")
+
+
 def _namespace(value: str) -> StringMatcher:
     if value == "*":
         return _string("*")
@@ -322,6 +336,8 @@ def _source(s: ir.AuthzSource) -> Principal:
     field(s.not_principals, True, lambda v: peer(_principal_name(v)))
     field(s.namespaces, False, lambda v: peer(_namespace(v)))
     field(s.not_namespaces, True, lambda v: peer(_namespace(v)))
+    field(s.trust_domains, False, lambda v: peer(_trust_domain(v)))
+    field(s.not_trust_domains, True, lambda v: peer(_trust_domain(v)))
     field(s.ip_blocks, False, lambda v: Principal(direct_remote_ip=_cidr(v)))
     field(s.not_ip_blocks, True, lambda v: Principal(direct_remote_ip=_cidr(v)))
     field(s.remote_ip_blocks, False, lambda v: Principal(remote_ip=_cidr(v)))
@@ -384,10 +400,31 @@ _ON_CALLER: dict[str, Callable[[str], Principal]] = {
     "remote.ip": lambda v: Principal(remote_ip=_cidr(v)),
     "source.namespace": _peer(_namespace),
     "source.principal": _peer(_principal_name),
+    "source.trustDomain": _peer(_trust_domain),
     "request.auth.principal": _request_principal,
     "request.auth.audiences": _claim_at(["aud"]),
     "request.auth.presenter": _claim_at(["azp"]),
 }
+
+
+_FILTER_KEY = "experimental.envoy.filters."
+
+
+def _filter_metadata(key: str) -> Callable[[str], Permission]:
+    """`experimental.envoy.filters.<filter>[<key>]`: a value in a filter's dynamic
+    metadata (as Istio: `[v]` is a list containing v, else the string itself)."""
+    name, _, rest = key.removeprefix("experimental.").partition("[")
+    path = [MetadataMatcherPathSegment(key=rest.removesuffix("]"))]
+
+    def build(v: str) -> Permission:
+        value = ValueMatcher(string_match=_string(v))
+        if v.startswith("[") and v.endswith("]"):
+            one = ValueMatcher(string_match=_string(v[1:-1]))
+            value = ValueMatcher(list_match=ListMatcher(one_of=one))
+        matcher = MetadataMatcher(filter=name, path=path, value=value)
+        return Permission(sourced_metadata=SourcedMetadata(metadata_matcher=matcher))
+
+    return build
 
 
 def _condition(c: ir.AuthzCondition) -> tuple[list[Permission], list[Principal]]:
@@ -399,6 +436,8 @@ def _condition(c: ir.AuthzCondition) -> tuple[list[Permission], list[Principal]]
         to_perm = _header(_BRACKETS.findall(key)[0])
     elif key.startswith("request.auth.claims["):
         to_principal = _claim_at(_BRACKETS.findall(key))
+    elif key.startswith(_FILTER_KEY):
+        to_perm = _filter_metadata(key)
     perms: list[Permission] = []
     principals: list[Principal] = []
     if to_perm is not None:

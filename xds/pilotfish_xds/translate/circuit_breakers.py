@@ -13,6 +13,7 @@ from envoy_data_plane.envoy.config.cluster import v3 as cluster
 from envoy_data_plane.envoy.config.core.v3 import (
     Http1ProtocolOptions,
     Http2ProtocolOptions,
+    KeepaliveSettings,
     TcpKeepalive,
 )
 from envoy_data_plane.envoy.config.core.v3 import HttpProtocolOptions as CommonHttpOptions
@@ -97,6 +98,9 @@ def _http_options(pool: ir.ConnectionPool) -> Any | None:
             max_requests_per_connection=pool.max_requests_per_connection,
         )
     http2 = Http2ProtocolOptions(max_concurrent_streams=pool.max_concurrent_streams)
+    if pool.h2_keepalive is not None:
+        interval, timeout = pool.h2_keepalive
+        http2.connection_keepalive = KeepaliveSettings(interval=interval, timeout=timeout)
     options = HttpProtocolOptions(common_http_protocol_options=common)
     if pool.use_client_protocol:
         options.use_downstream_protocol_config = HttpProtocolOptionsUseDownstreamHttpConfig(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from envoy_data_plane.envoy.config.core.v3 import DataSource, TransportSocket
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
     CertificateValidationContext,
+    CertificateValidationContextTrustChainVerification,
     CommonTlsContext,
     CommonTlsContextCombinedCertificateValidationContext,
     DownstreamTlsContext,
@@ -57,9 +58,10 @@ def downstream_socket(tls: ir.ServerTls) -> TransportSocket:
     else:
         context.tls_certificates = [
             TlsCertificate(
-                certificate_chain=DataSource(filename=certificate),
-                private_key=DataSource(filename=key),
+                certificate_chain=DataSource(filename=chain),
+                private_key=DataSource(filename=private),
             )
+            for chain, private in ((certificate, key), *tls.more_certificates)
         ]
     if tls.mode != "SIMPLE":
         names = CertificateValidationContext(
@@ -72,6 +74,10 @@ def downstream_socket(tls: ir.ServerTls) -> TransportSocket:
                 )
             ]
         )
+        if tls.accept_untrusted:
+            names.trust_chain_verification = (
+                CertificateValidationContextTrustChainVerification.ACCEPT_UNTRUSTED
+            )
         if tls.credential:
             context.combined_validation_context = (
                 CommonTlsContextCombinedCertificateValidationContext(

@@ -23,6 +23,7 @@ from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
     JwtClaimToHeader,
     JwtHeader,
     JwtProvider,
+    JwtProviderNormalizePayload,
     JwtRequirement,
     JwtRequirementOrList,
     RemoteJwks,
@@ -100,6 +101,10 @@ def _provider(r: ir.JwtRule) -> JwtProvider:
         ],
         payload_in_metadata="payload",
     )
+    if r.space_delimited_claims:
+        p.normalize_payload_in_metadata = JwtProviderNormalizePayload(
+            space_delimited_claims=list(r.space_delimited_claims)
+        )
     if r.jwks is not None:
         p.local_jwks = DataSource(inline_string=r.jwks)
     elif r.jwks_uri is not None:

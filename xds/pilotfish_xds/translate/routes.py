@@ -141,6 +141,8 @@ def _redirect(r: ir.Redirect) -> route.RedirectAction:
     action = route.RedirectAction(response_code=_REDIRECT_CODES.get(r.code, _REDIRECT_CODES[301]))
     if r.path is not None:
         action.path_redirect = r.path
+    if r.prefix_rewrite is not None:
+        action.prefix_rewrite = r.prefix_rewrite
     if r.authority is not None:
         action.host_redirect = r.authority
     if r.scheme is not None:

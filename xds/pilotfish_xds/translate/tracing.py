@@ -84,6 +84,8 @@ def _provider(p: ir.TracingProvider) -> TracingHttp:
 def _tag(t: ir.CustomTag) -> CustomTag:
     if t.kind == "literal":
         return CustomTag(tag=t.tag, literal=CustomTagLiteral(value=t.value))
+    if t.kind == "formatter":
+        return CustomTag(tag=t.tag, value=t.value)
     if t.kind == "environment":
         return CustomTag(
             tag=t.tag, environment=CustomTagEnvironment(name=t.value, default_value=t.default)
@@ -99,6 +101,7 @@ def hcm_tracing(t: ir.Tracing) -> HttpConnectionManagerTracing:
     config = HttpConnectionManagerTracing(
         random_sampling=Percent(value=t.sampling),
         custom_tags=[_tag(tag) for tag in t.custom_tags],
+        no_context_propagation=not t.propagate,
     )
     if t.provider is not None:
         config.provider = _provider(t.provider)

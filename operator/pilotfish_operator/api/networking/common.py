@@ -4,6 +4,7 @@ matches, header operations, selectors, and the validators for regexes and weight
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Self
 
 import re2
@@ -26,6 +27,17 @@ NETWORKING_VERSIONS = (
 )
 
 NonEmptyStr = Annotated[str, Strict(), StringConstraints(min_length=1)]
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        raise ValueError("must be a DNS label (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DnsLabel = Annotated[str, Strict(), AfterValidator(_dns_label)]
+"""A Kubernetes DNS-1123 label, as Istio requires of subset names."""
 Weight = Annotated[int, Strict(), Ge(0), Le(2**31 - 1)]
 Count = Annotated[int, Strict(), Ge(0), Le(2**31 - 1)]
 WholePercent = Annotated[int, Strict(), Ge(0), Le(100)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Self
 
-from annotated_types import Ge
+from annotated_types import Ge, Le
 from pydantic import Field, Strict, model_validator
 
 from ..errors import invalid
@@ -24,6 +24,7 @@ from ..meta import (
 from .common import (
     NETWORKING_VERSIONS,
     Count,
+    DnsLabel,
     NonEmptyStr,
     PortSelector,
     WholePercent,
@@ -94,6 +95,20 @@ class LocalityLoadBalancerSetting(IstioModel):
         return self
 
 
+class ZoneAwareFailover(IstioModel):
+    from_: Str | None = Field(default=None, alias="from")
+    to: Str | None = None
+
+
+class ZoneAwareLoadBalancerSetting(IstioModel):
+    """Accepted, not applied yet (docs: README, "Istio API coverage")."""
+
+    enabled: Bool | None = None
+    failover: tuple[ZoneAwareFailover, ...] = ()
+    failover_priority: tuple[Str, ...] = ()
+    min_cluster_size: Annotated[int, Strict(), Ge(1), Le(2**64 - 1)] | None = None
+
+
 class WarmupConfiguration(IstioModel):
     duration: PositiveDuration
     minimum_percent: Percentage | None = None
@@ -109,12 +124,14 @@ class LoadBalancerSettings(IstioModel):
     simple: SimpleLB | None = None
     consistent_hash: ConsistentHashLB | None = None
     locality_lb_setting: LocalityLoadBalancerSetting | None = None
+    zone_aware_lb_setting: ZoneAwareLoadBalancerSetting | None = None
     warmup_duration_secs: PositiveDuration | None = None
     warmup: WarmupConfiguration | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         _one_of(self, "simple", "consistent_hash")
+        _one_of(self, "locality_lb_setting", "zone_aware_lb_setting")
         _one_of(self, "warmup_duration_secs", "warmup")
         return self
 
@@ -133,6 +150,14 @@ class TCPSettings(IstioModel):
     idle_timeout: Duration | None = None
 
 
+class ConnectionKeepalive(IstioModel):
+    """HTTP/2 PINGs on upstream HTTP/2 connections (Envoy needs both; Istio documents
+    both as required when http2KeepAlive is set)."""
+
+    interval: PositiveDuration
+    timeout: PositiveDuration
+
+
 class HTTPSettings(IstioModel):
     http1_max_pending_requests: Count | None = None
     http2_max_requests: Count | None = None
@@ -142,6 +167,7 @@ class HTTPSettings(IstioModel):
     h2_upgrade_policy: Literal["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"] | None = None
     use_client_protocol: Bool | None = None
     max_concurrent_streams: Count | None = None
+    http2_keep_alive: ConnectionKeepalive | None = None
 
 
 class ConnectionPoolSettings(IstioModel):
@@ -159,6 +185,8 @@ class OutlierDetection(IstioModel):
     max_ejection_percent: WholePercent | None = None
     min_health_percent: WholePercent | None = None
     consecutive_errors: Count | None = None  # deprecated by Istio for consecutive5xxErrors
+    # Which statuses count as errors; accepted, not applied yet (README).
+    outlier_detection_http_error_codes: tuple[Annotated[int, Strict(), Ge(100), Le(599)], ...] = ()
 
 
 class ClientTLSSettings(IstioModel):
@@ -220,7 +248,7 @@ class TrafficPolicy(IstioModel):
 
 
 class Subset(IstioModel):
-    name: NonEmptyStr
+    name: DnsLabel
     labels: StrMap = {}
     traffic_policy: TrafficPolicy | None = None
 
@@ -255,6 +283,7 @@ class DestinationRule(IstioResource):
 __all__ = [
     "Attribute",
     "ClientTLSSettings",
+    "ConnectionKeepalive",
     "ConnectionPoolSettings",
     "ConsistentHashLB",
     "DestinationRule",
@@ -277,4 +306,6 @@ __all__ = [
     "TrafficPolicy",
     "TunnelSettings",
     "WarmupConfiguration",
+    "ZoneAwareFailover",
+    "ZoneAwareLoadBalancerSetting",
 ]

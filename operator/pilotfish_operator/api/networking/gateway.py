@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, ClassVar, Literal, Self
 
-from annotated_types import Ge, Le
+from annotated_types import Ge, Le, Len
 from pydantic import Strict, model_validator
 
 from ..errors import invalid
@@ -40,6 +40,12 @@ class GatewayPort(IstioModel):
         return self
 
 
+class TLSCertificate(IstioModel):
+    server_certificate: Str = ""
+    private_key: Str = ""
+    ca_certificates: Str = ""
+
+
 class ServerTLSSettings(IstioModel):
     https_redirect: Bool = False
     mode: TLSMode = "PASSTHROUGH"
@@ -55,14 +61,30 @@ class ServerTLSSettings(IstioModel):
     min_protocol_version: TLSVersion = "TLS_AUTO"
     max_protocol_version: TLSVersion = "TLS_AUTO"
     cipher_suites: tuple[NonEmptyStr, ...] = ()
+    # caCertCredentialName is accepted; a server using it is left out with a warning.
+    tls_certificates: Annotated[tuple[TLSCertificate, ...], Len(0, 2)] = ()
+    ca_cert_credential_name: Str = ""
+    insecure_skip_verify: Bool | None = None  # MUTUAL: an unverified client still passes
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         # Istio's rules: where the certificate comes from must be said exactly once.
-        credential = bool(self.credential_name or self.credential_names)
+        credential = bool(self.credential_name or self.credential_names or self.tls_certificates)
         if self.credential_name and self.credential_names:
             raise invalid("only one of credentialName and credentialNames", "credentialNames")
         files = bool(self.server_certificate or self.private_key)
+        if self.tls_certificates and (self.credential_name or self.credential_names or files):
+            raise invalid(
+                "tlsCertificates replaces credentialName(s), serverCertificate and privateKey",
+                "tlsCertificates",
+            )
+        for i, cert in enumerate(self.tls_certificates):
+            if not (cert.server_certificate and cert.private_key):
+                raise invalid("needs serverCertificate and privateKey", "tlsCertificates", i)
+        first_ca = self.tls_certificates[0].ca_certificates if self.tls_certificates else ""
+        mutual = self.mode in ("MUTUAL", "OPTIONAL_MUTUAL")
+        if mutual and self.tls_certificates and not (self.ca_certificates or first_ca):
+            raise invalid(f"{self.mode} requires caCertificates", "tlsCertificates")
         if self.mode == "ISTIO_MUTUAL":
             if credential or files or self.ca_certificates:
                 raise invalid(

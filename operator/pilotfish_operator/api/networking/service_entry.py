@@ -16,7 +16,7 @@ from .common import NETWORKING_VERSIONS, NonEmptyStr
 from .workload_entry import WorkloadEntrySpec
 
 Location = Literal["MESH_EXTERNAL", "MESH_INTERNAL"]
-Resolution = Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"]
+Resolution = Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]
 
 PROTOCOLS = frozenset(
     {"http", "https", "http2", "grpc", "grpc-web", "tcp", "tls", "mongo", "mysql", "redis", "udp"}
@@ -100,6 +100,8 @@ class ServiceEntrySpec(IstioModel):
         for i, host in enumerate(self.hosts):
             if host == "*":
                 raise invalid("hostname cannot be wildcard", "hosts", i)
+            if mode == "DYNAMIC_DNS" and not host.startswith("*."):
+                raise invalid("DYNAMIC_DNS is only supported for wildcard hosts", "hosts", i)
             if not _HOST.match(host):
                 raise invalid(f"{host!r} is not a valid host name", "hosts", i)
             if mode in ("DNS", "DNS_ROUND_ROBIN") and not self.endpoints and not is_fqdn(host):

@@ -95,12 +95,17 @@ class HTTPRedirect(IstioModel):
     derive_port: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
     scheme: Str | None = None
     redirect_code: RedirectCode | None = None
+    prefix_rewrite: Str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         _one_of(self, "port", "derive_port")
-        if not any((self.uri, self.authority, self.scheme, self.port, self.derive_port)):
-            raise invalid("must set at least one of uri, authority, scheme, port, derivePort")
+        _one_of(self, "uri", "prefix_rewrite")
+        wanted = (self.uri, self.authority, self.scheme, self.port, self.derive_port)
+        if not any(wanted) and self.prefix_rewrite is None:
+            raise invalid(
+                "must set at least one of uri, prefixRewrite, authority, scheme, port, derivePort"
+            )
         return self
 
 

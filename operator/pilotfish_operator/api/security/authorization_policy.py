@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, Strict, StringConstraints, model_validator
 
 from ..errors import invalid
 from ..meta import IstioModel, IstioResource, Str
@@ -43,6 +43,15 @@ def _path(value: str) -> str:
 PortStr = Annotated[str, AfterValidator(_port)]
 PathStr = Annotated[str, AfterValidator(_path)]
 
+
+def _service_account(value: str) -> str:
+    if not value or "*" in value or value.count("/") > 1 or "" in value.split("/"):
+        raise ValueError("must be <namespace>/<serviceaccount> or <serviceaccount>, no '*'")
+    return value
+
+
+ServiceAccountRef = Annotated[str, Strict(), AfterValidator(_service_account)]
+
 # Istio's documented `when` keys (exact), and the ones with a bracketed name.
 _KEYS = frozenset(
     {
@@ -50,16 +59,19 @@ _KEYS = frozenset(
         "remote.ip",
         "source.namespace",
         "source.principal",
+        "source.trustDomain",
         "request.auth.principal",
         "request.auth.audiences",
         "request.auth.presenter",
         "destination.ip",
         "destination.port",
         "connection.sni",
-        "experimental.envoy.filters.network.mysql_proxy",
     }
 )
-_BRACKETED = re.compile(r"^(request\.headers|request\.auth\.claims)\[[^\[\]]+\](\[[^\[\]]+\])*$")
+_BRACKETED = re.compile(
+    r"^(request\.headers|request\.auth\.claims)\[[^\[\]]+\](\[[^\[\]]+\])*$"
+    r"|^experimental\.envoy\.filters\.[\w.]+\[[^\[\]]+\]$"  # a filter's metadata, one key
+)
 
 
 def _key(value: str) -> str:
@@ -67,7 +79,7 @@ def _key(value: str) -> str:
         return value
     raise ValueError(
         "unknown attribute; one of request.headers[<name>], request.auth.claims[<claim>], "
-        + ", ".join(sorted(_KEYS - {"experimental.envoy.filters.network.mysql_proxy"}))
+        "experimental.envoy.filters.<filter>[<key>], " + ", ".join(sorted(_KEYS))
     )
 
 
@@ -82,6 +94,21 @@ class Source(IstioModel):
     not_ip_blocks: tuple[Subnet, ...] = ()
     remote_ip_blocks: tuple[Subnet, ...] = ()
     not_remote_ip_blocks: tuple[Subnet, ...] = ()
+    # `<namespace>/<name>` or `<name>` (the policy's namespace); matched as principals.
+    service_accounts: tuple[ServiceAccountRef, ...] = ()
+    not_service_accounts: tuple[ServiceAccountRef, ...] = ()
+    trust_domains: tuple[NonEmptyStr, ...] = ()
+    not_trust_domains: tuple[NonEmptyStr, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.service_accounts or self.not_service_accounts) and (
+            self.principals or self.not_principals or self.namespaces or self.not_namespaces
+        ):
+            raise invalid(
+                "cannot set serviceAccounts with namespaces or principals", "serviceAccounts"
+            )
+        return self
 
 
 class Operation(IstioModel):
@@ -119,6 +146,10 @@ class Condition(IstioModel):
         return self
 
 
+_GROUP = r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_KIND = r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"
+
+
 class Rule(IstioModel):
     from_: tuple[RuleFrom, ...] = Field(default=(), alias="from")
     to: tuple[RuleTo, ...] = ()
@@ -126,10 +157,16 @@ class Rule(IstioModel):
 
 
 class PolicyTargetReference(IstioModel):
-    group: Str = ""
-    kind: NonEmptyStr
-    name: NonEmptyStr
+    group: Annotated[str, Strict(), StringConstraints(pattern=_GROUP, max_length=253)] = ""
+    kind: Annotated[str, Strict(), StringConstraints(pattern=_KIND, max_length=63)]
+    name: Annotated[str, Strict(), StringConstraints(min_length=1, max_length=253)]
     namespace: Str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.namespace:  # Istio: "cross namespace referencing is not currently supported"
+            raise invalid("must be empty: a reference to another namespace", "namespace")
+        return self
 
 
 class ExtensionProvider(IstioModel):

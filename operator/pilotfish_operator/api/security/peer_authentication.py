@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Self
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from annotated_types import Ge, Le
 from pydantic import model_validator
@@ -26,6 +27,13 @@ class PeerAuthenticationSpec(IstioModel):
     selector: WorkloadSelector | None = None
     mtls: PeerMtls | None = None
     port_level_mtls: dict[PortKey, PeerMtls] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_empty(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("portLevelMtls") == {}:
+            raise invalid("must name at least one port when set", "portLevelMtls")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Self:

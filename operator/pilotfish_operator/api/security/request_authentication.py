@@ -12,7 +12,8 @@ import json
 from typing import Annotated, ClassVar, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, model_validator
+from annotated_types import Len
+from pydantic import AfterValidator, Strict, StringConstraints, model_validator
 
 from ..errors import invalid
 from ..meta import Bool, Duration, IstioModel, IstioResource, Str
@@ -44,13 +45,13 @@ class JWTHeader(IstioModel):
 
 
 class ClaimToHeader(IstioModel):
-    header: NonEmptyStr
+    header: Annotated[str, Strict(), StringConstraints(pattern=r"^[-_A-Za-z0-9]+$")]
     claim: NonEmptyStr
 
 
 class JWTRule(IstioModel):
     issuer: NonEmptyStr
-    audiences: tuple[Str, ...] = ()
+    audiences: tuple[NonEmptyStr, ...] = ()
     jwks_uri: Annotated[str, AfterValidator(_uri)] | None = None
     jwks: Annotated[str, AfterValidator(_jwks)] | None = None
     from_headers: tuple[JWTHeader, ...] = ()
@@ -60,6 +61,8 @@ class JWTRule(IstioModel):
     forward_original_token: Bool = False
     output_claim_to_headers: tuple[ClaimToHeader, ...] = ()
     timeout: Duration | None = None
+    # Claims split on spaces into lists, for AuthorizationPolicy's claim conditions.
+    space_delimited_claims: Annotated[tuple[NonEmptyStr, ...], Len(0, 64)] = ()
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -73,6 +76,14 @@ class RequestAuthenticationSpec(IstioModel):
     target_ref: PolicyTargetReference | None = None
     target_refs: tuple[PolicyTargetReference, ...] = ()
     jwt_rules: tuple[JWTRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.selector is not None and (self.target_ref is not None or self.target_refs):
+            raise invalid("selector and targetRefs cannot be combined", "targetRefs")
+        if self.target_ref is not None and self.target_refs:
+            raise invalid("only one of targetRef and targetRefs", "targetRefs")
+        return self
 
 
 class RequestAuthentication(IstioResource):
