@@ -42,6 +42,9 @@ async def test_http2_keepalive_reaches_envoy(harness: Harness) -> None:
         service("reviews", "shop", {"app": "reviews"}, (9080,)),
     )
     await harness.start()
+    # A scoped sidecar (the default) holds the cluster once its workload called it.
+    r = await harness.get(client, "http://reviews.shop:9080/")
+    assert (r.status, r.served_by) == (200, "reviews")
     assert await asyncio.to_thread(_keepalive, client) is None
 
     http: dict[str, Any] = {
