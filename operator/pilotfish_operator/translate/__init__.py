@@ -359,7 +359,16 @@ class Translator:
             except Exception as exc:
                 blame(failures, pod.key, exc)
                 continue
-            out.append(dataclasses.replace(proxy, kind="gateway", inbound=(), servers=served))
+            out.append(
+                dataclasses.replace(
+                    proxy,
+                    kind="gateway",
+                    inbound=(),
+                    servers=served,
+                    authz=workloads.authz.get((pod.namespace, pod.name), ()),
+                    jwt=workloads.jwt.get((pod.namespace, pod.name), ()),
+                )
+            )
         return out
 
     def _proxy(

@@ -24,7 +24,7 @@ from ..api import (
     Telemetry,
     mesh_config,
 )
-from ..injection import decide
+from ..injection import GATEWAY_LABEL, decide
 from ..store import Store
 from .authorization import AuthzPolicies, JwtRules
 from .hosts import Names
@@ -155,9 +155,13 @@ class Workloads:
             services,
             cluster_domain,
         )
+        # Gateway pods enforce their AuthorizationPolicies and RequestAuthentication too.
+        enforcing = injected | {
+            key for key, p in pods.items() if p.metadata.labels.get(GATEWAY_LABEL) == "gateway"
+        }
         authz = {
             key: authz_policies.for_workload(key[0], dict(pods[key].metadata.labels))
-            for key in injected
+            for key in enforcing
         }
         jwt_rules = JwtRules(
             (
@@ -168,7 +172,8 @@ class Workloads:
             root_namespace,
         )
         jwt = {
-            key: jwt_rules.for_workload(key[0], dict(pods[key].metadata.labels)) for key in injected
+            key: jwt_rules.for_workload(key[0], dict(pods[key].metadata.labels))
+            for key in enforcing
         }
         telemetry_policies = TelemetryPolicies(
             (t for t in store.of_kind("Telemetry") if isinstance(t, Telemetry)),
