@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats bench-scoping clean system-deps tools
+.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats bench-scoping bench-latency clean system-deps tools
 
 venv: $(STAMP)
 
@@ -73,11 +73,11 @@ manifests: venv tools
 	  $(VENV)/bin/helm template pilotfish $(CHART) --namespace pilotfish-system \
 	    --set createNamespace=true; } > manifests/install.yaml
 
-bench: venv
+bench: venv bench-deps
 	$(PY) bench/run.py
 
 # Benchmark-only tools, kept out of system-deps (which `make test` runs): h2load (Debian's
-# nghttp2-client), the fixed-rate load generator of bench/stats_cost.py.
+# nghttp2-client), the fixed-rate load generator of bench/stats_cost.py and bench/latency.py.
 BENCH_DEPS := h2load:nghttp2-client
 bench-deps:
 	$(call apt_install,$(BENCH_DEPS))
@@ -85,6 +85,10 @@ bench-deps:
 # What Istio's standard metrics cost a sidecar, on vs off through the Telemetry API (~3 min).
 bench-stats: venv bench-deps
 	$(PY) bench/stats_cost.py
+
+# Data-plane latency two sidecars add (mTLS), scoped and full, vs direct at 1,000 rps (~4 min).
+bench-latency: venv bench-deps
+	$(PY) bench/latency.py
 
 # What scoping saves a sidecar: 10,000 services, a client calling 5, full vs on-demand.
 bench-scoping: venv

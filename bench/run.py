@@ -9,7 +9,9 @@ Every measurement runs in a fresh subprocess per size (so RSS is that size's alo
   and the static-bootstrap floor;
 - bench/stats_cost.py (only with --stats-cost; needs h2load, `make bench-deps`):
   what Istio's standard metrics cost a sidecar, memory at 1,000 services and CPU
-  per 1,000 rps, against the same Envoy with them off through the Telemetry API.
+  per 1,000 rps, against the same Envoy with them off through the Telemetry API;
+- bench/latency.py (unless --no-latency; needs h2load): the data-plane latency two
+  sidecars add at 1,000 rps, p50/p90/p99 against a direct call (~4 min, --quick ~1).
 
 Prints a table and writes bench/out/results.json. Timings are medians of several
 runs inside each subprocess; the machine is shared, so expect noise.
@@ -222,6 +224,11 @@ def main() -> None:
         action="store_true",
         help="also bench/stats_cost.py (~3 min; h2load from `make bench-deps`)",
     )
+    p.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="skip bench/latency.py (two sidecars' added latency; h2load, `make bench-deps`)",
+    )
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     OUT.mkdir(exist_ok=True)
@@ -257,6 +264,10 @@ def main() -> None:
         print("== stats cost (metrics on vs off)", file=sys.stderr)
         stats_args = ("--cpu-runs", "1", "--memory-runs", "1") if args.quick else ()
         results["stats_cost"] = worker("stats_cost.py", "--json", *stats_args)
+    if not args.no_latency:
+        print("== data-plane latency (two sidecars vs direct)", file=sys.stderr)
+        latency_args = ("--runs", "1", "--duration", "10") if args.quick else ()
+        results["latency"] = worker("latency.py", "--json", *latency_args)
     results["verdicts"] = verdicts(results)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -268,6 +279,10 @@ def main() -> None:
         import stats_cost
 
         print(f"\n{stats_cost.table(results['stats_cost'])}")
+    if "latency" in results:
+        import latency
+
+        print(f"\n{latency.table(results['latency'])}")
     wall = results["profile"]["profiled_wall_s"]
     print(f"\nprofile of the full {sizes[-1]}-service build ({wall:.1f} s under cProfile):")
     for e in results["profile"]["by_tottime"][:15]:
