@@ -15,7 +15,7 @@ against: "The Envoy proxy adds 2.76 ms to the 90th percentile latency" (Istio 1.
 1,000 rps over 16 connections, client and server sidecars, mTLS).
 
     python bench/latency.py [--rate 1000] [--connections 16] [--duration 15]
-        [--runs 3] [--sidecars scoped,full] [--json]
+        [--runs 3] [--sidecars scoped,full] [--no-metrics] [--json]
 
 Prints a table (or, with --json, the JSON results) and writes bench/out/latency.json.
 """
@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from envoy_edit import stop
-from stats_cost import CPU_CLIENT, CPU_SERVER, OUTBOUND, cpu_objects, echo, local_mesh
+from stats_cost import CPU_CLIENT, CPU_SERVER, OUTBOUND, STATS_OFF, cpu_objects, echo, local_mesh
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -91,7 +91,7 @@ def h2load(url: str, rate: int, connections: int, duration: float) -> dict[str, 
 
 
 async def measure(
-    sidecars: str, rate: int, connections: int, duration: float, runs: int
+    sidecars: str, rate: int, connections: int, duration: float, runs: int, metrics: bool
 ) -> dict[str, Any]:
     urls = {
         "mesh": f"http://{CPU_CLIENT}:{OUTBOUND}/",
@@ -102,7 +102,8 @@ async def measure(
         workdir = Path(tmp)
         config = workdir / "config"
         config.mkdir()
-        (config / "mesh.yaml").write_text(yaml.safe_dump_all(cpu_objects()))
+        objects = cpu_objects() if metrics else [*cpu_objects(), STATS_OFF]
+        (config / "mesh.yaml").write_text(yaml.safe_dump_all(objects))
         async with local_mesh(config, workdir, on_demand=sidecars == "scoped"):
             for path in urls:  # warm-up: connections, scoped sidecars' on-demand fetch
                 await asyncio.to_thread(h2load, urls[path], rate, connections, 3)
@@ -132,6 +133,7 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"latency, {results['rate']} rps offered over {results['connections']} connections, "
         f"{results['duration_s']:g} s x {results['runs']} runs per path (medians over runs), ms"
+        + ("" if results["metrics"] else ", standard metrics off")
     ]
     head = "".join(f"{f'p{p}':>9}" for p in PERCENTILES)
     lines.append(f"  {'':24} {'rps':>7}{head}{'max':>9}")
@@ -155,6 +157,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "connections": args.connections,
         "duration_s": args.duration,
         "runs": args.runs,
+        "metrics": args.metrics,
         "loadavg_at_start": os.getloadavg(),
         "measurements": [],
     }
@@ -162,7 +165,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for sidecars in args.sidecars.split(","):
             results["measurements"].append(
-                await measure(sidecars, args.rate, args.connections, args.duration, args.runs)
+                await measure(
+                    sidecars, args.rate, args.connections, args.duration, args.runs, args.metrics
+                )
             )
     finally:
         stop(backend)
@@ -177,6 +182,12 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--runs", type=int, default=3, help="runs per path (mesh, direct)")
     p.add_argument("--sidecars", default="scoped,full", help="scoped (the default), full")
+    p.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="Istio's standard metrics off (mesh-wide Telemetry, as bench/stats_cost.py)",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON results, not a table")
     args = p.parse_args()
     if shutil.which("h2load") is None:
