@@ -4,7 +4,8 @@ same run. Local mode (`LocalMesh`, real Envoys on loopback addresses) with its d
 (mesh mTLS on, scoped sidecars) and again with full (unscoped) sidecars.
 
 Load: h2load (Debian's nghttp2-client, `make bench-deps`) at a fixed total `--rate`
-over `--connections` kept-alive HTTP/1.1 connections (`--rps` per connection: an
+over `--connections` kept-alive HTTP/1.1 connections, one h2load per connection with
+`--rps` = rate / connections, started 1/rate apart so requests are spread evenly (an
 open-loop timer, unlike Debian's wrk, which has no rate and measures a closed loop at
 saturation), for `--duration` seconds after a warm-up at the same rate. Latency is
 each request's time to its full response from h2load's `--log-file`, percentiles
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,33 +55,26 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 
 def h2load(url: str, rate: int, connections: int, duration: float) -> dict[str, Any]:
-    """h2load at `rate` requests/s in total; per-request latencies (ms) from its log."""
-    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log", dir=OUT) as log:
-        proc = subprocess.run(
-            [
-                "h2load",
-                "--h1",
-                "-c",
-                str(connections),
-                "--rps",
-                f"{rate / connections:g}",
-                "-D",
-                f"{duration:g}",
-                "-H",
-                ":authority: web.bench",
-                "--log-file",
-                log.name,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=duration + 60,
-            check=True,
-        )
-        rows = [line.split("\t") for line in Path(log.name).read_text().splitlines() if line]
+    """`rate` requests/s in total over `connections`, per-request latencies (ms) from the
+    logs. One h2load per connection, started 1/rate s apart: one h2load with `-c N --rps`
+    fires all N connections' timers together, bursts of N requests at once."""
+    with tempfile.TemporaryDirectory(prefix="h2load-", dir=OUT) as tmp:
+        logs = [Path(tmp) / f"{i}.log" for i in range(connections)]
+        procs = []
+        for log in logs:
+            cmd = ["h2load", "--h1", "-c", "1", "--rps", f"{rate / connections:g}"]
+            cmd += ["-D", f"{duration:g}", "-H", ":authority: web.bench", "--log-file", str(log)]
+            procs.append(
+                subprocess.Popen([*cmd, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            )
+            time.sleep(1 / rate)
+        outputs = [proc.communicate(timeout=duration + 60)[0].decode() for proc in procs]
+        if any(proc.returncode for proc in procs):
+            raise RuntimeError(f"h2load failed:\n{outputs}")
+        rows = [line.split("\t") for log in logs for line in log.read_text().splitlines() if line]
     ok = [int(r[2]) / 1000 for r in rows if r[1] == "200"]
     if not ok or len(ok) != len(rows):
-        raise RuntimeError(f"{len(rows) - len(ok)} of {len(rows)} not 200:\n{proc.stdout}")
+        raise RuntimeError(f"{len(rows) - len(ok)} of {len(rows)} not 200:\n{outputs[0]}")
     ok.sort()
     return {
         "requests": len(rows),
