@@ -1,14 +1,17 @@
 """Local mode's config source: every *.yaml / *.yml / *.json file in a directory.
 
-The directory is polled (cheap at the sizes local mode is for, and portable);
-a changed file is re-read whole. A file that does not parse is reported and its
-previous objects stay; objects that disappear from a file are deleted.
+The directory is polled (portable, no dependency). Idle polls stay cheap: the tree
+is re-listed only when a directory's mtime moved (a file created, removed or renamed),
+otherwise only the known files are stat'ed; a changed file is re-read whole. A file
+that does not parse is reported and its previous objects stay; objects that
+disappear from a file are deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,11 +74,43 @@ class DirectorySource:
         self._stamps: dict[Path, tuple[int, int]] = {}
         self._keys: dict[Path, set[Key]] = {}
         self.file_errors: dict[Path, str] = {}
+        self._dirs: dict[str, int] = {}
+        """Every directory of the tree -> its mtime when the listing was taken."""
+        self._listing: list[Path] = []
+
+    def _tree_changed(self) -> bool:
+        if not self._dirs:
+            return True
+        for name, mtime in self._dirs.items():
+            try:
+                if os.stat(name).st_mtime_ns != mtime:
+                    return True
+            except OSError:
+                return True
+        return False
+
+    def _relist(self) -> None:
+        # Directory mtimes first: an entry added while listing moves them again.
+        dirs = [self.directory, *(p for p in self.directory.rglob("*") if p.is_dir())]
+        stamps: dict[str, int] = {}
+        for d in dirs:
+            try:
+                stamps[str(d)] = os.stat(d).st_mtime_ns
+            except OSError:
+                stamps[str(d)] = -1  # gone meanwhile: relist next time
+        self._dirs = stamps
+        self._listing = config_files(self.directory)
 
     def _files(self) -> dict[Path, tuple[int, int]]:
+        if self._tree_changed():
+            self._relist()
         out = {}
-        for path in config_files(self.directory):
-            st = path.stat()
+        for path in self._listing:
+            try:
+                st = os.stat(path)
+            except OSError:
+                self._dirs.clear()  # removed since the listing: relist next scan
+                continue
             out[path] = (st.st_mtime_ns, st.st_size)
         return out
 
