@@ -3,7 +3,10 @@ an idle scan re-lists the tree only when a directory changed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from pilotfish_operator.sources.files import DirectorySource
@@ -72,3 +75,34 @@ def test_edits_creations_renames_and_removals_anywhere_in_the_tree_are_seen(
     (tmp_path / "team").rmdir()
     assert source.scan() and _names(store) == set()
     assert not source.scan()
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not check():  # noqa: ASYNC110 (the store has no change event to await)
+            await asyncio.sleep(0.02)
+
+
+async def test_running_source_is_woken_by_changes_not_by_polling(tmp_path: Path) -> None:
+    # Polls and rescans hourly: without change notifications nothing would be seen.
+    store = Store()
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "a.json").write_text(_service("a"))
+    source = DirectorySource(tmp_path, store, interval=3600, rescan=3600)
+    task = asyncio.create_task(source.run())
+    try:
+        await _until(lambda: _names(store) == {"a"})
+        (tmp_path / "team" / "a.json").write_text(_service("a2"))  # in place
+        await _until(lambda: _names(store) == {"a2"})
+        (tmp_path / "team" / "new").mkdir()
+        await asyncio.sleep(0.3)  # the new directory is watched before its file comes
+        (tmp_path / "team" / "new" / "b.yaml").write_text(_service("b"))
+        await _until(lambda: _names(store) == {"a2", "b"})
+        (tmp_path / "team" / "new" / "b.yaml").write_text(_service("b2"))
+        await _until(lambda: _names(store) == {"a2", "b2"})
+        (tmp_path / "team" / "a.json").unlink()
+        await _until(lambda: _names(store) == {"b2"})
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,8 +1,9 @@
 """Local mode's config source: every *.yaml / *.yml / *.json file in a directory.
 
-The directory is polled (portable, no dependency). Idle polls stay cheap: the tree
-is re-listed only when a directory's mtime moved (a file created, removed or renamed),
-otherwise only the known files are stat'ed; a changed file is re-read whole. A file
+On Linux, inotify wakes a scan when something changed (`inotify.py`), with a slow
+safety rescan; elsewhere the directory is polled. A scan re-lists the tree only when
+a directory's mtime moved (a file created, removed or renamed), otherwise it stats
+the known files; a changed file is re-read whole. A file
 that does not parse is reported and its previous objects stay; objects that
 disappear from a file are deleted.
 """
@@ -10,6 +11,7 @@ disappear from a file are deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -19,10 +21,13 @@ from typing import Any
 
 from ..store import Key, Store
 from .decode import DecodeError, decode
+from .inotify import Watcher
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".yaml", ".yml", ".json")
+SETTLE = 0.05
+"""Seconds from a change notification to the scan: a writer may still be writing."""
 
 
 class FileError(Exception):
@@ -67,10 +72,18 @@ def load_store(paths: list[str], store: Store | None = None) -> Store:
 
 
 class DirectorySource:
-    def __init__(self, directory: Path, store: Store, interval: float = 0.25) -> None:
+    def __init__(
+        self, directory: Path, store: Store, interval: float = 0.25, rescan: float = 10.0
+    ) -> None:
         self.directory = directory
         self.store = store
         self.interval = interval
+        """Seconds between polls without inotify."""
+        self.rescan = rescan
+        """Seconds between scans with inotify and no event (a change it cannot see: a
+        network file system, a lost watch)."""
+        self._watcher: Watcher | None = None
+        self._watch_failed = False
         self._stamps: dict[Path, tuple[int, int]] = {}
         self._keys: dict[Path, set[Key]] = {}
         self.file_errors: dict[Path, str] = {}
@@ -92,6 +105,8 @@ class DirectorySource:
     def _relist(self) -> None:
         # Directory mtimes first: an entry added while listing moves them again.
         dirs = [self.directory, *(p for p in self.directory.rglob("*") if p.is_dir())]
+        if self._watcher is not None and not self._watcher.watch(map(str, dirs)):
+            self._watch_failed = True
         stamps: dict[str, int] = {}
         for d in dirs:
             try:
@@ -143,6 +158,30 @@ class DirectorySource:
         return changed
 
     async def run(self) -> None:
-        while True:
-            self.scan()
-            await asyncio.sleep(self.interval)
+        self._watcher = Watcher.open()
+        self._dirs.clear()  # the first scan re-lists, adding the watches
+        woken = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            if self._watcher is not None:
+                loop.add_reader(self._watcher.fd, woken.set)
+            while True:
+                self.scan()
+                watcher = self._watcher
+                if watcher is not None and self._watch_failed:
+                    loop.remove_reader(watcher.fd)
+                    watcher.close()
+                    watcher = self._watcher = None
+                if watcher is None:
+                    await asyncio.sleep(self.interval)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), self.rescan)
+                await asyncio.sleep(SETTLE)
+                woken.clear()
+                watcher.drain()
+        finally:
+            if self._watcher is not None:
+                loop.remove_reader(self._watcher.fd)
+                self._watcher.close()
+                self._watcher = None
