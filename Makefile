@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats bench-scoping bench-latency clean system-deps tools
+.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats bench-scoping bench-idle bench-latency clean system-deps tools
 
 venv: $(STAMP)
 
@@ -93,6 +93,10 @@ bench-latency: venv bench-deps
 # What scoping saves a sidecar: 10,000 services, a client calling 5, full vs on-demand.
 bench-scoping: venv
 	$(PY) bench/scoping.py
+
+# Idle CPU of `pilotfish local`: 1,000 services, 10 sidecars, nothing changing, 30 s.
+bench-idle: venv
+	$(PY) bench/idle_cpu.py
 
 clean:
 	rm -rf $(VENV)

@@ -111,6 +111,7 @@ class LocalMesh:
         self.lagging: dict[str, str] = {}
         """Proxy id -> why it has not converged, once reported."""
         self._sidecars: Sidecars | None = None
+        self._state_inputs: tuple[int, int, str] | None = None
 
     @property
     def monitoring(self) -> str | None:
@@ -300,6 +301,12 @@ class LocalMesh:
         return not any(self._behind(proxy.id) for proxy in self.pipeline.mesh.proxies)
 
     def _write_state(self) -> None:
+        # Called every supervision tick while in sync: rebuild only when an input moved
+        # (the store, the built mesh, the lagging sidecars), or idle costs CPU.
+        inputs = (self.store.generation, self.pipeline.built_generation, str(self.lagging))
+        if inputs == self._state_inputs:
+            return
+        self._state_inputs = inputs
         workloads = Workloads.of(self.store)
         gateways = {p.id: p for p in self.pipeline.mesh.proxies if p.kind == "gateway"}
         lagging = self.lagging
