@@ -11,7 +11,6 @@ with the fields we own (a Deployment's replica count is set only at creation).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,11 +19,10 @@ from ..store import Key, Store
 from ..translate.gateway_api import deployment
 from .client import ApiError, KubeClient
 from .kinds import Watched
+from .leader_writer import LeaderWriter
 
 log = logging.getLogger(__name__)
 
-RESYNC_EVERY = 600.0
-RETRY_AFTER = 5.0
 PATHS = {
     "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -33,39 +31,20 @@ PATHS = {
 _WAKE_ON = frozenset({"KubernetesGateway", "GatewayClass"})
 
 
-class GatewayDeployer:
+class GatewayDeployer(LeaderWriter):
     def __init__(self, client: KubeClient, store: Store, is_leader: Callable[[], bool]) -> None:
         self.client = client
         self.store = store
-        self.is_leader = is_leader
+        super().__init__(is_leader)
         self._written: dict[tuple[str, str, str], str] = {}
         """(kind, namespace, name) -> the hash last written there (or found there)."""
-        self._wake = asyncio.Event()
-        self._wake.set()
 
     def observe(self, watched: Watched, key: Key, obj: Mapping[str, Any] | None) -> None:
         """A ClusterView observer: a changed Gateway is deployed now."""
         if watched.kind in _WAKE_ON:
             self._wake.set()
 
-    def leadership_changed(self, leading: bool) -> None:
-        self._written.clear()  # another leader may have written meanwhile
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), RESYNC_EVERY)
-            except TimeoutError:
-                self._written.clear()
-            self._wake.clear()
-            if not self.is_leader():
-                continue
-            if not await self.deploy():
-                await asyncio.sleep(RETRY_AFTER)
-                self._wake.set()
-
-    async def deploy(self) -> bool:
+    async def write(self) -> bool:
         """Write what differs; False if a write failed."""
         ok = True
         for gw in deployment.deployed(self.store):

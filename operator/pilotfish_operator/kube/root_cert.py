@@ -9,7 +9,6 @@ is a create, or a replace carrying the resourceVersion it read.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,26 +17,23 @@ from ..injection import ROOT_CONFIGMAP, ROOT_CONFIGMAP_KEY
 from ..store import Key, Store
 from .client import ApiError, KubeClient
 from .kinds import Watched
+from .leader_writer import LeaderWriter
 
 log = logging.getLogger(__name__)
 
 CONFIGMAP, KEY = ROOT_CONFIGMAP, ROOT_CONFIGMAP_KEY
-RESYNC_EVERY = 600.0
-RETRY_AFTER = 5.0
 
 
-class RootPublisher:
+class RootPublisher(LeaderWriter):
     def __init__(
         self, client: KubeClient, store: Store, is_leader: Callable[[], bool], roots: bytes
     ) -> None:
         self.client = client
         self.store = store
-        self.is_leader = is_leader
+        super().__init__(is_leader)
         self.roots = roots
         self._written: dict[str, str] = {}
         """Namespace -> the roots last written there (or found there)."""
-        self._wake = asyncio.Event()
-        self._wake.set()
 
     def set_roots(self, roots: bytes) -> None:
         if roots != self.roots:
@@ -51,24 +47,7 @@ class RootPublisher:
                 self._written.pop(key[2], None)
             self._wake.set()
 
-    def leadership_changed(self, leading: bool) -> None:
-        self._written.clear()  # another leader may have written meanwhile
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), RESYNC_EVERY)
-            except TimeoutError:
-                self._written.clear()
-            self._wake.clear()
-            if not self.is_leader():
-                continue
-            if not await self.publish():
-                await asyncio.sleep(RETRY_AFTER)
-                self._wake.set()
-
-    async def publish(self) -> bool:
+    async def write(self) -> bool:
         """Write every namespace that lacks the current roots; False if one failed."""
         text = self.roots.decode()
         ok = True
