@@ -55,6 +55,14 @@ def _wanted(snapshot: Snapshot, type_url: str, wildcard: bool, names: Any) -> di
     return {n: available[n] for n in sorted(names) if n in available}
 
 
+def _version(snapshot: Snapshot, type_url: str, wanted: Mapping[str, Encoded]) -> str:
+    """The version of what a response carries: the snapshot's own when it carries the
+    whole type (computed once for every proxy sharing it), else that of the subset."""
+    if len(wanted) == len(snapshot.resources(type_url)):
+        return snapshot.version(type_url)
+    return content_version(wanted.values())
+
+
 @dataclass(frozen=True, slots=True)
 class _Retry:
     type_url: str
@@ -332,7 +340,7 @@ class SotwStream(Stream):
         hashes = {n: r.hash for n, r in wanted.items()}
         if not (force or refresh) and hashes == state.sent:
             return None
-        version = content_version(wanted.values())
+        version = _version(snapshot, type_url, wanted)
         nonce = self.server.next_nonce()
         state.nonce, state.version, state.sent = nonce, version, hashes
         self.server.status.sent(self.node_id, type_url, version, nonce)
@@ -442,7 +450,7 @@ class DeltaStream(Stream):
         # A scoped proxy is told the snapshot's version of the type even when nothing it
         # holds changed, so its ACK says it is current (see Snapshot).
         scoped = snapshot.on_demand is not None
-        version = snapshot.version(type_url) if scoped else content_version(wanted.values())
+        version = snapshot.version(type_url) if scoped else _version(snapshot, type_url, wanted)
         moved = scoped and version != state.version
         if not (force or changed or removed or moved or answer.unresolved or answer.tables):
             return None

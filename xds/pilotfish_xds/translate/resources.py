@@ -10,7 +10,7 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
 from .. import ir, types, wire
 from ..codec import EncodeCache, Encoded
-from ..snapshot import Snapshot
+from ..snapshot import Part, Snapshot
 from . import clusters, jwt, mtls, sidecar_ingress, view
 from .scoping import Catalogue
 
@@ -51,13 +51,21 @@ class Resources:
             if c.ca_pem:
                 found.append(cache.build(f"{c.name}-cacert", mtls.credential_ca_secret, c))
 
-    def snapshot(self) -> Snapshot:
-        references = {
+    def _references(self) -> dict[str, frozenset[str]]:
+        return {
             types.ENDPOINT: frozenset(self.eds_names),
             types.ROUTE: frozenset(self.route_names),
         }
+
+    def part(self) -> Part:
+        """Frozen for several proxies to share (`outbound.shared`)."""
         on_demand = self.scope.freeze() if self.scope is not None else None
-        return Snapshot(self.by_type, references, on_demand)
+        return Part(self.by_type, self._references(), on_demand)
+
+    def snapshot(self, shared: Part | None = None) -> Snapshot:
+        """The proxy's snapshot: these resources plus the `shared` part."""
+        on_demand = self.scope.freeze() if self.scope is not None else None
+        return Snapshot(self.by_type, self._references(), on_demand, shared)
 
 
 def route_configuration(name: str, parts: list[bytes]) -> Encoded:

@@ -1,0 +1,70 @@
+"""What a sidecar sees of the mesh's services, built once per distinct view.
+
+A sidecar's outbound config (its route tables or on-demand catalogue, the clusters
+and endpoints it may call) depends on a few of its fields only: namespace, labels,
+Sidecar scope, outbound policy, locality, telemetry and on-demand scoping. The pods
+of a Deployment agree on all of them, so a push to a thousand sidecars builds a
+handful of outbound parts, not a thousand; each proxy adds its own listeners,
+inbound side and certificates (`snapshot.Part`).
+
+A layout's outbound builder is handed `viewer(proxy)`, the proxy with every other
+field blanked: a builder that read a per-pod field (its address, its inbound
+services) would get an empty value and fail the golden tests, rather than give one
+pod's config to another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from .. import ir
+from ..codec import EncodeCache
+
+_T = TypeVar("_T")
+
+
+class SameMesh:
+    """The mesh as a cache key, by identity: hashing ten thousand services for every
+    proxy's lookup would cost what sharing saves, and every rebuild makes a new mesh."""
+
+    __slots__ = ("mesh",)
+
+    def __init__(self, mesh: ir.Mesh) -> None:
+        self.mesh = mesh
+
+    def __hash__(self) -> int:
+        return id(self.mesh)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SameMesh) and other.mesh is self.mesh
+
+
+def viewer(proxy: ir.Proxy) -> ir.Proxy:
+    """`proxy` reduced to what decides its outbound view (see the module docstring)."""
+    return ir.Proxy(
+        id="",
+        name="",
+        namespace=proxy.namespace,
+        ip="",
+        labels=proxy.labels,
+        capture=proxy.capture,
+        kind=proxy.kind,
+        locality=proxy.locality,
+        telemetry=proxy.telemetry,
+        # Only a CUSTOM policy's provider reaches the outbound side (its cluster).
+        authz=tuple(p for p in proxy.authz if p.provider is not None),
+        outbound_policy=proxy.outbound_policy,
+        egress_imports=proxy.egress_imports,
+        on_demand=proxy.on_demand,
+    )
+
+
+Builder = Callable[[EncodeCache, SameMesh, ir.Proxy, bool], _T]
+
+
+def shared(
+    build: Builder[_T], mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, mesh_tls: bool
+) -> _T:
+    """`build(cache, mesh, viewer(proxy), mesh_tls)`, once per distinct view and mesh."""
+    return cache.shared(build, SameMesh(mesh), viewer(proxy), mesh_tls)
