@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from pilotfish_xds import ir, types
 from pilotfish_xds.codec import EncodeCache
 from pilotfish_xds.snapshot import Snapshot
-from pilotfish_xds.translate import WorkloadSecrets, translate
+from pilotfish_xds.translate import WorkloadSecrets, outbound, translate
 
 CASES = Path(__file__).parent / "testdata" / "envoy" / "in"
 MESH = TypeAdapter(ir.Mesh)
@@ -49,11 +49,19 @@ def _twin(proxy: ir.Proxy) -> ir.Proxy:
     )
 
 
+def _stranger(proxy: ir.Proxy) -> ir.Proxy:
+    """A pod with other labels and elsewhere: whether it shares a view depends on
+    whether any rule selects by what differs."""
+    labels = tuple(sorted({**dict(proxy.labels), "version": "v9", "pod-hash": "x1"}.items()))
+    where = ir.Locality("far-region", "far-zone", "")
+    return dataclasses.replace(_twin(proxy), id=f"{proxy.id}-x", labels=labels, locality=where)
+
+
 @pytest.mark.parametrize("case", sorted(p.stem for p in CASES.glob("*.yaml")))
 def test_sharing_changes_nothing(case: str) -> None:
     mesh, secrets = _case(case)
     sidecars = [p for p in mesh.proxies if p.kind == "sidecar"]
-    sidecars += [_twin(p) for p in sidecars]
+    sidecars += [_twin(p) for p in sidecars] + [_stranger(p) for p in sidecars]
     common = EncodeCache()
     for p in sidecars:  # warm: every view built, by whichever proxy came first
         translate(mesh, p, common, secrets)
@@ -72,9 +80,26 @@ def test_pods_of_a_deployment_share_their_outbound_part() -> None:
     assert one.resources(types.ENDPOINT) is two.resources(types.ENDPOINT)
     # ...while each keeps its own inbound side.
     assert one.resources(types.CLUSTER) != two.resources(types.CLUSTER)
+    # Labels no rule selects by do not split the view; another namespace does.
+    relabelled = dataclasses.replace(_twin(proxy), labels=(("pod-hash", "x1"),))
+    assert translate(mesh, relabelled, cache, secrets).on_demand is one.on_demand
     elsewhere = dataclasses.replace(_twin(proxy), namespace="elsewhere")
     three = translate(mesh, elsewhere, cache, secrets)
     assert three.on_demand is not one.on_demand
+
+
+def test_labels_a_rule_selects_by_split_the_view() -> None:
+    """A sourceLabels route: pods with and without the label see different routes."""
+    mesh, _ = _case("http-matches")
+    keys = outbound.selection(mesh).label_keys
+    assert keys, "the case has a sourceLabels match"
+    proxy = next(p for p in mesh.proxies if p.kind == "sidecar")
+    key = sorted(keys)[0]
+    a = dataclasses.replace(proxy, labels=((key, "one"),))
+    b = dataclasses.replace(_twin(proxy), labels=((key, "two"),))
+    assert outbound.viewer(a, outbound.selection(mesh)) != outbound.viewer(
+        b, outbound.selection(mesh)
+    )
 
 
 def test_a_new_mesh_builds_new_parts_and_sweeps_the_old() -> None:

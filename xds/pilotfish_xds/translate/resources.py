@@ -97,12 +97,13 @@ def outbound_clusters(
                 ir.label_value(proxy.labels, proxy.locality, key)
                 for key in (lb.failover_priority if lb is not None else ())
             )
-            out.add(
-                types.ENDPOINT,
-                cache.build(
-                    c.name, clusters.load_assignment, c.name, c.endpoints, lb, client, values
-                ),
-            )
+            out.add(types.ENDPOINT, cache.build(c.name, _endpoints, c, client, values))
+
+
+def _endpoints(c: ir.Cluster, client: ir.Locality | None, values: tuple[str, ...]) -> bytes:
+    """Keyed by the cluster, whose hash is cached, rather than by its endpoints, whose
+    hash would be recomputed for every cluster of every view on every push."""
+    return clusters.load_assignment(c.name, c.endpoints, c.policy.locality, client, values)
 
 
 def inbound_clusters(proxy: ir.Proxy, ports: list[int], cache: EncodeCache, out: Resources) -> None:
