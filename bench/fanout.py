@@ -72,6 +72,7 @@ import workload
 from envoy_edit import TimedPipeline, envoy_rss_mib, start_envoy, stop
 from pilotfish_operator.store import Store
 from pilotfish_operator.translate import Options, proxy_id
+from pilotfish_xds import codec
 from pilotfish_xds.bootstrap import bootstrap
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.server import serve
@@ -118,19 +119,46 @@ def check_memory(envoys: int, per_envoy: float, services: int) -> None:
 
 
 class FanoutStatus(StatusRegistry):
-    """Times every send and ACK per (node, type) since `reset()`."""
+    """Times every send and ACK per (node, type) since `reset()`; inside `counting()`,
+    also what each response carried (resources, bytes)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sends: dict[tuple[str, str], list[tuple[float, str]]] = {}
         self.acks: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        self.carried: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self._sending: tuple[str, str] | None = None
 
     def reset(self) -> None:
-        self.sends, self.acks = {}, {}
+        self.sends, self.acks, self.carried = {}, {}, {}
 
     def sent(self, node_id: str, type_url: str, version: str, nonce: str) -> None:
         self.sends.setdefault((node_id, type_url), []).append((time.monotonic(), version))
+        self._sending = (node_id, type_url)
         super().sent(node_id, type_url, version, nonce)
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """The stream encodes its response right after `sent()`, with no await between:
+        the codec's two response functions are wrapped to count what they are given."""
+        sotw, delta = codec.sotw_response, codec.delta_response
+
+        def wrap(encode: Any) -> Any:
+            def counted(type_url: str, version: str, nonce: str, resources: Any, *a: Any) -> bytes:
+                resources = list(resources)
+                body: bytes = encode(type_url, version, nonce, resources, *a)
+                if self._sending is not None:
+                    self.carried.setdefault(self._sending, []).append((len(resources), len(body)))
+                    self._sending = None
+                return body
+
+            return counted
+
+        codec.sotw_response, codec.delta_response = wrap(sotw), wrap(delta)
+        try:
+            yield
+        finally:
+            codec.sotw_response, codec.delta_response = sotw, delta
 
     def acked(self, node_id: str, type_url: str, version: str) -> None:
         self.acks.setdefault((node_id, type_url), []).append((time.monotonic(), version))
@@ -300,11 +328,18 @@ async def one_edit(
         await asyncio.sleep(0.002)
     answers = await mesh.ask(served_by, ips)
     sends = [s for s, _ in times.values()]
+    carried = [
+        [c for t in types for c in mesh.status.carried.get((node, t), [])]
+        for node, types in changed.items()
+    ]
     return {
         "target": target,
         "changed_types": sorted({t.rsplit(".", 1)[-1] for ts in changed.values() for t in ts}),
         "unchanged": len(mesh.nodes) - len(changed),
         "measured": len(times),
+        # Envoys sent at least one resource of a changed type (not just a new version).
+        "carried": sum(any(n for n, _ in c) for c in carried),
+        "bytes_sent": sum(b for c in carried for _, b in c),
         "edit_to_rebuild_start_s": start - t_edit,
         "rebuild_s": end - start,
         "translate_s": stats.translate_s,
@@ -386,7 +421,8 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         for k, (target, weights) in enumerate(plan):
             if profile is not None and k == 1:
                 profile.enable()
-            result = await one_edit(mesh, ips, weights, target)
+            with status.counting():
+                result = await one_edit(mesh, ips, weights, target)
             if k > 0:
                 runs.append(result)
                 print(
@@ -440,6 +476,8 @@ def summary(runs: list[dict[str, Any]], envoys: int) -> dict[str, Any]:
         "median_first_send_after_rebuild_end_ms": med("first_send_after_rebuild_end_s"),
         "median_last_send_after_rebuild_end_ms": med("last_send_after_rebuild_end_s"),
         "measured": sum(r["measured"] for r in runs),
+        "carried": sum(r["carried"] for r in runs),
+        "median_bytes_sent": statistics.median(r["bytes_sent"] for r in runs) if runs else None,
         "expected": envoys * len(runs),
         "traffic_moved": sum(r["traffic_moved"] for r in runs),
     }
@@ -454,7 +492,8 @@ def report(out: dict[str, Any]) -> str:
 
     lines = [
         f"{out['services']} services, {out['envoys']} Envoys ({out['mode']}), "
-        f"{out['edits']} edits; measured {s['measured']}/{s['expected']}, "
+        f"{out['edits']} edits; measured {s['measured']}/{s['expected']} "
+        f"(the change carried to {s['carried']}), "
         f"traffic moved {s['traffic_moved']}/{s['expected']}, NACKs {out['nacks']}",
         f"  rebuild start → Envoy ACKed:  {d('rebuild_start_to_ack')}",
         f"  per edit, all ACKed:          {d('all_acked')}",
@@ -462,7 +501,8 @@ def report(out: dict[str, Any]) -> str:
         f"({s['median_translate_ms']:.0f} + {s['median_proxies_encode_ms']:.0f})",
         f"  rebuild end → first / last send: {s['median_first_send_after_rebuild_end_ms']:.0f}"
         f" / {s['median_last_send_after_rebuild_end_ms']:.0f} ms",
-        f"  send → ACK per Envoy:         {d('send_to_ack')}",
+        f"  send → ACK per Envoy:         {d('send_to_ack')}; "
+        f"{s['median_bytes_sent'] / 1024:.0f} KiB sent per edit",
         f"  Envoy RSS median {out['envoy_rss_mib']['median']:.0f} MiB, control plane "
         f"{out['control_plane_rss_mib']:.0f} MiB; all Envoys LIVE in "
         f"{out['start_all_envoys_s']:.1f} s",
