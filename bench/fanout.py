@@ -24,10 +24,13 @@ Decisions:
   100/0 first, so every measured edit starts from a known state and moves traffic).
 - Per edit and Envoy, clocked from the rebuild start (the debounce window closed):
   the types whose snapshot version the rebuild changed for that Envoy (and that it was
-  sent before) are the change; "send" is the first response of such a type in this
-  edit (the status `sent` hook, just before the gRPC write), "ACK" is when the last of
-  them is ACKed at the version last sent. A node whose snapshot did not change is
-  counted as `unchanged`, not measured, and the JSON says so.
+  sent before) are the change; the Envoy is done when each of them, and every other
+  type it was sent in this edit, is ACKed at the version last sent. (Scoped, the flip
+  also swaps the subset cluster the virtual host routes to: the server sends Cluster,
+  then its endpoints, and the VirtualHost only after the Cluster ACK, three responses
+  per edit.) "send" is the Envoy's first response of the edit (the status `sent` hook,
+  just before the gRPC write). A node whose snapshot did not change is counted as
+  `unchanged`, not measured, and the JSON says so.
 - Split: rebuild (Pipeline.rebuild: translate, then every proxy's IR → Envoy + encode
   = PushStats.encode_s; nothing is sent meanwhile, the event loop is busy), rebuild end
   → first / last send (the server's stream tasks walking the proxies), send → ACK per
@@ -49,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import cProfile
 import http.client
@@ -127,13 +131,15 @@ class FanoutStatus(StatusRegistry):
         self.sends: dict[tuple[str, str], list[tuple[float, str]]] = {}
         self.acks: dict[tuple[str, str], list[tuple[float, str]]] = {}
         self.carried: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self.sent_types: dict[str, set[str]] = {}
         self._sending: tuple[str, str] | None = None
 
     def reset(self) -> None:
-        self.sends, self.acks, self.carried = {}, {}, {}
+        self.sends, self.acks, self.carried, self.sent_types = {}, {}, {}, {}
 
     def sent(self, node_id: str, type_url: str, version: str, nonce: str) -> None:
         self.sends.setdefault((node_id, type_url), []).append((time.monotonic(), version))
+        self.sent_types.setdefault(node_id, set()).add(type_url)
         self._sending = (node_id, type_url)
         super().sent(node_id, type_url, version, nonce)
 
@@ -165,10 +171,10 @@ class FanoutStatus(StatusRegistry):
         super().acked(node_id, type_url, version)
 
     def settled(self, node: str, changed: set[str]) -> tuple[float, float] | None:
-        """(first send, last ACK) of `changed` once every one of them was sent in this
-        edit and is ACKed at the version last sent; None until then."""
+        """(first send, last ACK) once every type in `changed` was sent in this edit and
+        every type sent is ACKed at the version last sent; None until then."""
         first_send, last_ack = math.inf, 0.0
-        for t in changed:
+        for t in changed | self.sent_types.get(node, set()):
             sends = self.sends.get((node, t))
             if not sends:
                 return None
@@ -340,6 +346,15 @@ async def one_edit(
         # Envoys sent at least one resource of a changed type (not just a new version).
         "carried": sum(any(n for n, _ in c) for c in carried),
         "bytes_sent": sum(b for c in carried for _, b in c),
+        "responses": dict(
+            collections.Counter(
+                t.rsplit(".", 1)[-1] for (_, t), x in mesh.status.sends.items() for _ in x
+            )
+        ),
+        "first_response_after_rebuild_end_s": min(
+            (t for x in mesh.status.sends.values() for t, _ in x), default=end
+        )
+        - end,
         "edit_to_rebuild_start_s": start - t_edit,
         "rebuild_s": end - start,
         "translate_s": stats.translate_s,
@@ -363,7 +378,8 @@ def profile_top(profile: cProfile.Profile, path: Path, count: int = 25) -> list[
         pstats.Stats(profile, stream=text).sort_stats(key).print_stats(count)
         lines = text.getvalue().splitlines()
         head = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
-        out += [f"by {key}:", *lines[head : head + count + 1]]
+        root = f"{HERE.parent}/"
+        out += [f"by {key}:", *(x.replace(root, "") for x in lines[head : head + count + 1])]
     return out
 
 
@@ -480,6 +496,7 @@ def summary(runs: list[dict[str, Any]], envoys: int) -> dict[str, Any]:
         "median_bytes_sent": statistics.median(r["bytes_sent"] for r in runs) if runs else None,
         "expected": envoys * len(runs),
         "traffic_moved": sum(r["traffic_moved"] for r in runs),
+        "responses_per_edit": runs[-1]["responses"] if runs else {},
     }
 
 
@@ -502,7 +519,8 @@ def report(out: dict[str, Any]) -> str:
         f"  rebuild end → first / last send: {s['median_first_send_after_rebuild_end_ms']:.0f}"
         f" / {s['median_last_send_after_rebuild_end_ms']:.0f} ms",
         f"  send → ACK per Envoy:         {d('send_to_ack')}; "
-        f"{s['median_bytes_sent'] / 1024:.0f} KiB sent per edit",
+        f"{s['median_bytes_sent'] / 1024:.0f} KiB of the changed types sent per edit",
+        f"  responses per edit: {s['responses_per_edit']}",
         f"  Envoy RSS median {out['envoy_rss_mib']['median']:.0f} MiB, control plane "
         f"{out['control_plane_rss_mib']:.0f} MiB; all Envoys LIVE in "
         f"{out['start_all_envoys_s']:.1f} s",
