@@ -13,7 +13,7 @@ Decisions:
 - Envoys start in batches of `--batch` (default 10), each batch waited for until every
   Envoy's admin `/ready` says LIVE, so 100 do not stampede the 2 cores or the xDS server.
 - Memory is checked before starting them: E x an estimated Envoy RSS (full: ~70 MiB +
-  0.1 MiB per service, 170 MiB at 1,000; scoped: ~70 MiB + 4 KiB per service) plus the
+  0.18 MiB per service, 250 MiB at 1,000 measured; scoped: ~70 MiB + 4 KiB per service) plus the
   control plane must fit in MemAvailable less RESERVE_MIB (the machine is shared); the
   first batch's measured RSS (x 1.2) is checked again. Otherwise it refuses, saying why.
 - Scoped (the default: Delta + on-demand VHDS): before the edits, one request through
@@ -97,7 +97,7 @@ def pod_name(k: int) -> str:
 
 
 def estimate_envoy_mib(services: int, full: bool) -> float:
-    return 70 + (0.1 if full else 0.004) * services
+    return 70 + (0.18 if full else 0.004) * services
 
 
 def estimate_control_plane_mib(services: int) -> float:
