@@ -40,7 +40,8 @@ Decisions:
   backend (an ACK alone does not prove a resource was applied): `traffic_moved`.
 - p50/p99 are nearest-rank over all edits x Envoys; `all_acked` is per edit (the
   slowest Envoy). `--profile` runs cProfile over the measured edits (slower: its
-  numbers are for where the time goes, not for the targets) and prints the top items.
+  numbers are for where the time goes, not for the targets) and prints the top items;
+  py-spy (`py-spy record --pid <this process> --format raw`) samples with less overhead.
 
     python bench/fanout.py --services 1000 --envoys 100 [--edits 10] [--full [--delta]]
         [--batch 10] [--profile]
@@ -96,24 +97,10 @@ def pod_name(k: int) -> str:
     return f"fanout-{k}"
 
 
-def estimate_envoy_mib(services: int, full: bool) -> float:
-    return 70 + (0.18 if full else 0.004) * services
-
-
-def estimate_control_plane_mib(services: int) -> float:
-    return 300 + 0.1 * services
-
-
-def mem_available_mib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def check_memory(envoys: int, per_envoy: float, services: int) -> None:
-    need = envoys * per_envoy + estimate_control_plane_mib(services)
-    have = mem_available_mib() - RESERVE_MIB
+    need = envoys * per_envoy + 300 + 0.1 * services  # + the control plane
+    meminfo = Path("/proc/meminfo").read_text().split()
+    have = int(meminfo[meminfo.index("MemAvailable:") + 1]) / 1024 - RESERVE_MIB
     if need > have:
         raise SystemExit(
             f"refusing: {envoys} Envoys x {per_envoy:.0f} MiB + the control plane need "
@@ -259,10 +246,9 @@ class Mesh:
 
 
 async def start_envoys(
-    cfg: Config, mesh: Mesh, port: int, workdir: Path
-) -> tuple[list[subprocess.Popen[bytes]], float]:
-    """Start every Envoy, a batch at a time; returns them and the seconds it took."""
-    procs: list[subprocess.Popen[bytes]] = []
+    cfg: Config, mesh: Mesh, port: int, workdir: Path, procs: list[subprocess.Popen[bytes]]
+) -> float:
+    """Start every Envoy (into `procs`), a batch at a time; the seconds it took."""
     t0 = time.monotonic()
     for first in range(0, cfg.envoys, cfg.batch):
         batch = list(range(first, min(cfg.envoys, first + cfg.batch)))
@@ -291,7 +277,7 @@ async def start_envoys(
             rss = max(envoy_rss_mib(p.pid) for p in procs)
             check_memory(cfg.envoys - len(procs), rss * 1.2, cfg.services)
         print(f"  fanout: {len(procs)} Envoys LIVE", file=sys.stderr, flush=True)
-    return procs, time.monotonic() - t0
+    return time.monotonic() - t0
 
 
 async def warm_up(mesh: Mesh, ips: list[str]) -> None:
@@ -405,7 +391,7 @@ def backends() -> Iterator[None]:
 
 async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     """The whole benchmark; the dict is what `main` prints."""
-    check_memory(cfg.envoys, estimate_envoy_mib(cfg.services, cfg.full), cfg.services)
+    check_memory(cfg.envoys, 70 + (0.18 if cfg.full else 0.004) * cfg.services, cfg.services)
     store = Store()
     objects = workload.objects(
         cfg.services, client_ip=envoy_ip(0), edited_backends=list(BACKENDS.values())
@@ -426,7 +412,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     ips = [envoy_ip(k) for k in range(cfg.envoys)]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs, start_s = await start_envoys(cfg, mesh, port, workdir)
+        start_s = await start_envoys(cfg, mesh, port, workdir, procs)
         await warm_up(mesh, ips)
         await asyncio.sleep(1)  # EDS and the on-demand fetches settle
         plan = [("v1", (100, 0))] + [
