@@ -6,6 +6,13 @@ Each stream reads requests in its own task and funnels them, together with
 "your snapshot changed" wake-ups, into one queue handled in order by the stream
 loop. The nonce of a response is recorded before the write is awaited, so an
 ACK that overtakes the write's completion is still matched.
+
+Pending pushes merge: a stream holds at most one "changed" in its queue, however
+often its snapshot is replaced meanwhile, and a push always reads the latest
+snapshot. A proxy that stops reading (HTTP/2 flow control holds our write) thus
+costs one blocked coroutine and its last response, never a growing queue, and
+nothing it does is awaited by anyone else: `SnapshotCache.set` only marks streams,
+and streams share no lock.
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("pilotfish_xds.server")
 
 END = object()  # the client closed its side
+
+
+class _Ended(Exception):
+    """The server ended the stream while a write was blocked."""
+
+
 CHANGED = object()  # the node's snapshot changed
 
 
@@ -77,12 +90,13 @@ class Stream:
         self.acked: dict[str, str] = {}  # type -> version acknowledged on this stream
         self.rejections: dict[str, Rejection] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._change_queued = False  # a CHANGED is in the queue, not yet handled
+        self._write: asyncio.Future[None] | None = None  # handed to gRPC, not yet taken
+        self._ending = False
 
     async def run(self, requests: AsyncIterator[Any]) -> None:
         queue = self.queue
         reader = asyncio.create_task(self._read(requests, queue))
-        changed = asyncio.Event()
-        tasks = [reader]
         stream_id = 0
         try:
             first = await queue.get()
@@ -107,25 +121,26 @@ class Stream:
             self.node_id = node.id
             cache, status = self.server.cache, self.server.status
             stream_id = status.stream_opened(self.node_id, self.kind, self.context.peer())
-            cache.watch(self.node_id, changed)
-            tasks.append(asyncio.create_task(self._watch(changed, queue)))
+            cache.watch(self.node_id, self.changed)
             cache.stream_opened(self.node_id, _node_dict(node))
             item = first
             while item is not END:
                 if item is CHANGED:
+                    self._change_queued = False  # a change from now on needs another push
                     await self.push()
                 elif isinstance(item, _Retry):
                     await self.retry(item.type_url)
                 else:
                     await self.handle(item)
                 item = await queue.get()
+        except _Ended:
+            pass
         finally:
-            for task in tasks:
-                task.cancel()
+            reader.cancel()
             for timer in self._timers.values():
                 timer.cancel()
             if stream_id:
-                self.server.cache.unwatch(self.node_id, changed)
+                self.server.cache.unwatch(self.node_id, self.changed)
                 self.server.cache.stream_closed(self.node_id)
                 self.server.status.stream_closed(self.node_id, stream_id)
 
@@ -139,12 +154,37 @@ class Stream:
         finally:
             queue.put_nowait(END)
 
-    @staticmethod
-    async def _watch(changed: asyncio.Event, queue: asyncio.Queue[Any]) -> None:
-        while True:
-            await changed.wait()
-            changed.clear()
-            queue.put_nowait(CHANGED)
+    def changed(self) -> None:
+        """The node's snapshot was replaced (called by the cache; must not block)."""
+        if not self._change_queued:
+            self._change_queued = True
+            self.queue.put_nowait(CHANGED)
+
+    @property
+    def writing(self) -> bool:
+        """A response is handed to gRPC and not taken yet (the proxy is not reading)."""
+        return self._write is not None
+
+    async def write(self, body: bytes) -> None:
+        """Hand one response to gRPC; this waits while the proxy does not read."""
+        self._write = asyncio.ensure_future(self.context.write(body))
+        try:
+            await self._write
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._ending and task is not None and not task.cancelling():
+                raise _Ended from None  # `end` gave up on this write, not on the stream
+            raise
+        finally:
+            self._write = None
+
+    def end(self) -> None:
+        """Finish as if the proxy had closed the stream; a write the proxy is not
+        taking is abandoned (it would otherwise hold the stream open forever)."""
+        self._ending = True
+        self.queue.put_nowait(END)
+        if self._write is not None:
+            self._write.cancel()
 
     def snapshot(self) -> Snapshot | None:
         return self.server.cache.get(self.node_id)
@@ -336,7 +376,7 @@ class SotwStream(Stream):
         nonce = self.server.next_nonce()
         state.nonce, state.version, state.sent = nonce, version, hashes
         self.server.status.sent(self.node_id, type_url, version, nonce)
-        await self.context.write(codec.sotw_response(type_url, version, nonce, wanted.values()))
+        await self.write(codec.sotw_response(type_url, version, nonce, wanted.values()))
         return set(hashes)
 
 
@@ -462,7 +502,7 @@ class DeltaStream(Stream):
         body = codec.delta_response(
             type_url, version, nonce, changed, removed, answer.aliases, answer.unresolved
         )
-        await self.context.write(body)
+        await self.write(body)
         return {r.name for r in changed}
 
 
