@@ -15,11 +15,12 @@ from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, D
 
 from . import debug
 from .cache import SnapshotCache
+from .delta import DeltaStream
 from .protocol import (
     Backoff,
 )
 from .status import StatusRegistry
-from .streams import DeltaStream, SotwStream, Stream
+from .streams import SotwStream, Stream
 
 log = logging.getLogger(__name__)
 
