@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -43,6 +44,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "pilotfish_xds"))
 from adsclient import LightSotwClient  # noqa: E402
 
 PER_CHANNEL = 25
+SETTLE = 0.5
 STUCK = "stuck"
 
 
@@ -78,6 +80,7 @@ async def one_round(
 ) -> dict[str, float]:
     snap, stuck = snapshot(k), big(k)
     version = snap.version(CLUSTER)
+    await asyncio.sleep(SETTLE)  # let what came before (a connection, a 12 MB write) settle
     t0 = time.monotonic()
     for node in nodes:
         cache.set(node, snap)
@@ -117,6 +120,7 @@ async def serve_and_measure(clients: int, count: int) -> dict[str, Any]:
         "--clients",
         str(clients),
         stdin=asyncio.subprocess.PIPE,
+        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},  # not the GOAWAY of the server's stop
     )
     assert proc.stdin is not None
 
