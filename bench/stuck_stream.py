@@ -12,7 +12,8 @@
 Measured per round: from replacing every snapshot (the stuck proxy's too) to each
 stream's ACK of the new version (p50, p99, max over streams; then the median over
 rounds). Rounds without and with the stuck stream alternate in the same server (it
-is closed, then opened again), so the shared machine's drifting load falls on both.
+is closed, then opened again; pairs ordered without-with, then with-without), so the
+shared machine's drifting load and the position in a pair fall on both alike.
 
     python bench/stuck_stream.py [--clients 1000] [--rounds 5]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -81,6 +83,9 @@ async def one_round(
     snap, stuck = snapshot(k), big(k)
     version = snap.version(CLUSTER)
     await asyncio.sleep(SETTLE)  # let what came before (a connection, a 12 MB write) settle
+    # The collector's full pass lands every few rounds (every fourth, here) and costs a
+    # round ~2x: run it now so it falls on no measured round.
+    gc.collect()
     t0 = time.monotonic()
     for node in nodes:
         cache.set(node, snap)
@@ -141,21 +146,28 @@ async def serve_and_measure(clients: int, count: int) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the clients did not all connect within 300 s")
             await asyncio.sleep(0.05)
-        # Alternate, so the shared machine's drifting load falls on both alike.
+        # Alternate in pairs, ordered without-with then with-without, so the shared
+        # machine's drifting load and the position in a pair fall on both alike.
         without, with_stuck = [], []
-        for i in range(count):
-            without.append(await one_round(cache, status, nodes, 1 + 2 * i))
-            await command(b"stick\n", stuck=True)
-            with_stuck.append(await one_round(cache, status, nodes, 2 + 2 * i))
-            assert any(s.node_id == STUCK and s.writing for s in server.ads.streams())
-            if i < count - 1:
-                await command(b"free\n", stuck=False)
+        stuck = False
+        for i in range(2 * count):
+            want = (i % 4) in (1, 2)
+            if want != stuck:
+                await command(b"stick\n" if want else b"free\n", stuck=want)
+                stuck = want
+            measured = await one_round(cache, status, nodes, 1 + i)
+            if stuck:
+                assert any(s.node_id == STUCK and s.writing for s in server.ads.streams())
+            (with_stuck if stuck else without).append(measured)
+        if not stuck:
+            await command(b"stick\n", stuck=True)  # and stop the server with it stuck
         t0 = time.monotonic()
         await server.stop(grace=None)
         stop_s = time.monotonic() - t0
     finally:
         proc.stdin.close()
         await proc.wait()
+    # Pairs measured next to each other: rounds 0-1, 2-3, ... of each list line up.
     ratios = [w["p99_ms"] / o["p99_ms"] for w, o in zip(with_stuck, without, strict=True)]
     return {
         "clients": clients,
