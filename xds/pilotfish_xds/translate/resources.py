@@ -84,7 +84,7 @@ def outbound_clusters(
         # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
         built = cache.build(c.name, clusters.outbound_cluster, c, local, out.mesh_tls)
         if out.scope is not None and out.scope.on_demand(c):
-            out.scope.clusters[c.name] = built
+            out.scope.add_cluster(c, built)
         else:
             out.add(types.CLUSTER, built)
         if c.policy.lb.policy != "PASSTHROUGH" and c.discovery == "eds":
