@@ -238,6 +238,14 @@ async def serve_role(args: argparse.Namespace) -> None:
                     {
                         **proc_stats(os.getpid()),
                         "connected": len(cache.connected()),
+                        # one TCP connection per proxy, as with real sidecars
+                        "distinct_peers": len(
+                            {
+                                s.peer
+                                for n in cache.connected()
+                                for s in status.node(n).streams.values()
+                            }
+                        ),
                         "nacks_total": status.nacks_total,
                         "pushes": {t.rsplit(".", 1)[-1]: n for t, n in status.pushes.items()},
                     }
