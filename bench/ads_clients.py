@@ -43,9 +43,11 @@ import cProfile
 import json
 import os
 import pstats
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -389,15 +391,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server_argv += ["--profile", args.profile] if args.profile else []
     server = Child(server_argv)
     children: list[Child] = []
+    watch = Watchdog(server.proc.pid, args.max_rss_mib)
+    out: dict[str, Any] = {}
     try:
         ready = server.read()
         log(f"control plane ready: {json.dumps(ready)}")
-        out: dict[str, Any] = {
-            "services": args.services,
-            "clients": args.clients,
-            "nack_fraction": args.nack_fraction,
-            "control_plane_start": ready,
-        }
+        out.update(
+            {
+                "services": args.services,
+                "clients": args.clients,
+                "nack_fraction": args.nack_fraction,
+                "control_plane_start": ready,
+            }
+        )
         for shard in range(args.client_procs):
             argv = [str(HERE / "ads_sim.py"), "--address", ready["address"]]
             argv += ["--clients", str(args.clients), "--shard", str(shard)]
@@ -412,6 +418,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         errors = [e for a in answers for e in a["errors"]]
         out["connect"] = {"converged_s": dist(converged), "errors": errors[:5]}
         log(f"connect → initial config ACKed: {fmt(out['connect']['converged_s'])}")
+        if errors:
+            raise RuntimeError(f"not every proxy converged: {errors[:3]}")
         t0 = time.monotonic()
         answers = ask_all(children, f"fetch {workload.host(workload.EDITED)}")
         out["fetch"] = {
@@ -420,6 +428,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "errors": [e for a in answers for e in a["errors"]][:5],
         }
         log(f"fetch of service 0 by every proxy: {fmt(out['fetch']['latency_s'])}")
+        if out["fetch"]["errors"]:
+            raise RuntimeError(f"not every proxy fetched: {out['fetch']['errors']}")
         time.sleep(2)
         out["converged_stats"] = server.ask("stats")
         log(f"control plane converged: {json.dumps(out['converged_stats'])}")
@@ -439,10 +449,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         out["final_stats"] = server.ask("stats")
         return out
+    except RuntimeError as exc:
+        out["aborted"] = f"{exc}; {watch.why or 'see stderr'}"
+        out["control_plane_last"] = watch.last
+        log(f"aborted: {out['aborted']}")
+        return out
     finally:
+        watch.stop.set()
         for c in children:
             c.stop()
         server.stop()
+
+
+class Watchdog(threading.Thread):
+    """Logs the control plane's RSS and CPU every 10 s (a 10k/1,000 run is long) and
+    stops it past `max_rss_mib`: the machine is shared, and where it stood is the
+    result."""
+
+    def __init__(self, pid: int, max_rss_mib: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.max_rss_mib = pid, max_rss_mib
+        self.stop = threading.Event()
+        self.last: dict[str, float] = {}
+        self.why = ""
+        self.start()
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        tick = 0
+        while not self.stop.wait(1.0):
+            try:
+                self.last = {**proc_stats(self.pid), "at_s": time.monotonic() - t0}
+            except (OSError, KeyError):
+                return
+            tick += 1
+            if tick % 10 == 0:
+                log(f"  control plane: {json.dumps(self.last)}")
+            if self.last["rss_mib"] > self.max_rss_mib:
+                self.why = f"control plane RSS {self.last['rss_mib']:.0f} MiB > limit"
+                log(self.why + ": stopping it")
+                os.kill(self.pid, signal.SIGKILL)
+                return
 
 
 def edit_once(server: Child, children: list[Child], k: int) -> dict[str, Any]:
@@ -468,6 +515,7 @@ def edit_once(server: Child, children: list[Child], k: int) -> dict[str, Any]:
         "first_send_s": (cp["sends"][0] - start) if cp["sends"] else None,
         "last_send_s": (cp["sends"][-1] - start) if cp["sends"] else None,
         "last_ack_s": last - start,
+        "last_ack_received_s": (cp["acks_received"][-1] - start) if cp["acks_received"] else None,
         "from_rebuild_start_s": dist([t - start for t in acked]),
         "from_edit_s": dist([t - t_edit for t in acked]),
         "nack_answered_s": dist([t - start for t in nacked]),
@@ -501,6 +549,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "median_first_send_s": med("first_send_s"),
         "median_last_send_s": med("last_send_s"),
         "median_last_ack_s": med("last_ack_s"),
+        "median_last_ack_received_s": med("last_ack_received_s"),
         "median_p50_from_rebuild_start_s": med("from_rebuild_start_s", "p50"),
         "median_p99_from_rebuild_start_s": med("from_rebuild_start_s", "p99"),
         "median_max_from_rebuild_start_s": med("from_rebuild_start_s", "max"),
@@ -526,12 +575,16 @@ def main() -> None:
     p.add_argument("--debounce", type=float, default=0.1)
     p.add_argument("--timeout", type=float, default=300.0, help="per wait, seconds")
     p.add_argument("--no-mtls", dest="mtls", action="store_false")
+    p.add_argument("--max-rss-mib", type=float, default=8000.0, help="stop the run past it")
     p.add_argument("--profile", help="cProfile the control plane's first edit into FILE")
     args = p.parse_args()
     if args.role == "server":
         asyncio.run(serve_role(args))
         return
     result = run(args)
+    if "aborted" in result:
+        json.dump(result, sys.stdout)
+        sys.exit(1)
     s = result["edit_summary"]
     log(
         f"{args.services} services, {args.clients} proxies: RSS converged "

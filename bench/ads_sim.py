@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import time
@@ -436,11 +435,6 @@ def nacks(index: int, fraction: float) -> bool:
     return int((index + 1) * fraction) > int(index * fraction)
 
 
-async def _wait_all(events: list[asyncio.Event], limit: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), limit)
-
-
 async def _until(check: Any, limit: float) -> None:
     deadline = time.monotonic() + limit
     while not check() and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -462,7 +456,9 @@ async def serve_clients(args: argparse.Namespace) -> None:
         while line := (await read_line()).split():
             if line[0] == "connect":
                 await asyncio.gather(*(p.start() for p in proxies))
-                await _wait_all([p.converged for p in proxies], args.timeout)
+                await _until(
+                    lambda: all(p.converged.is_set() or p.error for p in proxies), args.timeout
+                )
                 reply(
                     {
                         "converged": [p.converged_at for p in proxies if p.converged.is_set()],
@@ -489,7 +485,9 @@ async def serve_clients(args: argparse.Namespace) -> None:
             elif line[0] == "answers":
                 name, version, since = line[1], line[2], float(line[3])
                 await _until(
-                    lambda n=name, v=version, t=since: all(p.answer_of(n, v, t) for p in proxies),
+                    lambda n=name, v=version, t=since: all(
+                        p.answer_of(n, v, t) or p.error for p in proxies
+                    ),
                     args.timeout,
                 )
                 await asyncio.sleep(1.0)  # would a rejected push come back?
