@@ -416,8 +416,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         answers = ask_all(children, "connect")
         converged = [t - t0 for a in answers for t in a["converged"]]
         errors = [e for a in answers for e in a["errors"]]
-        out["connect"] = {"converged_s": dist(converged), "errors": errors[:5]}
-        log(f"connect → initial config ACKed: {fmt(out['connect']['converged_s'])}")
+        out["connect"] = {
+            "converged_s": dist(converged),
+            "errors": errors[:5],
+            # gRPC cancels a stream the server has not picked up within 30 s
+            # (grpc.server_max_unrequested_time_in_server): a busy control plane loses
+            # connecting proxies, which retry as Envoy does
+            "proxies_reconnected": sum(a["reconnected"] for a in answers),
+            "reconnect_reasons": [r for a in answers for r in a["reconnects"]][:5],
+        }
+        log(
+            f"connect → initial config ACKed: {fmt(out['connect']['converged_s'])}; "
+            f"{out['connect']['proxies_reconnected']} proxies had to reconnect"
+        )
         if errors:
             raise RuntimeError(f"not every proxy converged: {errors[:3]}")
         t0 = time.monotonic()
@@ -433,7 +444,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(2)
         out["converged_stats"] = server.ask("stats")
         log(f"control plane converged: {json.dumps(out['converged_stats'])}")
+        cpu = [proc_stats(c.proc.pid)["cpu_s"] for c in children]
         out["edits"] = [edit_once(server, children, k) for k in range(args.edits)]
+        # the simulated proxies must not be the bottleneck: their CPU over the edits
+        out["clients_cpu_s_in_edits"] = sum(
+            proc_stats(c.proc.pid)["cpu_s"] - before
+            for c, before in zip(children, cpu, strict=True)
+        )
         out["edit_summary"] = summarize(out["edits"])
         time.sleep(5)
         before = proc_stats(server.proc.pid)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import sys
 import time
 from collections.abc import Iterator
@@ -244,6 +245,9 @@ class Proxy:
         self.defer_cds: str | None = None  # CDS nonce to ACK once endpoints arrive
         self.vhds_seen: list[Seen] = []
         self.responses = 0
+        self.largest = 0  # bytes of the largest response
+        self.started = 0.0
+        self.retries: list[str] = []  # why each failed attempt to connect failed
         self.tables: set[str] = set()  # route tables whose virtual hosts come by VHDS
         self.fetching: dict[str, float] = {}  # alias -> when subscribed
         self.fetched: dict[str, float] = {}  # alias -> when its virtual host was ACKed
@@ -257,21 +261,54 @@ class Proxy:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._reader = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        """Connect, and as Envoy does, connect again after a jittered exponential
+        backoff (0.5 s doubling up to 30 s) when the stream fails before the first
+        config is in; after that a failure is reported (the edit would miss it)."""
+        rng = random.Random(id(self))
+        while True:
+            await self._connect()
+            failure = await self._read()
+            if self.converged.is_set() or failure is None:
+                self.error = failure or "stream ended by the server"
+                return
+            self.retries.append(failure)
+            await self._channel_close()
+            self._reset()
+            await asyncio.sleep(rng.uniform(0, min(30.0, 0.5 * 2 ** len(self.retries))))
+
+    async def _connect(self) -> None:
         # A local subchannel pool: otherwise gRPC shares one connection between
         # channels to the same target, and 1,000 "proxies" would be one socket.
-        self._channel = grpc.aio.insecure_channel(
-            self.address, options=[("grpc.use_local_subchannel_pool", 1)]
-        )
+        # No cap on a response's size: Envoy's own gRPC client has none (gRPC's default
+        # 4 MiB would cancel the stream on a large mesh's first responses).
+        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
+        self._channel = grpc.aio.insecure_channel(self.address, options=options)
         stream = self._channel.stream_stream(METHOD)  # identity (de)serializers: bytes
         self._call = stream()
-        self._reader = asyncio.create_task(self._read())
+        self.started = time.monotonic()
         await self._send(types.CLUSTER)
+
+    def _reset(self) -> None:
+        self.held.clear()
+        self.subscribed.clear()
+        self.awaiting.clear()
+        self.tables.clear()
+        self.defer_cds = None
+        self.vhds_seen.clear()
+        self._node_sent = False
+
+    async def _channel_close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
 
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-        if self._channel is not None:
-            await self._channel.close()
+        await self._channel_close()
 
     async def fetch(self, host: str) -> str:
         """What the on_demand filter does on the first request for `host` (every
@@ -309,22 +346,26 @@ class Proxy:
         async with self._lock:
             await self._call.write(body)
 
-    async def _read(self) -> None:
+    async def _read(self) -> str | None:
+        """Handle responses until the stream ends; why it failed (None: it ended)."""
         try:
             async for body in self._call:
                 self.responses += 1
+                self.largest = max(self.largest, len(body))
                 await self._handle(parse_response(body), time.monotonic())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the stream broke: reported, not retried
-            self.error = repr(exc)
-        else:
-            self.error = "stream ended by the server"
+        except Exception as exc:
+            code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+            return f"{code or exc!r} after {time.monotonic() - self.started:.1f} s, " + (
+                f"{self.responses} responses, awaiting {sorted(self.awaiting)}"
+            )
+        return None
 
     async def _handle(self, r: Response, received: float) -> None:
         t = r.type_url
         if TRACE:
-            _trace(self, "<", t, [i.name for i in r.resources], r.nonce)
+            _trace(self, "<", t, [i.name for i in r.resources][:5], r.nonce)
         self.awaiting.discard(t)
         if t == types.VIRTUAL_HOST:
             await self._virtual_hosts(r, received)
@@ -462,6 +503,8 @@ async def serve_clients(args: argparse.Namespace) -> None:
                 reply(
                     {
                         "converged": [p.converged_at for p in proxies if p.converged.is_set()],
+                        "reconnected": sum(bool(p.retries) for p in proxies),
+                        "reconnects": [r for p in proxies for r in p.retries][:5],
                         "errors": [p.error for p in proxies if p.error]
                         + [f"not converged: {sum(not p.converged.is_set() for p in proxies)}"]
                         * any(not p.converged.is_set() for p in proxies),
