@@ -34,182 +34,16 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from pilotfish_xds import types, wire
+from ads_wire import METHOD, Response, names_of, parse_response, request
+from pilotfish_xds import types
 from pilotfish_xds.codec import decode
 
-METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
-# DeltaDiscoveryRequest / DeltaDiscoveryResponse / Resource / Any field numbers
-# (envoy/service/discovery/v3/discovery.proto; ads_clients' test checks them against
-# envoy-data-plane's metadata).
-REQ_NODE, REQ_TYPE, REQ_SUB, REQ_UNSUB, REQ_NONCE, REQ_ERROR = 1, 2, 3, 4, 6, 7
-RESP_VERSION, RESP_RESOURCES, RESP_TYPE, RESP_NONCE, RESP_REMOVED = 1, 2, 4, 5, 6
-RES_VERSION, RES_ANY, RES_NAME, RES_ALIASES = 1, 2, 3, 4
-ANY_VALUE = 2
 TRACE = bool(os.environ.get("ADS_SIM_TRACE"))
-NACK_CODE = 13  # google.rpc.Code INTERNAL, as Envoy reports a rejected update
-
-
-# --- wire level ---------------------------------------------------------------------
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, Any]]:
-    """(field number, value) of a message: an int for varints and fixed-width fields,
-    the bytes of a length-delimited one."""
-    i, end = 0, len(buf)
-    while i < end:
-        key, i = _varint(buf, i)
-        number, kind = key >> 3, key & 7
-        if kind == 0:
-            value, i = _varint(buf, i)
-        elif kind == 2:
-            size, i = _varint(buf, i)
-            value, i = buf[i : i + size], i + size
-        elif kind == 1:
-            value, i = int.from_bytes(buf[i : i + 8], "little"), i + 8
-        elif kind == 5:
-            value, i = int.from_bytes(buf[i : i + 4], "little"), i + 4
-        else:
-            raise ValueError(f"unsupported wire type {kind}")
-        yield number, value
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    out = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        out |= (b & 0x7F) << shift
-        if b < 0x80:
-            return out, i
-        shift += 7
-
-
-@dataclass(slots=True)
-class Item:
-    name: str
-    version: str
-    body: bytes
-    aliases: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class Response:
-    type_url: str = ""
-    nonce: str = ""
-    system_version: str = ""
-    resources: list[Item] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-
-
-def parse_response(buf: bytes) -> Response:
-    out = Response()
-    for number, value in _fields(buf):
-        if number == RESP_RESOURCES:
-            name = version = ""
-            body = b""
-            aliases: list[str] = []
-            for n, v in _fields(value):
-                if n == RES_NAME:
-                    name = v.decode()
-                elif n == RES_VERSION:
-                    version = v.decode()
-                elif n == RES_ALIASES:
-                    aliases.append(v.decode())
-                elif n == RES_ANY:
-                    body = next((x for k, x in _fields(v) if k == ANY_VALUE), b"")
-            out.resources.append(Item(name, version, body, tuple(aliases)))
-        elif number == RESP_TYPE:
-            out.type_url = value.decode()
-        elif number == RESP_NONCE:
-            out.nonce = value.decode()
-        elif number == RESP_VERSION:
-            out.system_version = value.decode()
-        elif number == RESP_REMOVED:
-            out.removed.append(value.decode())
-    return out
-
-
-def _string(number: int, value: str) -> bytes:
-    return wire.length_delimited(number, value.encode())
-
-
-def request(
-    type_url: str,
-    *,
-    subscribe: tuple[str, ...] | list[str] = (),
-    unsubscribe: tuple[str, ...] | list[str] = (),
-    nonce: str = "",
-    error: str | None = None,
-    node: bytes = b"",
-) -> bytes:
-    """A DeltaDiscoveryRequest's bytes (`node`: an encoded Node, first request only)."""
-    parts = [wire.length_delimited(REQ_NODE, node)] if node else []
-    parts.append(_string(REQ_TYPE, type_url))
-    parts += [_string(REQ_SUB, n) for n in subscribe]
-    parts += [_string(REQ_UNSUB, n) for n in unsubscribe]
-    if nonce:
-        parts.append(_string(REQ_NONCE, nonce))
-    if error is not None:
-        status = wire.tag(1, 0) + wire.varint(NACK_CODE) + _string(2, error)
-        parts.append(wire.length_delimited(REQ_ERROR, status))
-    return b"".join(parts)
-
-
-# --- what a resource names -----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Names:
-    """What one resource makes Envoy subscribe to."""
-
-    eds: tuple[str, ...] = ()
-    rds: tuple[str, ...] = ()
-    sds: tuple[str, ...] = ()
-    vhds: bool = False
-
-
-_NAMES: dict[tuple[str, str], Names] = {}
-
-
-def names_of(type_url: str, version: str, body: bytes) -> Names:
-    """Parsed once per (type, content version): identical resources are shared."""
-    key = (type_url, version)
-    found = _NAMES.get(key)
-    if found is None:
-        found = _NAMES[key] = _names(type_url, decode(type_url, body).to_dict())
-    return found
-
-
-def _names(type_url: str, d: dict[str, Any]) -> Names:
-    sds: list[str] = []
-    rds: list[str] = []
-    _walk(d, sds, rds)
-    eds: tuple[str, ...] = ()
-    if type_url == types.CLUSTER and d.get("type") == "EDS":
-        eds = (d.get("edsClusterConfig", {}).get("serviceName") or d["name"],)
-    return Names(eds, tuple(rds), tuple(dict.fromkeys(sds)), "vhds" in d)
-
-
-def _walk(node: Any, sds: list[str], rds: list[str]) -> None:
-    if isinstance(node, list):
-        for x in node:
-            _walk(x, sds, rds)
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if key.endswith("SdsSecretConfig"):
-                sds.append(value["name"])
-            elif key.endswith("SdsSecretConfigs"):
-                sds.extend(v["name"] for v in value)
-            elif key == "rds" and "routeConfigName" in value:
-                rds.append(value["routeConfigName"])
-            else:
-                _walk(value, sds, rds)
 
 
 def _trace(proxy: Any, way: str, type_url: str, names: Any, nonce: str) -> None:
@@ -243,6 +77,7 @@ class Proxy:
         self.subscribed: dict[str, set[str]] = {}  # type -> names asked for
         self.awaiting: set[str] = set()  # types asked for and not yet answered
         self.defer_cds: str | None = None  # CDS nonce to ACK once endpoints arrive
+        self.eds: dict[str, tuple[str, ...]] = {}  # cluster -> the endpoints it needs
         self.vhds_seen: list[Seen] = []
         self.responses = 0
         self.largest = 0  # bytes of the largest response
@@ -297,6 +132,7 @@ class Proxy:
         self.awaiting.clear()
         self.tables.clear()
         self.defer_cds = None
+        self.eds.clear()
         self.vhds_seen.clear()
         self._node_sent = False
 
@@ -407,15 +243,11 @@ class Proxy:
 
     async def _clusters(self, r: Response) -> None:
         first = types.LISTENER not in self.subscribed
-        wanted: set[str] = set()
+        for name in r.removed:
+            self.eds.pop(name, None)
         for item in r.resources:
-            names_of(types.CLUSTER, item.version, item.body)
-        clusters = self.held[types.CLUSTER]
-        # Names are cached by version; the bodies of held clusters were parsed on arrival.
-        for version in clusters.values():
-            found = _NAMES.get((types.CLUSTER, version))
-            if found is not None:
-                wanted.update(found.eds)
+            self.eds[item.name] = names_of(types.CLUSTER, item.version, item.body).eds
+        wanted = {n for names in self.eds.values() for n in names}
         have = self.subscribed.get(types.ENDPOINT, set())
         new, gone = sorted(wanted - have), sorted(have - wanted)
         if new or gone:
@@ -483,7 +315,7 @@ async def _until(check: Any, limit: float) -> None:
 
 
 async def serve_clients(args: argparse.Namespace) -> None:
-    from ads_clients import fleet, node_bytes, read_line, reply
+    from ads_server import fleet, node_bytes, read_line, reply
 
     for type_url in (types.CLUSTER, types.LISTENER, types.ROUTE):
         decode(type_url, b"").to_dict()  # import the message modules before timing

@@ -1,4 +1,4 @@
-"""The many-proxies benchmark's harness (bench/ads_clients.py, bench/ads_sim.py): its
+"""The many-proxies benchmark's harness (bench/ads_clients.py, ads_sim.py, ads_wire.py): its
 simulated sidecars speak the wire format the server does, converge, and see an edit,
 so the benchmark cannot silently measure nothing."""
 
@@ -21,7 +21,7 @@ from pilotfish_xds.codec import Encoded
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-import ads_sim  # noqa: E402
+import ads_wire as ads_sim  # noqa: E402
 
 
 def number(cls: type, name: str) -> int:
