@@ -203,6 +203,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
 
 
+def count_sockets(pid: int) -> int:
+    """Open sockets of `pid` (about the connected proxies)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed since listed
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
 class Watchdog(threading.Thread):
     """Logs the control plane's RSS and CPU every 10 s (a 10k/1,000 run is long) and
     stops it past `max_rss_mib`: the machine is shared, and where it stood is the
@@ -221,8 +230,7 @@ class Watchdog(threading.Thread):
         tick = 0
         while not self.stop.wait(1.0):
             try:
-                fds = list(Path(f"/proc/{self.pid}/fd").iterdir())
-                sockets = sum(os.readlink(f).startswith("socket:") for f in fds)
+                sockets = count_sockets(self.pid)
                 self.last = {
                     **proc_stats(self.pid),
                     "sockets": sockets,  # ~ connected proxies

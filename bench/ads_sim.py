@@ -314,6 +314,21 @@ async def _until(check: Any, limit: float) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _progress(proxies: list[Proxy]) -> None:
+    """Every 10 s while connecting, to stderr: a long run shows where it stands."""
+    t0 = time.monotonic()
+    while True:
+        await asyncio.sleep(10)
+        done = sum(p.converged.is_set() for p in proxies)
+        retried = sum(bool(p.retries) for p in proxies)
+        print(
+            f"  proxies at {time.monotonic() - t0:.0f} s: {done}/{len(proxies)} converged, "
+            f"{retried} reconnected",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 async def serve_clients(args: argparse.Namespace) -> None:
     from ads_server import fleet, node_bytes, read_line, reply
 
@@ -328,10 +343,12 @@ async def serve_clients(args: argparse.Namespace) -> None:
     try:
         while line := (await read_line()).split():
             if line[0] == "connect":
+                progress = asyncio.create_task(_progress(proxies))
                 await asyncio.gather(*(p.start() for p in proxies))
                 await _until(
                     lambda: all(p.converged.is_set() or p.error for p in proxies), args.timeout
                 )
+                progress.cancel()
                 reply(
                     {
                         "converged": [p.converged_at for p in proxies if p.converged.is_set()],
