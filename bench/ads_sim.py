@@ -101,7 +101,8 @@ class Proxy:
     async def _run(self) -> None:
         """Connect, and as Envoy does, connect again after a jittered exponential
         backoff (0.5 s doubling up to 30 s) when the stream fails before the first
-        config is in; after that a failure is reported (the edit would miss it)."""
+        config is in, starting over (Envoy would announce what it already holds); after
+        that a failure is reported (the edit would miss it)."""
         rng = random.Random(id(self))
         while True:
             await self._connect()
