@@ -142,6 +142,15 @@ class DeltaStream(Stream):
             self.holds(type_url, version)
             return HELD
         moved = scoped and version != state.version
+        said = changed or removed or answer.unresolved or answer.tables or answer.aliases
+        if moved and not (force or said or state.nonces) and type_url not in self.rejections:
+            # Nothing it holds changed (an edit of a service it never fetched): it is
+            # current at the new version without a response — a push to a thousand
+            # scoped sidecars writes only to those that fetched what changed. (With a
+            # response unanswered, the version goes out with a response as before.)
+            state.version = version
+            self.holds(type_url, version)
+            return HELD
         if not (force or changed or removed or moved or answer.unresolved or answer.tables):
             return None
         state.version = version
