@@ -76,10 +76,14 @@ class Encoded:
     name: str
     body: bytes
     hash: str = field(default="", compare=False)
+    line: bytes = field(default=b"", compare=False, repr=False)
+    """`name NUL hash LF`: what a content version hashes, made once (sorting these
+    sorts by name, then hash)."""
 
     def __post_init__(self) -> None:
         if not self.hash:
             object.__setattr__(self, "hash", _digest(self.body))
+        object.__setattr__(self, "line", f"{self.name}\0{self.hash}\n".encode())
 
 
 def encode(name: str, message: betterproto2.Message) -> Encoded:

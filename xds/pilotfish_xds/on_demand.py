@@ -32,8 +32,6 @@ class Offer:
 
     resource: Encoded
     clusters: tuple[str, ...] = ()
-    service: tuple[str, int] | None = None
-    """The (hostname, port) it serves, if a mesh service: its subsets come along."""
 
 
 @dataclass(frozen=True)

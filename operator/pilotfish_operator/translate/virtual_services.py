@@ -26,8 +26,15 @@ def by_host(
     out: dict[str, list[VirtualService]] = {}
     all_vs = [v for v in store.of_kind("VirtualService") if isinstance(v, VirtualService)]
     by_name = {(v.namespace, v.name): v for v in all_vs}
+    global _checked
+    checked: dict[int, tuple[VirtualService, list[str]]] = {}
     for stored in [*sorted(all_vs, key=age), *after]:
-        warnings += unreachable(stored)
+        # Checked once per stored object (models are replaced on change, never mutated):
+        # an edit of one of ten thousand VirtualServices re-checks one.
+        seen = _checked.get(id(stored))
+        found = seen[1] if seen is not None and seen[0] is stored else unreachable(stored)
+        checked[id(stored)] = (stored, found)
+        warnings += found
         vs = delegation.expand(stored, lambda ns, name: by_name.get((ns, name)), warnings)
         if vs.spec.gateways and "mesh" not in vs.spec.gateways:
             continue  # bound to gateways only
@@ -42,7 +49,12 @@ def by_host(
                 )
                 continue
             earlier.append(vs)
+    _checked = checked
     return out
+
+
+_checked: dict[int, tuple[VirtualService, list[str]]] = {}
+"""id → (the VirtualService, its unreachable-route warnings) from the last `by_host`."""
 
 
 def destinations(vs: VirtualService, names: Names) -> set[str]:

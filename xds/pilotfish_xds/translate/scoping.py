@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, Vhds, VirtualHost
 from envoy_data_plane.envoy.extensions.filters.http.on_demand.v3 import OnDemand as OnDemandConfig
@@ -105,12 +105,16 @@ class Catalogue:
         rs: tuple[ir.Route, ...],
         tag_inbound: bool,
     ) -> None:
-        """`vh` as a VHDS resource of route table `route`, found by each of `domains`."""
-        name = f"{route}/{vh.name}"
-        body = cache.build(name, routes.virtual_host, name, domains, rs, tag_inbound, True)
-        offer = Offer(body, route_clusters(rs), (vh.hostname, vh.port))
-        for d in domains:
-            self.virtual_hosts.setdefault(f"{route}/{d.lower()}", offer)
+        """`vh` as a VHDS resource of route table `route`, found by each of `domains`.
+        Call after the view's clusters are added: a fetched virtual host brings every
+        subset cluster of its own service along with those its routes name, so shifting
+        traffic between subsets (a canary's 90/10 → 50/50 → 100) is one virtual-host
+        update to clusters already warm, not a new cluster, its endpoints and a wait
+        for it to warm first."""
+        siblings = tuple(self.services.get((vh.hostname, vh.port), ()))
+        offer, aliases = cache.shared(_offer, route, vh, domains, rs, tag_inbound, siblings)
+        for alias in aliases:
+            self.virtual_hosts.setdefault(alias, offer)
 
     def route_table(
         self,
@@ -130,20 +134,25 @@ class Catalogue:
         return Encoded(route, route_table_head(route))
 
     def freeze(self) -> OnDemand:
-        """A fetched virtual host brings every subset cluster of its own service along
-        with those its routes name: shifting traffic between subsets (a canary's
-        90/10 → 50/50 → 100) is then one virtual-host update to clusters already warm,
-        not a new cluster, its endpoints and a wait for it to warm first."""
-        offers: dict[int, Offer] = {}
-        hosts: dict[str, Offer] = {}
-        for alias, offer in self.virtual_hosts.items():
-            done = offers.get(id(offer))
-            if done is None:
-                siblings = self.services.get(offer.service, []) if offer.service else []
-                extra = tuple(c for c in siblings if c not in offer.clusters)
-                done = offers[id(offer)] = replace(offer, clusters=offer.clusters + extra)
-            hosts[alias] = done
-        return OnDemand(self.clusters, hosts, self.fallbacks, tuple(self.tables))
+        return OnDemand(self.clusters, self.virtual_hosts, self.fallbacks, tuple(self.tables))
+
+
+def _offer(
+    cache: EncodeCache,
+    route: str,
+    vh: ir.VirtualHost,
+    domains: tuple[str, ...],
+    rs: tuple[ir.Route, ...],
+    tag_inbound: bool,
+    siblings: tuple[str, ...],
+) -> tuple[Offer, tuple[str, ...]]:
+    """One virtual host's offer and the aliases that find it; shared by every view
+    that sees it alike, so a new view (every edit makes one) costs a lookup per host."""
+    name = f"{route}/{vh.name}"
+    body = cache.build(name, routes.virtual_host, name, domains, rs, tag_inbound, True)
+    named = route_clusters(rs)
+    offer = Offer(body, named + tuple(c for c in siblings if c not in named))
+    return offer, tuple(f"{route}/{d.lower()}" for d in domains)
 
 
 def catalogue(mesh: ir.Mesh, proxy: ir.Proxy) -> Catalogue | None:

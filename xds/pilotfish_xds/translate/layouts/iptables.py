@@ -91,6 +91,7 @@ def _outbound(
         if blocked
         else cache.build(outbound_policy.ALLOW_ANY, outbound_policy.allow_any)
     ).body
+    outbound_clusters(mesh, viewer, cache, out, local=False)  # before the catalogue
     http_ports = view.outbound_by_port(mesh, viewer)
     l4_ports = view.outbound_l4_by_port(mesh, viewer)
     for port in sorted(http_ports.keys() | l4_ports.keys()):
@@ -126,7 +127,6 @@ def _outbound(
         types.LISTENER,
         cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener, viewer.telemetry.client, blocked),
     )
-    outbound_clusters(mesh, viewer, cache, out, local=False)
     for name in (PASSTHROUGH, INBOUND_PASSTHROUGH):
         out.add(types.CLUSTER, cache.build(name, passthrough_cluster, name))
     if blocked:

@@ -71,6 +71,7 @@ def _outbound(
     out = Resources(scope=scoping.catalogue(mesh.mesh, viewer), mesh_tls=mesh_tls)
     http = view.outbound_virtual_hosts(mesh.mesh, viewer)
     blocked = outbound_policy.registry_only(viewer)
+    outbound_clusters(mesh.mesh, viewer, cache, out, local=True)  # before the catalogue
     if out.scope is not None:  # scoped: each service is fetched on its first request
         unknown = outbound_policy.block_all() if blocked else outbound_policy.allow_any()
         out.add(types.ROUTE, out.scope.route_table(cache, OUTBOUND_ROUTE, http, True, unknown))
@@ -85,7 +86,6 @@ def _outbound(
         else:
             parts.append(cache.build(outbound_policy.ALLOW_ANY, outbound_policy.allow_any).body)
         out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
-    outbound_clusters(mesh.mesh, viewer, cache, out, local=True)
     if not blocked:
         out.add(types.CLUSTER, cache.build(PASSTHROUGH, outbound_policy.forward_proxy_cluster))
     l4_ports = {p: list(v) for p, v in view.outbound_l4_by_port(mesh.mesh, viewer).items()}
