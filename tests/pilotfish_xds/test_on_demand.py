@@ -3,6 +3,7 @@ always sent plus a catalogue it fetches from (VHDS aliases, clusters by name).""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from adsclient import DeltaClient, Running
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
@@ -148,8 +149,16 @@ async def test_edits_and_removals_reach_what_was_fetched(xds: Running) -> None:
         await poll(lambda: node.types[VIRTUAL_HOST].acked_version == snap.version(VIRTUAL_HOST))
 
 
-async def test_clusters_by_name(xds: Running) -> None:
+async def test_clusters_by_name(xds: Running, monkeypatch: pytest.MonkeyPatch) -> None:
     """On-demand CDS: a cluster named by the proxy is sent; an unknown name is not."""
+    acks: list[str] = []
+    acked = xds.status.acked
+
+    def counted(node_id: str, type_url: str, version: str) -> None:
+        acks.append(type_url)
+        acked(node_id, type_url, version)
+
+    monkeypatch.setattr(xds.status, "acked", counted)
     xds.cache.set(NODE, scoped())
     async with DeltaClient(xds.address, NODE) as client:
         await client.request(CLUSTER)
@@ -161,6 +170,7 @@ async def test_clusters_by_name(xds: Running) -> None:
         # Unsubscribed: the proxy drops it itself, and is sent no more of it.
         await client.request(CLUSTER, unsubscribe=[API])
         await client.ack(await client.recv())
+        await poll(lambda: len(acks) == 3)  # read by the server: nothing is unanswered
         # The catalogue's clusters change; none it holds does: nothing is written to it
         # (an edit of a service a scoped proxy never fetched costs it nothing)...
         xds.cache.set(NODE, scoped(tag="v2"))

@@ -19,9 +19,9 @@ pod's config to another.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from .. import ir
 from ..codec import EncodeCache
@@ -96,17 +96,72 @@ def viewer(proxy: ir.Proxy, seen: Selection) -> ir.Proxy:
     )
 
 
-Builder = Callable[[EncodeCache, SameMesh, ir.Proxy, bool], _T]
+class Carry:
+    """A view's per-item results from its previous build, by the item's identity.
+
+    Every edit makes a new mesh, but the translator keeps each unchanged service and
+    cluster the very same object: the view's next build takes their results back
+    after an identity check and a comparison of the other inputs, instead of hashing
+    ten thousand keys into the encode cache. `get` during a build, `turn` after it.
+    """
+
+    __slots__ = ("_last", "_next")
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, int], tuple[object, Hashable, Any]] = {}
+        self._next: dict[tuple[str, int], tuple[object, Hashable, Any]] = {}
+
+    def get(
+        self, kind: str, item: object, inputs: Hashable, make: Callable[..., _T], *args: Any
+    ) -> _T:
+        """`make(*args)`, unless the last build made it for this very `item` (and equal
+        `inputs`: whatever else it depends on; the view itself is the same)."""
+        key = (kind, id(item))
+        hit = self._last.get(key)
+        if hit is not None and hit[0] is item and hit[1] == inputs:
+            value: _T = hit[2]
+        else:
+            value = make(*args)
+        self._next[key] = (item, inputs, value)
+        return value
+
+    def turn(self) -> None:
+        """The build is complete: what it used is what the next one may reuse."""
+        self._last, self._next = self._next, {}
+
+
+Builder = Callable[[EncodeCache, SameMesh, ir.Proxy, bool, Carry], _T]
 
 
 def _selection(_cache: EncodeCache, mesh: SameMesh) -> Selection:
     return selection(mesh.mesh)
 
 
+def _carry(_cache: EncodeCache, *_view: Hashable) -> Carry:
+    return Carry()
+
+
 def shared(
     build: Builder[_T], mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, mesh_tls: bool
 ) -> _T:
-    """`build(cache, mesh, viewer(proxy), mesh_tls)`, once per distinct view and mesh."""
+    """`build(cache, mesh, viewer(proxy), mesh_tls, carry)`, once per distinct view and
+    mesh; `carry` is the view's, kept across meshes while the view exists."""
     same = SameMesh(mesh)
     seen = cache.shared(_selection, same)
-    return cache.shared(build, same, viewer(proxy, seen), mesh_tls)
+    view = viewer(proxy, seen)
+    carry = cache.shared(_carry, build, view, mesh_tls)
+    return cast(_T, cache.shared(_build, build, same, view, mesh_tls, carry))
+
+
+def _build(
+    cache: EncodeCache,
+    build: Builder[_T],
+    mesh: SameMesh,
+    view: ir.Proxy,
+    mesh_tls: bool,
+    carry: Carry,
+) -> _T:
+    carry._next = {}  # a build that failed half-way left its results behind
+    built = build(cache, mesh, view, mesh_tls, carry)
+    carry.turn()
+    return built

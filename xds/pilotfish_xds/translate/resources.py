@@ -11,7 +11,8 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from .. import ir, types, wire
 from ..codec import EncodeCache, Encoded
 from ..snapshot import Part, Snapshot
-from . import clusters, jwt, mtls, sidecar_ingress, view
+from . import clusters, jwt, mtls, routes, sidecar_ingress, view
+from .outbound import Carry
 from .scoping import Catalogue
 
 _VIRTUAL_HOSTS_FIELD = 2  # RouteConfiguration.virtual_hosts
@@ -31,6 +32,8 @@ class Resources:
     route_names: set[str] = field(default_factory=set)
     scope: Catalogue | None = None
     """A scoped proxy (`ir.Proxy.on_demand`): what it fetches on demand goes here."""
+    carry: Carry = field(default_factory=Carry)
+    """An outbound view's results from its previous build (`outbound.Carry`)."""
 
     def add(self, type_url: str, resource: Encoded) -> None:
         self.by_type[type_url].append(resource)
@@ -76,28 +79,63 @@ def route_configuration(name: str, parts: list[bytes]) -> Encoded:
     return Encoded(name, body)
 
 
+def virtual_host_bytes(
+    cache: EncodeCache,
+    carry: Carry,
+    vh: ir.VirtualHost,
+    domains: tuple[str, ...],
+    rs: tuple[ir.Route, ...],
+    tag_inbound: bool,
+) -> bytes:
+    """One virtual host of a full route table, as `route_configuration` takes it (the
+    view's last build's bytes, if nothing it depends on changed)."""
+    return carry.get("vhost", vh, (domains, rs), _virtual_host, cache, vh, domains, rs, tag_inbound)
+
+
+def _virtual_host(
+    cache: EncodeCache,
+    vh: ir.VirtualHost,
+    domains: tuple[str, ...],
+    rs: tuple[ir.Route, ...],
+    tag_inbound: bool,
+) -> bytes:
+    return cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, tag_inbound, True).body
+
+
 def outbound_clusters(
     mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, out: Resources, local: bool
 ) -> None:
     """Every cluster the proxy may call, and the endpoints of each EDS one."""
     for c in view.visible_clusters(mesh, proxy):
-        # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
-        built = cache.build(c.name, clusters.outbound_cluster, c, local, out.mesh_tls)
+        built, endpoints = out.carry.get(
+            "cluster", c, None, _cluster, c, proxy, cache, local, out.mesh_tls
+        )
         if out.scope is not None and out.scope.on_demand(c):
             out.scope.add_cluster(c, built)
         else:
             out.add(types.CLUSTER, built)
-        if c.policy.lb.policy != "PASSTHROUGH" and c.discovery == "eds":
+        if endpoints is not None:
             out.eds_names.add(c.name)
-            # With locality load balancing the endpoints depend on where the client is:
-            # shared by the proxies of one locality rather than by all.
-            lb = c.policy.locality
-            client = proxy.locality if lb is not None else None
-            values = tuple(
-                ir.label_value(proxy.labels, proxy.locality, key)
-                for key in (lb.failover_priority if lb is not None else ())
-            )
-            out.add(types.ENDPOINT, cache.build(c.name, _endpoints, c, client, values))
+            out.add(types.ENDPOINT, endpoints)
+
+
+def _cluster(
+    c: ir.Cluster, proxy: ir.Proxy, cache: EncodeCache, local: bool, mesh_tls: bool
+) -> tuple[Encoded, Encoded | None]:
+    """A cluster and, if it has any, its endpoints as `proxy` gets them."""
+    # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
+    built = cache.build(c.name, clusters.outbound_cluster, c, local, mesh_tls)
+    if c.policy.lb.policy == "PASSTHROUGH" or c.discovery != "eds":
+        return built, None
+    # With locality load balancing the endpoints depend on where the client is:
+    # shared by the proxies of one locality rather than by all.
+    lb = c.policy.locality
+    client = proxy.locality if lb is not None else None
+    values = tuple(
+        ir.label_value(proxy.labels, proxy.locality, key)
+        for key in (lb.failover_priority if lb is not None else ())
+    )
+    return built, cache.build(c.name, _endpoints, c, client, values)
 
 
 def _endpoints(c: ir.Cluster, client: ir.Locality | None, values: tuple[str, ...]) -> bytes:

@@ -29,6 +29,7 @@ from ..codec import EncodeCache, Encoded
 from ..on_demand import Fallback, Offer, OnDemand
 from . import routes, view
 from .config_source import ads
+from .outbound import Carry
 from .sidecar_scope import kept_clusters
 
 ON_DEMAND_FILTER = "envoy.filters.http.on_demand"
@@ -104,6 +105,7 @@ class Catalogue:
         domains: tuple[str, ...],
         rs: tuple[ir.Route, ...],
         tag_inbound: bool,
+        carry: Carry,
     ) -> None:
         """`vh` as a VHDS resource of route table `route`, found by each of `domains`.
         Call after the view's clusters are added: a fetched virtual host brings every
@@ -112,7 +114,19 @@ class Catalogue:
         update to clusters already warm, not a new cluster, its endpoints and a wait
         for it to warm first."""
         siblings = tuple(self.services.get((vh.hostname, vh.port), ()))
-        offer, aliases = cache.shared(_offer, route, vh, domains, rs, tag_inbound, siblings)
+        offer, aliases = carry.get(
+            route,
+            vh,
+            (domains, rs, tag_inbound, siblings),
+            cache.shared,
+            _offer,
+            route,
+            vh,
+            domains,
+            rs,
+            tag_inbound,
+            siblings,
+        )
         for alias in aliases:
             self.virtual_hosts.setdefault(alias, offer)
 
@@ -123,12 +137,13 @@ class Catalogue:
         views: Iterable[tuple[ir.VirtualHost, view.Domains, tuple[ir.Route, ...]]],
         tag_inbound: bool,
         unknown: VirtualHost | None,
+        carry: Carry,
     ) -> Encoded:
         """Route table `route` with its virtual hosts left to VHDS: each of `views` is
         offered instead; an unknown Host gets `unknown`'s routes (None: no route)."""
         self.tables.append(route)
         for vh, domains, rs in views:
-            self.add_virtual_host(cache, route, vh, domains, rs, tag_inbound)
+            self.add_virtual_host(cache, route, vh, domains, rs, tag_inbound, carry)
         if unknown is not None:
             self.fallbacks[route] = fallback(route, unknown)
         return Encoded(route, route_table_head(route))

@@ -78,13 +78,17 @@ _SERVER = ir.Telemetry().server
 
 
 def _outbound(
-    cache: EncodeCache, mesh_ref: outbound.SameMesh, viewer: ir.Proxy, mesh_tls: bool
+    cache: EncodeCache,
+    mesh_ref: outbound.SameMesh,
+    viewer: ir.Proxy,
+    mesh_tls: bool,
+    carry: outbound.Carry,
 ) -> Part:
     """Per service port a listener that never binds and its route configuration (or a
     scoped proxy's catalogue), virtualOutbound, and the clusters to call: what every
     proxy with the same view shares (`outbound.shared`)."""
     mesh = mesh_ref.mesh
-    out = Resources(scope=scoping.catalogue(mesh, viewer), mesh_tls=mesh_tls)
+    out = Resources(scope=scoping.catalogue(mesh, viewer), mesh_tls=mesh_tls, carry=carry)
     blocked = outbound_policy.registry_only(viewer)
     allow = (
         cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all)
@@ -98,7 +102,9 @@ def _outbound(
         hosts = http_ports.get(port, [])
         if hosts and out.scope is not None:  # scoped: fetched on a Host's first request
             unknown = outbound_policy.block_all() if blocked else outbound_policy.allow_any()
-            table = out.scope.route_table(cache, port_route_name(port), hosts, False, unknown)
+            table = out.scope.route_table(
+                cache, port_route_name(port), hosts, False, unknown, carry
+            )
             out.add(types.ROUTE, table)
         elif hosts:
             parts = [

@@ -49,6 +49,7 @@ from ..resources import (
     outbound_clusters,
     route_configuration,
     to_app,
+    virtual_host_bytes,
 )
 
 _CLIENT = ir.Telemetry().client
@@ -65,20 +66,25 @@ class _Outbound:
 
 
 def _outbound(
-    cache: EncodeCache, mesh: outbound.SameMesh, viewer: ir.Proxy, mesh_tls: bool
+    cache: EncodeCache,
+    mesh: outbound.SameMesh,
+    viewer: ir.Proxy,
+    mesh_tls: bool,
+    carry: outbound.Carry,
 ) -> _Outbound:
     """The route table (or a scoped proxy's catalogue) and the clusters to call."""
-    out = Resources(scope=scoping.catalogue(mesh.mesh, viewer), mesh_tls=mesh_tls)
+    out = Resources(scope=scoping.catalogue(mesh.mesh, viewer), mesh_tls=mesh_tls, carry=carry)
     http = view.outbound_virtual_hosts(mesh.mesh, viewer)
     blocked = outbound_policy.registry_only(viewer)
     outbound_clusters(mesh.mesh, viewer, cache, out, local=True)  # before the catalogue
     if out.scope is not None:  # scoped: each service is fetched on its first request
         unknown = outbound_policy.block_all() if blocked else outbound_policy.allow_any()
-        out.add(types.ROUTE, out.scope.route_table(cache, OUTBOUND_ROUTE, http, True, unknown))
+        out.add(
+            types.ROUTE, out.scope.route_table(cache, OUTBOUND_ROUTE, http, True, unknown, carry)
+        )
     else:
         parts = [
-            cache.build(vh.name, routes.virtual_host, vh.name, domains, rs, True, True).body
-            for vh, domains, rs in http
+            virtual_host_bytes(cache, carry, vh, domains, rs, True) for vh, domains, rs in http
         ]
         # An unknown Host: Istio's 502, or forwarded to it as the app asked (ALLOW_ANY).
         if blocked:
