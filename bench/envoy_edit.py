@@ -5,8 +5,9 @@
 - Service 0's three endpoints are real echo servers (`v1-a`, `v1-b` in subset v1,
   `v2` in subset v2); a prober process sends requests through the sidecar.
 
-The sidecar is served the full config (every service, State of the World), as
-`pilotfish local --no-on-demand` does.
+The sidecar is served the full config (every service) over Delta xDS, as an injected
+sidecar is when scoping is off (`--sotw`: State of the World, `pilotfish local
+--no-on-demand`'s default).
 
 Measured:
 - full push: Envoy process start → every type ACKed at the snapshot's version
@@ -31,6 +32,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -104,6 +106,13 @@ def envoy_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used: unlike wall time, hardly
+    moved by other load on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def admin_get(ip: str, path: str, timeout: float = 2) -> tuple[int, bytes] | None:
     """(status, body) of Envoy's admin `path`; None while it does not answer."""
     try:
@@ -130,16 +139,17 @@ def admin_stats(ip: str) -> dict[str, int]:
     return out
 
 
-async def wait_live(ip: str, limit: float) -> float | None:
+async def wait_live(ip: str, limit: float, pid: int) -> tuple[float, float] | None:
     """Monotonic time at which admin's /ready says LIVE: Envoy's initialization is done
     (every cluster of the initial config initialized, every listener warmed with its
-    routes). /ready is polled, not /stats: with 10,000 services a /stats query walks
-    about a million stats on Envoy's main thread, the one loading the config."""
+    routes), and the CPU time process `pid` had used by then. /ready is polled, not
+    /stats: with 10,000 services a /stats query walks about a million stats on Envoy's
+    main thread, the one loading the config."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         got = await asyncio.to_thread(admin_get, ip, "/ready", 1)
         if got is not None and got[0] == 200:
-            return time.monotonic()
+            return time.monotonic(), cpu_s(pid)
         await asyncio.sleep(0.01)
     return None
 
@@ -208,9 +218,9 @@ async def envoy_start(
     """Start the client's Envoy; time until every type is ACKed at the snapshot's
     version, and until Envoy is live (all clusters active, listeners warmed)."""
     acks_before, sends_before = len(status.acks), len(status.sends)
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     proc = start_envoy(config, log, concurrency)
-    live_at = asyncio.create_task(wait_live(CLIENT_IP, 120))
+    live_at = asyncio.create_task(wait_live(CLIENT_IP, 120, proc.pid))
     deadline = t0 + 120
     done: float | None = None
     while time.monotonic() < deadline and done is None:
@@ -225,6 +235,7 @@ async def envoy_start(
             if any(x is None for x in times):
                 continue  # acknowledged before this start (a previous Envoy): keep waiting
             done = max(x for x in times if x is not None)
+    cpu = time.process_time() - cpu0
     live = await live_at
     if done is None or live is None:
         stop(proc)
@@ -232,8 +243,10 @@ async def envoy_start(
     short = {t: t.rsplit(".", 1)[-1] for t in types.SHORT_NAMES.values()}
     return proc, {
         "all_acked_s": done - t0,
-        "clusters_active_s": live - t0,
-        "ready_s": max(done, live) - t0,
+        "clusters_active_s": live[0] - t0,
+        "ready_s": max(done, live[0]) - t0,
+        "envoy_cpu_s": live[1],
+        "control_plane_cpu_s": cpu,
         "ack_s_by_type": {short[t]: x - t0 for x, t, _ in status.acks[acks_before:]},
         # When each response was handed to gRPC and each ACK arrived, from Envoy's start.
         "timeline": sorted(
@@ -251,13 +264,14 @@ async def static_start(
     """Start an Envoy on the static bootstrap; time until it is live."""
     t0 = time.monotonic()
     proc = start_envoy(config, log, concurrency)
-    live = await wait_live(CLIENT_IP, 120)
+    live = await wait_live(CLIENT_IP, 120, proc.pid)
     if live is None:
         stop(proc)
         raise RuntimeError(f"the static Envoy did not go live within 120 s; see {log}")
     return proc, {
-        "clusters_active_s": live - t0,
-        "ready_s": live - t0,
+        "clusters_active_s": live[0] - t0,
+        "ready_s": live[0] - t0,
+        "envoy_cpu_s": live[1],
         "envoy_rss_mib": envoy_rss_mib(proc.pid),
     }
 
@@ -338,7 +352,7 @@ def median(values: list[Any]) -> float | None:
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("all_acked_s", "clusters_active_s", "ready_s")
+    keys = ("all_acked_s", "clusters_active_s", "ready_s", "envoy_cpu_s", "control_plane_cpu_s")
     return {
         "runs": runs,
         **{f"median_{k}": median([r.get(k) for r in runs]) for k in keys if k in runs[0]},
@@ -347,7 +361,13 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run(
-    n: int, count: int, starts: int, static_runs: int, concurrency: int, workdir: Path
+    n: int,
+    count: int,
+    starts: int,
+    static_runs: int,
+    concurrency: int,
+    workdir: Path,
+    delta: bool = True,
 ) -> dict[str, Any]:
     echo = [sys.executable, "-m", "pilotfish_operator.local.echo"]
     backends = [
@@ -383,11 +403,17 @@ async def run(
             xds_host="127.0.0.1",
             xds_port=port,
             admin_host=CLIENT_IP,
+            delta=delta,
         )
         config = workdir / "client.bootstrap.json"
         config.write_text(json.dumps(base))
         static = workdir / "static.bootstrap.pb"
-        out: dict[str, Any] = {"n": n, "clusters": len(pipeline.mesh.clusters), "loaded": {}}
+        out: dict[str, Any] = {
+            "n": n,
+            "clusters": len(pipeline.mesh.clusters),
+            "xds": "delta" if delta else "sotw",
+            "loaded": {},
+        }
         startups: list[dict[str, Any]] = []
         floor: list[dict[str, Any]] = []
         edit_runs: list[dict[str, Any]] = []
@@ -409,7 +435,7 @@ async def run(
                     out["loaded"]["xds"] = check_loaded(
                         CLIENT_IP, loaded["clusters"] + 1, loaded["listeners"]
                     )
-                    edit_runs = await edits(store, pipeline, cache, status, count)
+                    edit_runs = await edits(store, pipeline, cache, status, count) if count else []
                     # What every later start is served (the edits changed service 0).
                     snap = cache.get(NODE)
                     assert snap is not None
@@ -432,6 +458,15 @@ async def run(
         out["static_floor"] = summary(floor)
         pushed, floored = out["full_push"]["median_ready_s"], out["static_floor"]["median_ready_s"]
         out["full_push_vs_floor"] = pushed / floored if pushed and floored else None
+        # Each start against the static start right after it: less moved by load drift.
+        pairs = [x["ready_s"] / f["ready_s"] for x, f in zip(startups, floor, strict=False)]
+        out["full_push_vs_floor_paired"] = median(pairs)
+        out["full_push_vs_floor_cpu"] = (
+            (out["full_push"]["median_envoy_cpu_s"] or 0)
+            / out["static_floor"]["median_envoy_cpu_s"]
+            if out["static_floor"].get("median_envoy_cpu_s")
+            else None
+        )
         out["edit"] = {
             "runs": edit_runs,
             **{
@@ -468,6 +503,11 @@ def main() -> None:
     p.add_argument(
         "--concurrency", type=int, default=2, help="Envoy worker threads, for both kinds of start"
     )
+    p.add_argument(
+        "--sotw",
+        action="store_true",
+        help="the sidecar uses State of the World (default: Delta, as injected sidecars do)",
+    )
     args = p.parse_args()
     if args.starts < 1:
         p.error("--starts must be at least 1 (the first start also runs the edits)")
@@ -475,7 +515,15 @@ def main() -> None:
     out_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="envoy-", dir=out_dir) as workdir:
         result = asyncio.run(
-            run(args.n, args.edits, args.starts, args.static_runs, args.concurrency, Path(workdir))
+            run(
+                args.n,
+                args.edits,
+                args.starts,
+                args.static_runs,
+                args.concurrency,
+                Path(workdir),
+                not args.sotw,
+            )
         )
     json.dump(result, sys.stdout)
 
