@@ -10,7 +10,9 @@ sidecar is when scoping is off (`--sotw`: State of the World, `pilotfish local
 --no-on-demand`'s default).
 
 Measured:
-- full push: Envoy process start → every type ACKed at the snapshot's version
+- full push to a new proxy (its snapshot built when it connects; the first start
+  also encodes every resource, later ones reuse them): Envoy process start → every
+  type ACKed at the snapshot's version
   (`all_acked_s`), → Envoy live: all clusters active, listeners warmed with their
   routes (`clusters_active_s`), and the later of the two (`ready_s`); with a timeline
   of responses sent and ACKs received (repeated `--starts` times);
@@ -421,6 +423,11 @@ async def run(
         # xDS starts and static starts alternate, so both see the same machine load.
         for s in range(max(starts, static_runs)):
             if s < starts:
+                # A new proxy each time, not a restarted one the cache still holds the
+                # config of: its snapshot is built when it connects (the first start
+                # also encodes everything; later ones reuse encoded resources, as a
+                # proxy whose config others share would).
+                cache.clear(NODE)
                 proc, info = await envoy_start(
                     cache, status, config, workdir / f"envoy-{n}-{s}.log", concurrency
                 )
