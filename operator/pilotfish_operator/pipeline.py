@@ -2,8 +2,14 @@
 
 Changes are merged: the mesh is rebuilt once the store has been quiet for
 `debounce` seconds, or at the latest `max_delay` after the first change, so a
-burst of edits costs one translation. Snapshots are built only for proxies that
-are connected; a proxy that connects gets one at once from the current mesh.
+burst of edits costs one translation. Under continuous churn (a rollout's Pod and
+EndpointSlice writes come every few ms for seconds) the store is never quiet, so
+`max_delay` is also how stale a sidecar's endpoints may get: 1 s (bench/churn.py:
+with 10 s, endpoints of pods already gone stayed up to 4.5 s and 9 % of requests
+failed; with 1 s, 9 pushes for a 100-pod rollout and none failed).
+
+Snapshots are built only for proxies that are connected; a proxy that connects
+gets one at once from the current mesh.
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ class Pipeline:
         cache: SnapshotCache,
         options: Options | None = None,
         debounce: float = 0.1,
-        max_delay: float = 10.0,
+        max_delay: float = 1.0,
         ready: asyncio.Event | None = None,
         issuer: Issuer | None = None,
         status: StatusRegistry | None = None,

@@ -23,6 +23,7 @@ from envoy_data_plane.envoy.service.discovery.v3 import (
 from envoy_data_plane.google.protobuf import Struct
 from envoy_data_plane.google.rpc import Status
 
+from pilotfish_xds import wire
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.protocol import Backoff
 from pilotfish_xds.server import XdsServer, serve
@@ -227,3 +228,92 @@ class DeltaClient(_Client):
 
     async def nack(self, response: DeltaDiscoveryResponse, message: str) -> None:
         await self.request(response.type_url, nonce=response.nonce, error=message)
+
+
+# --- A light SotW client, for many streams at once -----------------------------------
+# Parsing whole DiscoveryResponses costs far more than the server's side of a push;
+# a load of many clients reads only the top-level fields it needs.
+
+
+def _varint(body: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = body[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def top_fields(body: bytes) -> dict[int, list[bytes]]:
+    """A message's top-level length-delimited fields, by number (others skipped)."""
+    out: dict[int, list[bytes]] = {}
+    at = 0
+    while at < len(body):
+        key, at = _varint(body, at)
+        wire_type = key & 7
+        if wire_type == 2:
+            size, at = _varint(body, at)
+            out.setdefault(key >> 3, []).append(body[at : at + size])
+            at += size
+        elif wire_type == 0:
+            _, at = _varint(body, at)
+        else:
+            at += 8 if wire_type == 1 else 4
+    return out
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The top-level fields of a DiscoveryResponse."""
+
+    type_url: str
+    version: str
+    nonce: str
+    resources: int
+
+    @classmethod
+    def parse(cls, body: bytes) -> Reply:
+        f = top_fields(body)
+
+        def text(n: int) -> str:
+            return f[n][0].decode() if n in f else ""
+
+        return cls(text(4), text(1), text(5), len(f.get(2, ())))
+
+
+class LightSotwClient:
+    """A State-of-the-World stream on a shared channel: writes requests at the wire
+    level and reads replies as `Reply`; for loads of many streams."""
+
+    def __init__(self, channel: grpc.aio.Channel, node_id: str) -> None:
+        stream = channel.stream_stream(
+            _ADS + SotwClient.method, request_serializer=bytes, response_deserializer=bytes
+        )
+        self.call: Any = stream()
+        self.node_id = node_id
+        self._sent_node = False
+
+    async def request(
+        self, type_url: str, *, nonce: str = "", version: str = "", names: tuple[str, ...] = ()
+    ) -> None:
+        parts = [wire.length_delimited(1, version.encode())] if version else []
+        if not self._sent_node:
+            node = wire.length_delimited(1, self.node_id.encode())
+            parts.append(wire.length_delimited(2, node))
+            self._sent_node = True
+        parts += [wire.length_delimited(3, n.encode()) for n in names]
+        parts.append(wire.length_delimited(4, type_url.encode()))
+        if nonce:
+            parts.append(wire.length_delimited(5, nonce.encode()))
+        await self.call.write(b"".join(parts))
+
+    async def recv(self) -> Reply:
+        body = await self.call.read()
+        if body is grpc.aio.EOF:
+            raise EOFError("stream closed by server")
+        return Reply.parse(body)
+
+    async def ack(self, reply: Reply) -> None:
+        await self.request(reply.type_url, nonce=reply.nonce, version=reply.version)

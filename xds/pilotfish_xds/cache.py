@@ -13,19 +13,21 @@ log = logging.getLogger(__name__)
 
 ConnectCallback = Callable[[str, dict[str, Any]], None]
 DisconnectCallback = Callable[[str], None]
+Wake = Callable[[], None]
 
 
 class SnapshotCache:
     """Node id -> snapshot, plus wake-ups for the streams of that node.
 
-    Streams register an `asyncio.Event` per node; `set` fires it. `set` may be
-    called from another thread (translation can run in an executor): each event
-    is fired on its own loop.
+    Streams register a wake-up per node; `set` calls it, on the loop the stream
+    registered from (`set` may run in another thread: translation can run in an
+    executor). A wake-up only marks the stream as owing a push (see `streams`), so
+    `set` never waits for any stream.
     """
 
     def __init__(self) -> None:
         self._snapshots: dict[str, Snapshot] = {}
-        self._watchers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._watchers: dict[str, set[tuple[asyncio.AbstractEventLoop, Wake]]] = {}
         self._streams: dict[str, int] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
         self._on_connect: list[ConnectCallback] = []
@@ -36,15 +38,15 @@ class SnapshotCache:
         if self._snapshots.get(node_id) is snapshot:
             return
         self._snapshots[node_id] = snapshot
-        for loop, event in list(self._watchers.get(node_id, ())):
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, wake in list(self._watchers.get(node_id, ())):
             if running is loop:
-                event.set()
+                wake()
             elif not loop.is_closed():
-                loop.call_soon_threadsafe(event.set)
+                loop.call_soon_threadsafe(wake)
 
     def get(self, node_id: str) -> Snapshot | None:
         return self._snapshots.get(node_id)
@@ -57,13 +59,14 @@ class SnapshotCache:
         return sorted(self._snapshots)
 
     # --- watchers (used by the server's streams) -----------------------------
-    def watch(self, node_id: str, event: asyncio.Event) -> None:
-        entry = (asyncio.get_running_loop(), event)
+    def watch(self, node_id: str, wake: Wake) -> None:
+        """`wake()` on every `set` of `node_id`; it must return at once."""
+        entry = (asyncio.get_running_loop(), wake)
         self._watchers.setdefault(node_id, set()).add(entry)
 
-    def unwatch(self, node_id: str, event: asyncio.Event) -> None:
+    def unwatch(self, node_id: str, wake: Wake) -> None:
         watchers = self._watchers.get(node_id, set())
-        watchers -= {w for w in watchers if w[1] is event}
+        watchers -= {w for w in watchers if w[1] == wake}
         if not watchers:
             self._watchers.pop(node_id, None)
 

@@ -17,7 +17,7 @@ import importlib.metadata
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import betterproto2
 
@@ -25,6 +25,8 @@ from . import wire
 from .types import message_class
 
 TESTED_BETTERPROTO2 = "0.9.1"
+_T = TypeVar("_T")
+_MISSING = object()
 
 
 def _skip_validation(self: Any) -> None:
@@ -99,6 +101,8 @@ class EncodeCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, Callable[..., Any], tuple[Hashable, ...]], Encoded] = {}
         self._used: set[tuple[str, Callable[..., Any], tuple[Hashable, ...]]] = set()
+        self._shared: dict[tuple[Callable[..., Any], tuple[Hashable, ...]], Any] = {}
+        self._shared_used: set[tuple[Callable[..., Any], tuple[Hashable, ...]]] = set()
         self.hits = 0
         self.misses = 0
 
@@ -123,12 +127,26 @@ class EncodeCache:
         built = self._entries[key] = Encoded(name, body)
         return built
 
+    def shared(self, fn: Callable[..., _T], *args: Hashable) -> _T:
+        """`fn(self, *args)`, built once for equal `args` and kept while used: what
+        many proxies see alike (the outbound part of every proxy with the same view)
+        is built for the first of them and shared by the rest. Swept like `build`."""
+        key = (fn, args)
+        self._shared_used.add(key)
+        found = self._shared.get(key, _MISSING)
+        if found is _MISSING:
+            found = self._shared[key] = fn(self, *args)
+        return found  # type: ignore[no-any-return]
+
     def sweep(self) -> int:
         """Drop entries not used since the previous sweep; return how many."""
         stale = self._entries.keys() - self._used
         for key in stale:
             del self._entries[key]
         self._used = set()
+        for gone in self._shared.keys() - self._shared_used:
+            del self._shared[gone]
+        self._shared_used = set()
         return len(stale)
 
 

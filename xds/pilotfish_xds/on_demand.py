@@ -32,6 +32,8 @@ class Offer:
 
     resource: Encoded
     clusters: tuple[str, ...] = ()
+    service: tuple[str, int] | None = None
+    """The (hostname, port) it serves, if a mesh service: its subsets come along."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,17 @@ A request is one of: a new subscription, a stale echo of an old response, a
 NACK, or an ACK (possibly changing the subscribed names). Only new
 subscriptions and name changes get an answer: answering ACKs re-sends config,
 and answering NACKs re-sends rejected config in a loop.
+
+A new subscription may come from a proxy that reconnected (to this server after a
+restart, or to another replica behind the same Service) and still holds its config.
+Versions are content hashes, the same on every replica built from the same objects,
+so the proxy says what it holds: in State of the World the request's version_info
+(with no nonce of ours), in Delta its initial_resource_versions. When that is what
+we would send, nothing is sent (as go-control-plane answers only a differing
+version); the stream records it as sent and acknowledged, so the ordering below
+(`SEND_AFTER`: a held back listener may go once the clusters are known current) and
+later pushes work as after an ACK. Otherwise only what differs is sent (Delta), or
+the type (State of the World).
 """
 
 from __future__ import annotations

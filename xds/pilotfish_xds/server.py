@@ -15,11 +15,12 @@ from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, D
 
 from . import debug
 from .cache import SnapshotCache
+from .delta import DeltaStream
 from .protocol import (
     Backoff,
 )
 from .status import StatusRegistry
-from .streams import END, DeltaStream, SotwStream, Stream
+from .streams import SotwStream, Stream
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,15 @@ class AdsServer:
             del self._streams[stream]
             done.set_result(None)
 
+    def streams(self) -> list[Stream]:
+        """The streams open now (for status and tests)."""
+        return list(self._streams)
+
     async def end_streams(self, within: float = 5.0) -> None:
         """Tell every stream to finish (as if its proxy had closed it) and wait for them."""
         waiting = list(self._streams.values())
         for stream in list(self._streams):
-            stream.queue.put_nowait(END)
+            stream.end()
         if waiting:
             await asyncio.wait(waiting, timeout=within)
 

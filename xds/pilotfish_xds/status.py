@@ -119,6 +119,14 @@ class StatusRegistry:
             self._expected[node_id] = (expected[0], True)
         log.debug("sent %s %s version %s nonce %s", node_id, type_url, version, nonce)
 
+    def holds(self, node_id: str, type_url: str, version: str) -> None:
+        """A proxy that (re)connected already holds `version`, which is what it would
+        be sent: recorded as sent and acknowledged, though nothing was pushed."""
+        status = self.node(node_id).type(type_url)
+        status.sent_version, status.sent_nonce = version, ""
+        self.acked(node_id, type_url, version)
+        log.debug("%s already holds %s version %s", node_id, type_url, version)
+
     def acked(self, node_id: str, type_url: str, version: str) -> None:
         node = self.node(node_id)
         node.type(type_url).acked_version = version

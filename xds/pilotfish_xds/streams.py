@@ -1,11 +1,19 @@
 """One ADS stream per proxy connection: what SotW and Delta share (`Stream`: the
-queue, ordering between types, retrying a rejection) and each variant's own
-bookkeeping. `server.AdsServer` creates them.
+queue, ordering between types, retrying a rejection, a reconnecting proxy's config)
+and State of the World's own bookkeeping (Delta's: `delta.py`). `server.AdsServer`
+creates them.
 
 Each stream reads requests in its own task and funnels them, together with
 "your snapshot changed" wake-ups, into one queue handled in order by the stream
 loop. The nonce of a response is recorded before the write is awaited, so an
 ACK that overtakes the write's completion is still matched.
+
+Pending pushes merge: a stream holds at most one "changed" in its queue, however
+often its snapshot is replaced meanwhile, and a push always reads the latest
+snapshot. A proxy that stops reading (HTTP/2 flow control holds our write) thus
+costs one blocked coroutine and its last response, never a growing queue, and
+nothing it does is awaited by anyone else: `SnapshotCache.set` only marks streams,
+and streams share no lock.
 """
 
 from __future__ import annotations
@@ -13,26 +21,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import codec, on_demand
+from . import codec
 from .codec import Encoded
 from .protocol import (
     SEND_AFTER,
     Decision,
     Kind,
     Rejection,
-    decide_delta,
     decide_sotw,
     may_send,
     retry_due,
 )
 from .snapshot import Snapshot, content_version
 from .status import StreamKind
-from .types import CLUSTER, ENDPOINT, PUSH_ORDER, VIRTUAL_HOST, WILDCARD_TYPES
+from .types import CLUSTER, ENDPOINT, PUSH_ORDER, WILDCARD_TYPES
 
 if TYPE_CHECKING:
     from .server import AdsServer
@@ -40,6 +47,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("pilotfish_xds.server")
 
 END = object()  # the client closed its side
+
+
+class _Ended(Exception):
+    """The server ended the stream while a write was blocked."""
+
+
 CHANGED = object()  # the node's snapshot changed
 
 
@@ -48,7 +61,15 @@ def _push_order(type_urls: Any) -> list[str]:
     return sorted(type_urls, key=lambda t: (rank.get(t, len(rank)), t))
 
 
-def _wanted(snapshot: Snapshot, type_url: str, wildcard: bool, names: Any) -> dict[str, Encoded]:
+def version_of(snapshot: Snapshot, type_url: str, wanted: Mapping[str, Encoded]) -> str:
+    """The version of what a response carries: the snapshot's own when it carries the
+    whole type (computed once for every proxy sharing it), else that of the subset."""
+    if len(wanted) == len(snapshot.resources(type_url)):
+        return snapshot.version(type_url)
+    return content_version(wanted.values())
+
+
+def wanted_of(snapshot: Snapshot, type_url: str, wildcard: bool, names: Any) -> dict[str, Encoded]:
     available = snapshot.resources(type_url)
     if wildcard:
         return dict(available)
@@ -58,6 +79,13 @@ def _wanted(snapshot: Snapshot, type_url: str, wildcard: bool, names: Any) -> di
 @dataclass(frozen=True, slots=True)
 class _Retry:
     type_url: str
+
+
+class Held:
+    """What `send` returns when the proxy already holds what it would send."""
+
+
+HELD = Held()
 
 
 class Stream:
@@ -77,12 +105,13 @@ class Stream:
         self.acked: dict[str, str] = {}  # type -> version acknowledged on this stream
         self.rejections: dict[str, Rejection] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._change_queued = False  # a CHANGED is in the queue, not yet handled
+        self._write: asyncio.Future[None] | None = None  # handed to gRPC, not yet taken
+        self._ending = False
 
     async def run(self, requests: AsyncIterator[Any]) -> None:
         queue = self.queue
         reader = asyncio.create_task(self._read(requests, queue))
-        changed = asyncio.Event()
-        tasks = [reader]
         stream_id = 0
         try:
             first = await queue.get()
@@ -107,25 +136,26 @@ class Stream:
             self.node_id = node.id
             cache, status = self.server.cache, self.server.status
             stream_id = status.stream_opened(self.node_id, self.kind, self.context.peer())
-            cache.watch(self.node_id, changed)
-            tasks.append(asyncio.create_task(self._watch(changed, queue)))
+            cache.watch(self.node_id, self.changed)
             cache.stream_opened(self.node_id, _node_dict(node))
             item = first
             while item is not END:
                 if item is CHANGED:
+                    self._change_queued = False  # a change from now on needs another push
                     await self.push()
                 elif isinstance(item, _Retry):
                     await self.retry(item.type_url)
                 else:
                     await self.handle(item)
                 item = await queue.get()
+        except _Ended:
+            pass
         finally:
-            for task in tasks:
-                task.cancel()
+            reader.cancel()
             for timer in self._timers.values():
                 timer.cancel()
             if stream_id:
-                self.server.cache.unwatch(self.node_id, changed)
+                self.server.cache.unwatch(self.node_id, self.changed)
                 self.server.cache.stream_closed(self.node_id)
                 self.server.status.stream_closed(self.node_id, stream_id)
 
@@ -139,12 +169,37 @@ class Stream:
         finally:
             queue.put_nowait(END)
 
-    @staticmethod
-    async def _watch(changed: asyncio.Event, queue: asyncio.Queue[Any]) -> None:
-        while True:
-            await changed.wait()
-            changed.clear()
-            queue.put_nowait(CHANGED)
+    def changed(self) -> None:
+        """The node's snapshot was replaced (called by the cache; must not block)."""
+        if not self._change_queued:
+            self._change_queued = True
+            self.queue.put_nowait(CHANGED)
+
+    @property
+    def writing(self) -> bool:
+        """A response is handed to gRPC and not taken yet (the proxy is not reading)."""
+        return self._write is not None
+
+    async def write(self, body: bytes) -> None:
+        """Hand one response to gRPC; this waits while the proxy does not read."""
+        self._write = asyncio.ensure_future(self.context.write(body))
+        try:
+            await self._write
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._ending and task is not None and not task.cancelling():
+                raise _Ended from None  # `end` gave up on this write, not on the stream
+            raise
+        finally:
+            self._write = None
+
+    def end(self) -> None:
+        """Finish as if the proxy had closed the stream; a write the proxy is not
+        taking is abandoned (it would otherwise hold the stream open forever)."""
+        self._ending = True
+        self.queue.put_nowait(END)
+        if self._write is not None:
+            self._write.cancel()
 
     def snapshot(self) -> Snapshot | None:
         return self.server.cache.get(self.node_id)
@@ -179,9 +234,19 @@ class Stream:
             for other, rejection in self.rejections.items():
                 if type_url in rejection.dependencies and retry_due(rejection, self.acked):
                     self._schedule_retry(other, rejection)
-        for held in _push_order(list(self.deferred)):
-            if may_send(held, self.in_flight | self.owed):
-                await self.offer(held, force=self.deferred.pop(held))
+        await self._release()
+
+    async def _release(self) -> None:
+        """Offer the types ordering held back, if it no longer does."""
+        for waiting in _push_order(list(self.deferred)):
+            if may_send(waiting, self.in_flight | self.owed):
+                await self.offer(waiting, force=self.deferred.pop(waiting))
+
+    def holds(self, type_url: str, version: str) -> None:
+        """The proxy said, on this new stream, that it holds `version` of the type, and
+        that is what we would send: taken as sent and acknowledged, nothing written."""
+        self.acked[type_url] = version
+        self.server.status.holds(self.node_id, type_url, version)
 
     def _schedule_retry(self, type_url: str, rejection: Rejection) -> None:
         if type_url in self._timers:
@@ -243,6 +308,10 @@ class Stream:
                 self.owed.add(type_url)
             return set()
         self.owed.discard(type_url)
+        if sent is HELD:
+            await self._release()  # as after an ACK: what waited on this type may go
+            return set()
+        assert not isinstance(sent, Held)
         self.in_flight.add(type_url)
         return sent
 
@@ -254,9 +323,11 @@ class Stream:
         `names` carried (State of the World: the whole type)."""
         raise NotImplementedError
 
-    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
-        """Write a response if there is something to say; the names it carried, or
-        None when nothing was written."""
+    async def send(
+        self, type_url: str, *, force: bool, refresh: set[str]
+    ) -> set[str] | Held | None:
+        """Write a response if there is something to say; the names it carried, None
+        when nothing was written, HELD when the proxy reconnected holding all of it."""
         raise NotImplementedError
 
     async def handle(self, request: Any) -> None:
@@ -278,6 +349,7 @@ class _SotwType:
     nonce: str | None = None  # of the last response; None until one is sent
     version: str = ""
     sent: dict[str, str] | None = None  # name -> hash last sent
+    held: str = ""  # the version a request without our nonce says the proxy holds
 
 
 class SotwStream(Stream):
@@ -312,6 +384,8 @@ class SotwStream(Stream):
         if state is None:
             state = self.types[type_url] = _SotwType(names, wildcard)
         state.names, state.wildcard = names, wildcard
+        if decision.kind is Kind.NEW:
+            state.held = request.version_info
         if decision.kind is Kind.ACK:
             await self.answered(type_url, decision, {}, done=True)
         if decision.respond:
@@ -321,155 +395,29 @@ class SotwStream(Stream):
         snapshot, state = self.snapshot(), self.types.get(type_url)
         if snapshot is None or state is None:
             return {}
-        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
+        wanted = wanted_of(snapshot, type_url, state.wildcard, state.names)
         return {n: r.hash for n, r in wanted.items()}
 
-    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
+    async def send(
+        self, type_url: str, *, force: bool, refresh: set[str]
+    ) -> set[str] | Held | None:
         snapshot, state = self.snapshot(), self.types.get(type_url)
         if snapshot is None or state is None:
             return None  # nothing yet: the request is answered when a snapshot is set
-        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
+        wanted = wanted_of(snapshot, type_url, state.wildcard, state.names)
         hashes = {n: r.hash for n, r in wanted.items()}
+        version = version_of(snapshot, type_url, wanted)
+        held, state.held = state.held, ""
+        if held and held == version and not refresh:
+            # A proxy that reconnected (to us, or to another replica: versions are
+            # content hashes) already has exactly this: answering would re-send it.
+            state.version, state.sent = version, hashes
+            self.holds(type_url, version)
+            return HELD
         if not (force or refresh) and hashes == state.sent:
             return None
-        version = content_version(wanted.values())
         nonce = self.server.next_nonce()
         state.nonce, state.version, state.sent = nonce, version, hashes
         self.server.status.sent(self.node_id, type_url, version, nonce)
-        await self.context.write(codec.sotw_response(type_url, version, nonce, wanted.values()))
+        await self.write(codec.sotw_response(type_url, version, nonce, wanted.values()))
         return set(hashes)
-
-
-# --- Delta -----------------------------------------------------------------------
-
-_MAX_PENDING_NONCES = 64
-
-
-@dataclass
-class _DeltaType:
-    wildcard: bool
-    names: set[str]
-    sent: dict[str, str]  # name -> hash the client holds (as far as we know)
-    nonces: dict[str, str] = field(default_factory=dict)  # unanswered nonce -> version
-    carried: dict[str, dict[str, str]] = field(default_factory=dict)  # nonce -> name -> hash
-    fresh: set[str] = field(default_factory=set)  # subscribed since the last response
-    version: str = ""  # of the last response
-
-
-class DeltaStream(Stream):
-    kind: StreamKind = "delta"
-
-    def __init__(self, server: AdsServer, context: Any) -> None:
-        super().__init__(server, context)
-        self.types: dict[str, _DeltaType] = {}
-
-    def subscribed(self) -> list[str]:
-        return list(self.types)
-
-    async def handle(self, request: Any) -> None:
-        type_url: str = request.type_url
-        subscribe: list[str] = request.resource_names_subscribe
-        unsubscribe: list[str] = request.resource_names_unsubscribe
-        state = self.types.get(type_url)
-        decision = decide_delta(
-            known=state is not None,
-            nonce_versions=state.nonces if state else {},
-            nonce=request.response_nonce,
-            subscribe=subscribe,
-            unsubscribe=unsubscribe,
-            error=request.error_detail is not None,
-        )
-        self.record(decision, type_url, request.error_detail)
-        if state is None:
-            explicit = set(subscribe) - {"*"}
-            wildcard = "*" in subscribe or (type_url in WILDCARD_TYPES and not explicit)
-            versions: Mapping[str, str] = request.initial_resource_versions
-            state = self.types[type_url] = _DeltaType(wildcard, explicit, dict(versions))
-            state.fresh = set(explicit)
-        else:
-            if decision.kind in (Kind.ACK, Kind.NACK):
-                rejected = state.carried.get(request.response_nonce, {})
-                _forget_through(state, request.response_nonce)
-                await self.answered(type_url, decision, rejected, done=not state.nonces)
-            for name in subscribe:
-                if name == "*":
-                    state.wildcard = True
-                else:
-                    state.names.add(name)
-                    state.fresh.add(name)
-                    state.sent.pop(name, None)  # subscribing means the client lacks it
-            for name in unsubscribe:
-                if name == "*":
-                    state.wildcard = False
-                else:
-                    state.names.discard(name)
-                    state.fresh.discard(name)
-                    state.sent.pop(name, None)
-        if type_url == VIRTUAL_HOST and subscribe and CLUSTER in self.types:
-            # The clusters of a fetched virtual host go first; it waits for their ACK.
-            await self.offer(CLUSTER)
-        if decision.respond:
-            await self.offer(type_url, force=True)
-
-    def current(self, type_url: str, names: Mapping[str, str]) -> dict[str, str]:
-        snapshot = self.snapshot()
-        available = snapshot.resources(type_url) if snapshot is not None else {}
-        return {n: available[n].hash for n in names if n in available}
-
-    def _wanted(self, snapshot: Snapshot, type_url: str, state: _DeltaType) -> dict[str, Encoded]:
-        if type_url == VIRTUAL_HOST:
-            return on_demand.virtual_hosts(snapshot.on_demand, state.names)[0]
-        wanted = _wanted(snapshot, type_url, state.wildcard, state.names)
-        if type_url == CLUSTER:
-            vhosts = self.types.get(VIRTUAL_HOST)
-            aliases = vhosts.names if vhosts is not None else ()
-            return on_demand.clusters(wanted, snapshot.on_demand, state.names, aliases)
-        return wanted
-
-    async def send(self, type_url: str, *, force: bool, refresh: set[str]) -> set[str] | None:
-        """Send what changed (plus `refresh`, and the answers to fresh VHDS aliases)."""
-        snapshot, state = self.snapshot(), self.types.get(type_url)
-        if snapshot is None or state is None:
-            return None
-        wanted = self._wanted(snapshot, type_url, state)
-        changed = [r for n, r in wanted.items() if state.sent.get(n) != r.hash or n in refresh]
-        removed = sorted(n for n in state.sent if n not in wanted)
-        answer = on_demand.NO_ANSWER
-        if type_url == VIRTUAL_HOST:
-            answer = on_demand.answer(snapshot.on_demand, state.fresh, first=not state.version)
-            changed += [wanted[n] for n in answer.aliases if all(r.name != n for r in changed)]
-        state.fresh.clear()
-        # A scoped proxy is told the snapshot's version of the type even when nothing it
-        # holds changed, so its ACK says it is current (see Snapshot).
-        scoped = snapshot.on_demand is not None
-        version = snapshot.version(type_url) if scoped else content_version(wanted.values())
-        moved = scoped and version != state.version
-        if not (force or changed or removed or moved or answer.unresolved or answer.tables):
-            return None
-        state.version = version
-        nonce = self.server.next_nonce()
-        state.nonces[nonce] = version
-        state.carried[nonce] = {r.name: r.hash for r in changed}
-        while len(state.nonces) > _MAX_PENDING_NONCES:
-            oldest = next(iter(state.nonces))
-            del state.nonces[oldest]
-            state.carried.pop(oldest, None)
-        for name in removed:
-            del state.sent[name]
-        state.sent.update((r.name, r.hash) for r in changed)
-        self.server.status.sent(self.node_id, type_url, version, nonce)
-        removed += answer.tables
-        body = codec.delta_response(
-            type_url, version, nonce, changed, removed, answer.aliases, answer.unresolved
-        )
-        await self.context.write(body)
-        return {r.name for r in changed}
-
-
-def _forget_through(state: _DeltaType, nonce: str) -> None:
-    """Drop `nonce` and every nonce sent before it: they can no longer be acked."""
-    for key in list(state.nonces):
-        del state.nonces[key]
-        state.carried.pop(key, None)
-        if key == nonce:
-            return

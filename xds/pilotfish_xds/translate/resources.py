@@ -10,7 +10,7 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
 from .. import ir, types, wire
 from ..codec import EncodeCache, Encoded
-from ..snapshot import Snapshot
+from ..snapshot import Part, Snapshot
 from . import clusters, jwt, mtls, sidecar_ingress, view
 from .scoping import Catalogue
 
@@ -51,13 +51,21 @@ class Resources:
             if c.ca_pem:
                 found.append(cache.build(f"{c.name}-cacert", mtls.credential_ca_secret, c))
 
-    def snapshot(self) -> Snapshot:
-        references = {
+    def _references(self) -> dict[str, frozenset[str]]:
+        return {
             types.ENDPOINT: frozenset(self.eds_names),
             types.ROUTE: frozenset(self.route_names),
         }
+
+    def part(self) -> Part:
+        """Frozen for several proxies to share (`outbound.shared`)."""
         on_demand = self.scope.freeze() if self.scope is not None else None
-        return Snapshot(self.by_type, references, on_demand)
+        return Part(self.by_type, self._references(), on_demand)
+
+    def snapshot(self, shared: Part | None = None) -> Snapshot:
+        """The proxy's snapshot: these resources plus the `shared` part."""
+        on_demand = self.scope.freeze() if self.scope is not None else None
+        return Snapshot(self.by_type, self._references(), on_demand, shared)
 
 
 def route_configuration(name: str, parts: list[bytes]) -> Encoded:
@@ -76,7 +84,7 @@ def outbound_clusters(
         # The cluster's hash is cached; endpoint churn re-encodes it, cheaply.
         built = cache.build(c.name, clusters.outbound_cluster, c, local, out.mesh_tls)
         if out.scope is not None and out.scope.on_demand(c):
-            out.scope.clusters[c.name] = built
+            out.scope.add_cluster(c, built)
         else:
             out.add(types.CLUSTER, built)
         if c.policy.lb.policy != "PASSTHROUGH" and c.discovery == "eds":
@@ -89,12 +97,13 @@ def outbound_clusters(
                 ir.label_value(proxy.labels, proxy.locality, key)
                 for key in (lb.failover_priority if lb is not None else ())
             )
-            out.add(
-                types.ENDPOINT,
-                cache.build(
-                    c.name, clusters.load_assignment, c.name, c.endpoints, lb, client, values
-                ),
-            )
+            out.add(types.ENDPOINT, cache.build(c.name, _endpoints, c, client, values))
+
+
+def _endpoints(c: ir.Cluster, client: ir.Locality | None, values: tuple[str, ...]) -> bytes:
+    """Keyed by the cluster, whose hash is cached, rather than by its endpoints, whose
+    hash would be recomputed for every cluster of every view on every push."""
+    return clusters.load_assignment(c.name, c.endpoints, c.policy.locality, client, values)
 
 
 def inbound_clusters(proxy: ir.Proxy, ports: list[int], cache: EncodeCache, out: Resources) -> None:

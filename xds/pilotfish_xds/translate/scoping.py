@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration, Vhds, VirtualHost
 from envoy_data_plane.envoy.extensions.filters.http.on_demand.v3 import OnDemand as OnDemandConfig
@@ -83,12 +83,18 @@ class Catalogue:
     pinned: frozenset[str]
     """Clusters that stay pushed (see `catalogue`)."""
     clusters: dict[str, Encoded] = field(default_factory=dict)
+    services: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    """(hostname, port) → its on-demand clusters (the service's and each subset's)."""
     virtual_hosts: dict[str, Offer] = field(default_factory=dict)
     fallbacks: dict[str, Fallback] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)
 
     def on_demand(self, cluster: ir.Cluster) -> bool:
         return ir.proxying_of(cluster.protocol) == "http" and cluster.name not in self.pinned
+
+    def add_cluster(self, cluster: ir.Cluster, built: Encoded) -> None:
+        self.clusters[cluster.name] = built
+        self.services.setdefault((cluster.hostname, cluster.port), []).append(cluster.name)
 
     def add_virtual_host(
         self,
@@ -102,7 +108,7 @@ class Catalogue:
         """`vh` as a VHDS resource of route table `route`, found by each of `domains`."""
         name = f"{route}/{vh.name}"
         body = cache.build(name, routes.virtual_host, name, domains, rs, tag_inbound, True)
-        offer = Offer(body, route_clusters(rs))
+        offer = Offer(body, route_clusters(rs), (vh.hostname, vh.port))
         for d in domains:
             self.virtual_hosts.setdefault(f"{route}/{d.lower()}", offer)
 
@@ -124,7 +130,20 @@ class Catalogue:
         return Encoded(route, route_table_head(route))
 
     def freeze(self) -> OnDemand:
-        return OnDemand(self.clusters, self.virtual_hosts, self.fallbacks, tuple(self.tables))
+        """A fetched virtual host brings every subset cluster of its own service along
+        with those its routes name: shifting traffic between subsets (a canary's
+        90/10 → 50/50 → 100) is then one virtual-host update to clusters already warm,
+        not a new cluster, its endpoints and a wait for it to warm first."""
+        offers: dict[int, Offer] = {}
+        hosts: dict[str, Offer] = {}
+        for alias, offer in self.virtual_hosts.items():
+            done = offers.get(id(offer))
+            if done is None:
+                siblings = self.services.get(offer.service, []) if offer.service else []
+                extra = tuple(c for c in siblings if c not in offer.clusters)
+                done = offers[id(offer)] = replace(offer, clusters=offer.clusters + extra)
+            hosts[alias] = done
+        return OnDemand(self.clusters, hosts, self.fallbacks, tuple(self.tables))
 
 
 def catalogue(mesh: ir.Mesh, proxy: ir.Proxy) -> Catalogue | None:

@@ -36,7 +36,7 @@ from envoy_data_plane.google.protobuf import Any
 from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT
-from ...snapshot import Snapshot
+from ...snapshot import Part, Snapshot
 from .. import (
     authz,
     ext_authz,
@@ -44,6 +44,7 @@ from .. import (
     l4,
     mtls,
     observe,
+    outbound,
     outbound_policy,
     routes,
     scoping,
@@ -76,21 +77,22 @@ _CLIENT = ir.Telemetry().client
 _SERVER = ir.Telemetry().server
 
 
-def translate(
-    mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
-) -> Snapshot:
-    out = Resources(scope=scoping.catalogue(mesh, proxy))
-    out.add_secrets(secrets, cache)
-
-    # Outbound: per service port, a listener that never binds and its route configuration.
-    blocked = outbound_policy.registry_only(proxy)
+def _outbound(
+    cache: EncodeCache, mesh_ref: outbound.SameMesh, viewer: ir.Proxy, mesh_tls: bool
+) -> Part:
+    """Per service port a listener that never binds and its route configuration (or a
+    scoped proxy's catalogue), virtualOutbound, and the clusters to call: what every
+    proxy with the same view shares (`outbound.shared`)."""
+    mesh = mesh_ref.mesh
+    out = Resources(scope=scoping.catalogue(mesh, viewer), mesh_tls=mesh_tls)
+    blocked = outbound_policy.registry_only(viewer)
     allow = (
         cache.build(outbound_policy.BLOCK_ALL, outbound_policy.block_all)
         if blocked
         else cache.build(outbound_policy.ALLOW_ANY, outbound_policy.allow_any)
     ).body
-    http_ports = view.outbound_by_port(mesh, proxy)
-    l4_ports = view.outbound_l4_by_port(mesh, proxy)
+    http_ports = view.outbound_by_port(mesh, viewer)
+    l4_ports = view.outbound_l4_by_port(mesh, viewer)
     for port in sorted(http_ports.keys() | l4_ports.keys()):
         hosts = http_ports.get(port, [])
         if hosts and out.scope is not None:  # scoped: fetched on a Host's first request
@@ -115,16 +117,16 @@ def translate(
                 port,
                 bool(hosts),
                 l4_views,
-                proxy.telemetry.client,
+                viewer.telemetry.client,
                 blocked,
                 out.scope is not None,
             ),
         )
     out.add(
         types.LISTENER,
-        cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener, proxy.telemetry.client, blocked),
+        cache.build(VIRTUAL_OUTBOUND, virtual_outbound_listener, viewer.telemetry.client, blocked),
     )
-    outbound_clusters(mesh, proxy, cache, out, local=False)
+    outbound_clusters(mesh, viewer, cache, out, local=False)
     for name in (PASSTHROUGH, INBOUND_PASSTHROUGH):
         out.add(types.CLUSTER, cache.build(name, passthrough_cluster, name))
     if blocked:
@@ -132,6 +134,15 @@ def translate(
             types.CLUSTER,
             cache.build(outbound_policy.BLACKHOLE, outbound_policy.blackhole_cluster),
         )
+    return out.part()
+
+
+def translate(
+    mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
+) -> Snapshot:
+    shared = outbound.shared(_outbound, mesh, proxy, cache, secrets is not None)
+    out = Resources()
+    out.add_secrets(secrets, cache)
 
     # Inbound: the original destination port picks the app port; the Host does not matter.
     ingress = sidecar_ingress.ports(proxy)
@@ -174,7 +185,7 @@ def translate(
         ),
     )
     jwks_clusters(proxy, cache, out)
-    return out.snapshot()
+    return out.snapshot(shared)
 
 
 def _passthrough(t: ir.SideTelemetry, blocked: bool = False) -> Filter:

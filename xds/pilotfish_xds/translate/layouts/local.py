@@ -9,6 +9,8 @@ to the peer's app port directly (nothing in them says which app port they are fo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from envoy_data_plane.envoy.config.core.v3 import TrafficDirection
 from envoy_data_plane.envoy.config.listener.v3 import (
     Filter,
@@ -21,7 +23,7 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from ... import ir, types
 from ...codec import EncodeCache
 from ...ports import INBOUND_PORT, OUTBOUND_PORT, SIDECAR_PORTS
-from ...snapshot import Snapshot
+from ...snapshot import Part, Snapshot
 from .. import (
     authz,
     ext_authz,
@@ -29,6 +31,7 @@ from .. import (
     l4,
     mtls,
     observe,
+    outbound,
     outbound_policy,
     routes,
     scoping,
@@ -52,13 +55,22 @@ _CLIENT = ir.Telemetry().client
 _SERVER = ir.Telemetry().server
 
 
-def translate(
-    mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
-) -> Snapshot:
-    out = Resources(scope=scoping.catalogue(mesh, proxy))
-    out.add_secrets(secrets, cache)
-    http = view.outbound_virtual_hosts(mesh, proxy)
-    blocked = outbound_policy.registry_only(proxy)
+@dataclass(frozen=True, slots=True)
+class _Outbound:
+    """What every proxy with the same view shares (`outbound.shared`)."""
+
+    part: Part
+    blocked: bool
+    l4_ports: dict[int, list[l4.PortView]]
+
+
+def _outbound(
+    cache: EncodeCache, mesh: outbound.SameMesh, viewer: ir.Proxy, mesh_tls: bool
+) -> _Outbound:
+    """The route table (or a scoped proxy's catalogue) and the clusters to call."""
+    out = Resources(scope=scoping.catalogue(mesh.mesh, viewer), mesh_tls=mesh_tls)
+    http = view.outbound_virtual_hosts(mesh.mesh, viewer)
+    blocked = outbound_policy.registry_only(viewer)
     if out.scope is not None:  # scoped: each service is fetched on its first request
         unknown = outbound_policy.block_all() if blocked else outbound_policy.allow_any()
         out.add(types.ROUTE, out.scope.route_table(cache, OUTBOUND_ROUTE, http, True, unknown))
@@ -73,9 +85,20 @@ def translate(
         else:
             parts.append(cache.build(outbound_policy.ALLOW_ANY, outbound_policy.allow_any).body)
         out.add(types.ROUTE, route_configuration(OUTBOUND_ROUTE, parts))
-    outbound_clusters(mesh, proxy, cache, out, local=True)
+    outbound_clusters(mesh.mesh, viewer, cache, out, local=True)
     if not blocked:
         out.add(types.CLUSTER, cache.build(PASSTHROUGH, outbound_policy.forward_proxy_cluster))
+    l4_ports = {p: list(v) for p, v in view.outbound_l4_by_port(mesh.mesh, viewer).items()}
+    return _Outbound(out.part(), blocked, l4_ports)
+
+
+def translate(
+    mesh: ir.Mesh, proxy: ir.Proxy, cache: EncodeCache, secrets: mtls.WorkloadSecrets | None
+) -> Snapshot:
+    shared = outbound.shared(_outbound, mesh, proxy, cache, secrets is not None)
+    blocked = shared.blocked
+    out = Resources()
+    out.add_secrets(secrets, cache)
 
     inbound = view.inbound_virtual_hosts(proxy)
     peer = proxy.peer_auth if out.mesh_tls else None
@@ -123,10 +146,10 @@ def translate(
             proxy.ip,
             proxy.telemetry.client,
             not blocked,
-            out.scope is not None,
+            shared.part.on_demand is not None,
         ),
     )
-    for port, views in view.outbound_l4_by_port(mesh, proxy).items():
+    for port, views in shared.l4_ports.items():
         if port in SIDECAR_PORTS or port in proxy.app_ports:
             continue  # taken: the operator warns that this TCP/TLS port is unreachable here
         name = f"{proxy.ip}_{port}"
@@ -136,7 +159,7 @@ def translate(
                 name, l4_listener, name, proxy.ip, port, tuple(views), proxy.telemetry.client
             ),
         )
-    return out.snapshot()
+    return out.snapshot(shared.part)
 
 
 def l4_listener(
