@@ -10,13 +10,13 @@ sidecar is when scoping is off (`--sotw`: State of the World, `pilotfish local
 --no-on-demand`'s default).
 
 Measured:
-- full push to a new proxy (its snapshot built when it connects; the first start
-  also encodes every resource, `first_start_ready_s`; the medians are over the later
-  ones, which reuse them): Envoy process start → every type ACKed at the snapshot's
-  version
-  (`all_acked_s`), → Envoy live: all clusters active, listeners warmed with their
-  routes (`clusters_active_s`), and the later of the two (`ready_s`); with a timeline
-  of responses sent and ACKs received (repeated `--starts` times);
+- full push to a new proxy (its snapshot built when it connects): Envoy process
+  start → every type ACKed at the snapshot's version (`all_acked_s`), → Envoy live:
+  all clusters active, listeners warmed with their routes (`clusters_active_s`), and
+  the later of the two (`ready_s`); Envoy's and the control plane's CPU time; a
+  timeline of responses sent and ACKs received. Repeated `--starts` times: the first
+  start also encodes every resource (`first_start_ready_s`), the medians are over the
+  later ones, which reuse them (as a proxy whose config others share);
 - one-route edit: service 0's VirtualService flips 100/0 ↔ 0/100; from the start of
   the rebuild (the debounce window closing) to Envoy's RDS ACK of the new version,
   and to the first response from the new subset's backend;
