@@ -5,9 +5,8 @@ Built from the snapshot's encoded resources, at the wire level, into a binary
 `Bootstrap` (a `.pb` file: Envoy picks the format by extension, so no YAML/JSON
 parsing distorts the floor):
 
-- every Cluster as served, except that an EDS cluster loses its EDS source (so it
-  becomes STATIC, the type's default) and carries its ClusterLoadAssignment inline
-  (`load_assignment`);
+- every Cluster as served, except that an EDS cluster becomes STATIC (no EDS source)
+  and carries its ClusterLoadAssignment inline (`load_assignment`);
 - every Listener as served, except that an HTTP connection manager's RDS reference
   becomes the RouteConfiguration it names, inline (`route_config`);
 - the rest of the bootstrap (node, admin, stats settings) as the sidecar's own.
@@ -54,7 +53,7 @@ def _string(body: bytes, number: int) -> str:
 
 
 def static_cluster(body: bytes, endpoints: dict[str, bytes]) -> bytes:
-    """An EDS cluster with its endpoints inline (type dropped: STATIC); others as they are."""
+    """An EDS cluster as a STATIC one with its endpoints inline; others as they are."""
     fields = _fields(body)
     eds = any(f.number == _CLUSTER_TYPE and f.value == ClusterDiscoveryType.EDS for f in fields)
     if not eds:
@@ -62,7 +61,8 @@ def static_cluster(body: bytes, endpoints: dict[str, bytes]) -> bytes:
     config = next((f.value for f in fields if f.number == _CLUSTER_EDS), b"")
     name = _string(config, _EDS_SERVICE) or _string(body, _CLUSTER_NAME)
     kept = b"".join(f.raw for f in fields if f.number not in (_CLUSTER_TYPE, _CLUSTER_EDS))
-    return kept + wire.length_delimited(_CLUSTER_LOAD, endpoints[name])
+    static = wire.tag(_CLUSTER_TYPE, 0) + wire.varint(ClusterDiscoveryType.STATIC)
+    return kept + static + wire.length_delimited(_CLUSTER_LOAD, endpoints[name])
 
 
 def _inline_routes(hcm: bytes, routes: dict[str, bytes]) -> bytes:
