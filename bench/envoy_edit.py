@@ -127,12 +127,13 @@ def admin_get(ip: str, path: str, timeout: float = 2) -> tuple[int, bytes] | Non
         return None
 
 
-def admin_stats(ip: str) -> dict[str, int]:
+def admin_stats(ip: str, timeout: float = 2) -> dict[str, int]:
     """Cluster and listener gauges from Envoy's admin, {} while it does not answer."""
     got = admin_get(
         ip,
         "/stats?filter=^(cluster_manager\\.(active|warming)_clusters"
         "|listener_manager\\.total_listeners_(active|warming))$",
+        timeout,
     )
     out = {}
     for line in got[1].decode().splitlines() if got else ():
@@ -160,7 +161,7 @@ async def wait_live(ip: str, limit: float, pid: int) -> tuple[float, float] | No
 def check_loaded(ip: str, clusters: int, listeners: int) -> dict[str, Any]:
     """What the Envoy at `ip` has loaded (active clusters and listeners, virtual
     hosts) and whether a request through it reaches service 0's backends."""
-    stats = admin_stats(ip)
+    stats = admin_stats(ip, 60)  # a million stats to walk at 10,000 services
     if (
         stats.get("active_clusters", 0) < clusters
         or stats.get("total_listeners_active") != listeners
