@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats bench-scoping bench-idle bench-latency clean system-deps tools
+.PHONY: venv demo test lint typecheck imports unit manifests bench bench-deps bench-stats bench-scoping bench-idle bench-latency bench-scale clean system-deps tools
 
 venv: $(STAMP)
 
@@ -75,6 +75,10 @@ manifests: venv tools
 
 bench: venv bench-deps
 	$(PY) bench/run.py
+
+# `make bench` plus the 10,000-service fan-out to 100 real Envoys (~4 min more, ~8 GB RAM).
+bench-scale: venv bench-deps
+	$(PY) bench/run.py --scale
 
 # Benchmark-only tools, kept out of system-deps (which `make test` runs): h2load (Debian's
 # nghttp2-client), the fixed-rate load generator of bench/stats_cost.py and bench/latency.py.

@@ -11,7 +11,10 @@ Every measurement runs in a fresh subprocess per size (so RSS is that size's alo
   what Istio's standard metrics cost a sidecar, memory at 1,000 services and CPU
   per 1,000 rps, against the same Envoy with them off through the Telemetry API;
 - bench/latency.py (unless --no-latency; needs h2load): the data-plane latency two
-  sidecars add at 1,000 rps, p50/p90/p99 against a direct call (~4 min, --quick ~1).
+  sidecars add at 1,000 rps, p50/p90/p99 against a direct call (~4 min, --quick ~1);
+- bench/scale.py (unless --no-scale): issue 11's targets — one edit to 100 real
+  Envoys, 10,000 services with 1,000 simulated proxies, idle CPU, a 100-pod rollout,
+  a stuck stream (~6 min; `--scale` adds 10,000 services and 100 Envoys, ~4 min).
 
 Prints a table and writes bench/out/results.json. Timings are medians of several
 runs inside each subprocess; the machine is shared, so expect noise.
@@ -28,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import scale
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -225,6 +230,16 @@ def main() -> None:
         help="also bench/stats_cost.py (~3 min; h2load from `make bench-deps`)",
     )
     p.add_argument(
+        "--no-scale",
+        action="store_true",
+        help="skip the scale targets (bench/scale.py: 100 real Envoys, 1,000 ADS clients, ...)",
+    )
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="also the 10,000-service fan-out to 100 real Envoys (~4 min more)",
+    )
+    p.add_argument(
         "--no-latency",
         action="store_true",
         help="skip bench/latency.py (two sidecars' added latency; h2load, `make bench-deps`)",
@@ -251,9 +266,9 @@ def main() -> None:
                 "--edits",
                 "4" if args.quick else "10",
                 "--starts",
-                "1" if args.quick else ("2" if big else "3"),
+                "1" if args.quick else "3",
                 "--static-runs",
-                "1" if args.quick else ("2" if big else "3"),
+                "1" if args.quick else "3",
             )
         results["sizes"][str(n)] = r
     print(f"== profile at {sizes[-1]} services", file=sys.stderr)
@@ -268,13 +283,21 @@ def main() -> None:
         print("== data-plane latency (two sidecars vs direct)", file=sys.stderr)
         latency_args = ("--runs", "1", "--duration", "10") if args.quick else ()
         results["latency"] = worker("latency.py", "--json", *latency_args)
+    if not args.no_scale:
+        print("== scale: fan-out, 1,000 proxies, churn, a stuck stream, idle", file=sys.stderr)
+        results["scale"] = scale.run(worker, args.quick, args.scale)
     results["verdicts"] = verdicts(results)
+    if "scale" in results:
+        envoy_10000 = results["sizes"].get("10000", {}).get("envoy")
+        results["verdicts"].update(scale.verdicts(results["scale"], envoy_10000))
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     print(table(results))
     print()
+    if "scale" in results:
+        print(f"{scale.table(results['scale'])}\n")
     for name, v in results["verdicts"].items():
-        print(f"{name}: {v['value']:.2f} (target {v['target']}) {'PASS' if v['pass'] else 'FAIL'}")
+        print(f"{name}: {v['value']:.3g} (target {v['target']}) {'PASS' if v['pass'] else 'FAIL'}")
     if "stats_cost" in results:
         import stats_cost
 
