@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import betterproto2
+
 from pilotfish_xds import types, wire
 from pilotfish_xds.codec import decode
 
@@ -27,35 +29,10 @@ NACK_CODE = 13  # google.rpc.Code INTERNAL, as Envoy reports a rejected update
 
 
 def _fields(buf: bytes) -> Iterator[tuple[int, Any]]:
-    """(field number, value) of a message: an int for varints and fixed-width fields,
-    the bytes of a length-delimited one."""
-    i, end = 0, len(buf)
-    while i < end:
-        key, i = _varint(buf, i)
-        number, kind = key >> 3, key & 7
-        if kind == 0:
-            value, i = _varint(buf, i)
-        elif kind == 2:
-            size, i = _varint(buf, i)
-            value, i = buf[i : i + size], i + size
-        elif kind == 1:
-            value, i = int.from_bytes(buf[i : i + 8], "little"), i + 8
-        elif kind == 5:
-            value, i = int.from_bytes(buf[i : i + 4], "little"), i + 4
-        else:
-            raise ValueError(f"unsupported wire type {kind}")
-        yield number, value
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    out = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        out |= (b & 0x7F) << shift
-        if b < 0x80:
-            return out, i
-        shift += 7
+    """(field number, value) of a message, by betterproto2's reader: an int for a
+    varint, the bytes of a length-delimited field."""
+    for f in betterproto2.parse_fields(buf):
+        yield f.number, f.value
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Self
 
+import betterproto2
 import grpc
 from envoy_data_plane.envoy.config.core.v3 import Node
 from envoy_data_plane.envoy.service.discovery.v3 import (
@@ -235,32 +236,12 @@ class DeltaClient(_Client):
 # a load of many clients reads only the top-level fields it needs.
 
 
-def _varint(body: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = body[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, at
-        shift += 7
-
-
 def top_fields(body: bytes) -> dict[int, list[bytes]]:
     """A message's top-level length-delimited fields, by number (others skipped)."""
     out: dict[int, list[bytes]] = {}
-    at = 0
-    while at < len(body):
-        key, at = _varint(body, at)
-        wire_type = key & 7
-        if wire_type == 2:
-            size, at = _varint(body, at)
-            out.setdefault(key >> 3, []).append(body[at : at + size])
-            at += size
-        elif wire_type == 0:
-            _, at = _varint(body, at)
-        else:
-            at += 8 if wire_type == 1 else 4
+    for f in betterproto2.parse_fields(body):
+        if f.wire_type == 2:
+            out.setdefault(f.number, []).append(f.value)
     return out
 
 

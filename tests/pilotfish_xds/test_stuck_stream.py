@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from adsclient import LightSotwClient, Reply, Running
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
+from test_server import poll
 
 from pilotfish_xds.cache import SnapshotCache
 from pilotfish_xds.codec import encode
@@ -42,14 +43,6 @@ def big(k: int) -> Snapshot:
     pad = "x" * 200_000
     clusters = [Cluster(name=f"c{i}", alt_stat_name=f"v{k}-{pad}") for i in range(60)]
     return Snapshot({CLUSTER: [encode(c.name, c) for c in clusters]})
-
-
-async def poll(check: Callable[[], bool], within: float = 120.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def stream_of(xds: Running, node: str) -> Stream:
@@ -95,17 +88,19 @@ async def test_a_stuck_stream_delays_no_other(xds: Running) -> None:
         ]
         stuck_channel = grpc.aio.insecure_channel(xds.address, options=UNLIMITED)
         try:
-            await poll(lambda: everyone_acked(wanted[0]))
+            await poll(lambda: everyone_acked(wanted[0]), within=120.0)
             stuck = LightSotwClient(stuck_channel, STUCK)
             await stuck.request(CLUSTER)  # and reads nothing for now
-            await poll(lambda: any(s.node_id == STUCK for s in xds.server.ads.streams()))
-            await poll(lambda: stream_of(xds, STUCK).writing)
+            await poll(
+                lambda: any(s.node_id == STUCK for s in xds.server.ads.streams()), within=120.0
+            )
+            await poll(lambda: stream_of(xds, STUCK).writing, within=120.0)
 
             for k in range(1, CHANGES + 1):
                 for node in nodes:
                     xds.cache.set(node, smalls[k])
                 xds.cache.set(STUCK, big(k))
-                await poll(lambda k=k: everyone_acked(wanted[k]))  # type: ignore[misc]
+                await poll(lambda k=k: everyone_acked(wanted[k]), within=120.0)  # type: ignore[misc]
                 # ... while the stuck stream's first response is still not taken, and
                 # what it owes is one push of whatever is latest, not one per change.
                 assert stream_of(xds, STUCK).writing
@@ -125,7 +120,7 @@ async def test_a_stuck_stream_delays_no_other(xds: Running) -> None:
             assert latest.version == big(CHANGES).version(CLUSTER)
             assert latest.resources == 60
             await stuck.ack(latest)
-            await poll(lambda: stuck_status.acked_version == latest.version)
+            await poll(lambda: stuck_status.acked_version == latest.version, within=120.0)
             assert xds.status.pushes[CLUSTER] == len(nodes) * (CHANGES + 1) + 2
         finally:
             for f in followers:
