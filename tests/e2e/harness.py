@@ -159,7 +159,9 @@ class Harness:
         )
         if self._task in done:
             self._task.result()
-        assert waiter in done, "sidecars did not all acknowledge their first config"
+        if waiter not in done:
+            lagging = self.mesh.unconverged()
+            raise AssertionError(f"sidecars did not all acknowledge their first config: {lagging}")
 
     async def synced(self, after: int | None = None) -> None:
         """Wait until the config directory's current content is in every sidecar."""

@@ -3,6 +3,8 @@ always sent plus a catalogue it fetches from (VHDS aliases, clusters by name).""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import yaml
 from adsclient import DeltaClient, Running
@@ -191,3 +193,16 @@ def test_proxy_config_lists_what_a_scoped_proxy_can_fetch() -> None:
     assert names == ["80/api", "80/ext", "80/web"]
     cache.set(NODE, Snapshot({CLUSTER: [encode(DB, Cluster(name=DB))]}))
     assert "onDemand" not in yaml.safe_load(render_config(cache, NODE, "routes"))["routes"]
+
+
+async def test_a_first_request_is_answered_even_with_nothing_to_send(xds: Running) -> None:
+    """A scoped proxy that is always sent no cluster (REGISTRY_ONLY, every service HTTP)
+    and asked before its snapshot existed still gets an answer, empty: Envoy waits for
+    one before it asks for listeners."""
+    async with DeltaClient(xds.address, NODE) as client:
+        await client.request(CLUSTER)
+        await asyncio.sleep(0.1)  # the request is owed: there is no snapshot yet
+        empty = Snapshot({}, on_demand=OnDemand({}, {}, {}, ("80",)))
+        xds.cache.set(NODE, empty)
+        first = await asyncio.wait_for(client.recv(), 10)
+        assert first.type_url == CLUSTER and first.resources == []

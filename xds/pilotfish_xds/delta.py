@@ -143,11 +143,13 @@ class DeltaStream(Stream):
             return HELD
         moved = scoped and version != state.version
         said = changed or removed or answer.unresolved or answer.tables or answer.aliases
-        if moved and not (force or said or state.nonces) and type_url not in self.rejections:
+        quiet = not (force or said or state.nonces) and type_url not in self.rejections
+        if moved and quiet and state.version and type_url not in self.owed:
             # Nothing it holds changed (an edit of a service it never fetched): it is
             # current at the new version without a response — a push to a thousand
-            # scoped sidecars writes only to those that fetched what changed. (With a
-            # response unanswered, the version goes out with a response as before.)
+            # scoped sidecars writes only to those that fetched what changed. Not before
+            # its first answer of the type (Envoy waits for one, even an empty one, to
+            # initialise), nor with a response unanswered or rejected.
             state.version = version
             self.holds(type_url, version)
             return HELD
