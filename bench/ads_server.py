@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import workload
-from envoy_edit import TimedPipeline, TimedStatus
+from envoys import TimedPipeline, TimedStatus
 
 DEPLOYMENTS = 10
 FLEET_NAMESPACES = ("fleet-a", "fleet-b")

@@ -66,7 +66,8 @@ from pathlib import Path
 from typing import Any
 
 import workload
-from envoy_edit import HERE, TimedPipeline, TimedStatus, start_envoy, stop
+from envoy_edit import HERE
+from envoys import TimedPipeline, TimedStatus, start_envoy, stop
 from pilotfish_operator.store import Store
 from pilotfish_operator.translate import Options, proxy_id
 from pilotfish_xds import types

@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import workload
-from envoy_edit import TimedPipeline, envoy_rss_mib, start_envoy, stop
+from envoys import TimedPipeline, envoy_rss_mib, start_envoy, stop
 from pilotfish_operator.store import Store
 from pilotfish_operator.translate import Options, proxy_id
 from pilotfish_xds import codec

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from envoy_edit import stop
+from envoys import stop
 from stats_cost import CPU_CLIENT, CPU_SERVER, OUTBOUND, STATS_OFF, cpu_objects, echo, local_mesh
 
 HERE = Path(__file__).resolve().parent

@@ -44,7 +44,7 @@ import yaml
 
 import build
 import workload
-from envoy_edit import stop
+from envoys import stop
 from pilotfish_operator.translate import Options, Translator, proxy_id
 from pilotfish_xds import codec
 from pilotfish_xds.codec import EncodeCache

@@ -52,7 +52,7 @@ from urllib.parse import quote
 import yaml
 
 import workload
-from envoy_edit import stop
+from envoys import stop
 from pilotfish_operator.local.runner import LocalMesh
 from pilotfish_operator.translate import proxy_id
 

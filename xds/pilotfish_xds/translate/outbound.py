@@ -125,6 +125,10 @@ class Carry:
         self._next[key] = (item, inputs, value)
         return value
 
+    def begin(self) -> None:
+        """A build starts (one that failed half-way left its results behind)."""
+        self._next = {}
+
     def turn(self) -> None:
         """The build is complete: what it used is what the next one may reuse."""
         self._last, self._next = self._next, {}
@@ -161,7 +165,7 @@ def _build(
     mesh_tls: bool,
     carry: Carry,
 ) -> _T:
-    carry._next = {}  # a build that failed half-way left its results behind
+    carry.begin()
     built = build(cache, mesh, view, mesh_tls, carry)
     carry.turn()
     return built
